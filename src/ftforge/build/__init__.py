@@ -1,0 +1,1 @@
+"""Drive py-rattler-build offline: source mirror, toolchain package, cache."""

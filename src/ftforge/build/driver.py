@@ -1,0 +1,371 @@
+"""Build a recipe directory with py-rattler-build, offline, cached by recipe hash.
+
+The steps, each its own function: refuse an output directory inside a channel,
+check the recipe's Debian build dependencies, stage the recipe with its sources
+pointed at the local mirror, compose the variant matrix, then either copy the
+packages from ``~/.cache/ftforge/builds/<hash>`` or build them there first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from ruamel.yaml import YAML
+
+from .. import paths
+from ..channel.layout import ensure_not_inside_channel, index_channel
+from ..errors import BuildFailedError, FtforgeError
+from ..recipes import toolchain as toolchain_recipe
+from .mirror import SourceMirror
+from .preflight import check_apt_dependencies, dpkg_installed
+from .variant_config import VariantMatrix, compose, load_variant_file
+
+__all__ = [
+    "TestStrategy",
+    "BuildReporter",
+    "BuildRequest",
+    "BuildOutcome",
+    "build",
+    "render",
+    "recipe_hash",
+    "system_toolchain",
+]
+
+TestStrategy = Literal["skip", "native"]
+CACHE_SCHEMA = "1"
+
+
+class BuildReporter(Protocol):
+    """Where a build reports progress. The library never prints."""
+
+    def step(self, message: str) -> None: ...
+
+    def log(self, line: str) -> None: ...
+
+
+class _Silent:
+    def step(self, message: str) -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    recipe_dir: Path
+    output_dir: Path
+    overrides: tuple[tuple[str, str], ...] = ()
+    variant_files: tuple[Path, ...] = ()
+    test: TestStrategy = "native"
+    use_cache: bool = True
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    packages: list[Path]
+    cache_key: str
+    cached: bool
+    seconds: float
+    log_file: Path | None = None
+    variants: list[dict[str, str]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------
+# toolchain
+
+
+def _gcc_version() -> str:
+    try:
+        out = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        raise FtforgeError(
+            "no working gcc on this machine",
+            hint="sudo apt-get install -y build-essential   (or run scripts/setup)",
+        ) from None
+    return out.stdout.strip()
+
+
+def system_toolchain() -> toolchain_recipe.Toolchain:
+    return toolchain_recipe.Toolchain(gcc_version=_gcc_version())
+
+
+def ensure_toolchain_channel(tc: toolchain_recipe.Toolchain, channel: Path) -> Path:
+    """Build the activation packages into ``channel`` once per toolchain identity."""
+    from rattler_build import Stage0Recipe, ToolConfiguration, VariantConfig
+
+    stamp = channel / ".ftforge-toolchain"
+    if stamp.exists() and stamp.read_text() == tc.identity:
+        return channel
+    if channel.exists():
+        shutil.rmtree(channel)
+    with tempfile.TemporaryDirectory(prefix="ftforge-toolchain-") as tmp:
+        recipe_path = Path(tmp) / "recipe.yaml"
+        recipe_path.write_text(toolchain_recipe.generate(tc)["recipe.yaml"])
+        rendered = Stage0Recipe.from_file(recipe_path).render(VariantConfig())
+        for variant in rendered:
+            variant.run_build(
+                tool_config=ToolConfiguration(test_strategy="skip"),
+                output_dir=channel, channels=[channel.as_uri()], no_include_recipe=True,
+            )
+    shutil.rmtree(channel / "bld", ignore_errors=True)
+    shutil.rmtree(channel / "src_cache", ignore_errors=True)
+    stamp.write_text(tc.identity)
+    return channel
+
+
+# ---------------------------------------------------------------------------
+# recipe staging and hashing
+
+
+def _recipe_files(recipe_dir: Path) -> list[Path]:
+    return sorted(p for p in recipe_dir.rglob("*") if p.is_file() and "output" not in p.parts)
+
+
+def recipe_hash(recipe_dir: Path, matrix: VariantMatrix, *, extra: Iterable[str] = ()) -> str:
+    """Hash of every recipe file, the composed variant matrix and the toolchain."""
+    digest = hashlib.sha256(f"ftforge-cache-{CACHE_SCHEMA}\n".encode())
+    for path in _recipe_files(recipe_dir):
+        digest.update(str(path.relative_to(recipe_dir)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    digest.update(json.dumps([matrix.values, matrix.zip_keys], sort_keys=True).encode())
+    for item in extra:
+        digest.update(item.encode() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def _load_recipe(recipe_dir: Path) -> dict:
+    path = recipe_dir / "recipe.yaml"
+    if not path.is_file():
+        raise FtforgeError(
+            f"{recipe_dir}: no recipe.yaml here",
+            hint="point ftforge build at a directory holding a v1 recipe.yaml",
+        )
+    try:
+        data = YAML(typ="safe").load(path.read_text())
+    except Exception as exc:
+        raise FtforgeError(f"{path}: not valid YAML ({exc})", hint="fix the recipe") from None
+    if not isinstance(data, dict):
+        raise FtforgeError(f"{path}: a recipe must be a YAML mapping")
+    return data
+
+
+def _sources(recipe: dict) -> list[dict]:
+    found: list[dict] = []
+    for holder in [recipe, *(recipe.get("outputs") or [])]:
+        src = holder.get("source") if isinstance(holder, dict) else None
+        for entry in src if isinstance(src, list) else [src] if src else []:
+            if isinstance(entry, dict) and "url" in entry:
+                found.append(entry)
+    return found
+
+
+def _recipe_name(recipe: dict, recipe_dir: Path) -> str:
+    block = recipe.get("recipe") or recipe.get("package") or {}
+    return str(block.get("name", recipe_dir.name))
+
+
+def stage_recipe(recipe_dir: Path, stage: Path, mirror: SourceMirror) -> Path:
+    """Copy the recipe to ``stage`` with every source URL pointed at the mirror."""
+    recipe = _load_recipe(recipe_dir)
+    name = _recipe_name(recipe, recipe_dir)
+    shutil.copytree(recipe_dir, stage, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("output"))
+    text = (stage / "recipe.yaml").read_text()
+    for source in _sources(recipe):
+        urls = source["url"] if isinstance(source["url"], list) else [source["url"]]
+        sha = source.get("sha256")
+        for url in urls:
+            if "${{" in str(url) or not sha:
+                continue
+            text = text.replace(str(url), mirror.localize(str(url), str(sha), package=name))
+    (stage / "recipe.yaml").write_text(text)
+    return stage / "recipe.yaml"
+
+
+def _apt_dependencies(recipe: dict) -> list[str]:
+    extra = recipe.get("extra") or {}
+    return list(((extra.get("ftforge") or {}).get("apt_build_dependencies")) or [])
+
+
+# ---------------------------------------------------------------------------
+# rendering and building
+
+
+def _matrix(request: BuildRequest, tc: toolchain_recipe.Toolchain | None) -> VariantMatrix:
+    matrix = VariantMatrix(tc.variant_config() if tc else {})
+    for path in request.variant_files:
+        matrix = matrix.merged(load_variant_file(path))
+    own = request.recipe_dir / "variants.yaml"
+    if own.is_file():
+        matrix = matrix.merged(load_variant_file(own))
+    return compose(matrix, list(request.overrides))
+
+
+def _rattler_variant_config(matrix: VariantMatrix):
+    from rattler_build import VariantConfig
+
+    return VariantConfig(dict(matrix.values), zip_keys=matrix.zip_keys or None)
+
+
+def render(recipe_path: Path, matrix: VariantMatrix) -> list:
+    """Render with rattler-build (no build); errors become ``FtforgeError``."""
+    from rattler_build import RattlerBuildError, Stage0Recipe
+
+    try:
+        return Stage0Recipe.from_file(recipe_path).render(_rattler_variant_config(matrix))
+    except RattlerBuildError as exc:
+        raise FtforgeError(
+            f"{recipe_path}: rattler-build cannot render this recipe: {exc}",
+            hint="fix the recipe (or regenerate it with `ftforge recipe`)",
+        ) from None
+
+
+class _LogSink:
+    """A rattler-build progress callback that keeps the whole log and forwards lines."""
+
+    def __init__(self, reporter: BuildReporter, log_path: Path) -> None:
+        self.reporter = reporter
+        self.handle = log_path.open("a")
+
+    def on_download_start(self, event) -> None:
+        self.reporter.step(f"downloading {event.url}")
+
+    def on_download_progress(self, event) -> None:
+        pass
+
+    def on_download_complete(self, event) -> None:
+        pass
+
+    def on_build_step(self, event) -> None:
+        self.reporter.step(f"{event.step_name}: {event.message}")
+
+    def on_log(self, event) -> None:
+        self.handle.write(event.message + "\n")
+        self.handle.flush()
+        self.reporter.log(event.message)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _collect(directory: Path) -> list[Path]:
+    return sorted(
+        p for p in directory.glob("*/*") if p.name.endswith((".conda", ".tar.bz2"))
+    )
+
+
+def build(
+    request: BuildRequest,
+    *,
+    mirror: SourceMirror | None = None,
+    reporter: BuildReporter | None = None,
+    installed: Callable[[str], bool] = dpkg_installed,
+) -> BuildOutcome:
+    """Build every variant of ``request.recipe_dir`` into ``request.output_dir``."""
+    started = time.monotonic()
+    reporter = reporter or _Silent()
+    mirror = mirror or SourceMirror(paths.source_mirror_dir())
+    recipe_dir = request.recipe_dir.resolve()
+    output_dir = request.output_dir.resolve()
+    ensure_not_inside_channel(output_dir, what="build output directory")
+
+    recipe = _load_recipe(recipe_dir)
+    name = _recipe_name(recipe, recipe_dir)
+    reporter.step(f"{name}: checking system build dependencies")
+    check_apt_dependencies(_apt_dependencies(recipe), recipe=str(recipe_dir / "recipe.yaml"),
+                           installed=installed)
+
+    tc = system_toolchain()
+    matrix = _matrix(request, tc)
+    from rattler_build import get_rattler_build_version_py
+
+    key = recipe_hash(recipe_dir, matrix, extra=[tc.identity, get_rattler_build_version_py(),
+                                                 request.test])
+    cache_dir = paths.builds_dir() / key
+    manifest = cache_dir / "manifest.json"
+
+    with tempfile.TemporaryDirectory(prefix="ftforge-stage-") as tmp:
+        staged = stage_recipe(recipe_dir, Path(tmp) / "recipe", mirror)
+        rendered = render(staged, matrix)
+        variants = [dict(v.variant) for v in rendered]
+        if not rendered:
+            raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
+                               hint="check the --variant values")
+        cached = request.use_cache and manifest.is_file()
+        if not cached:
+            reporter.step(f"{name}: toolchain package")
+            toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
+            _build_into_cache(rendered, cache_dir, toolchain_channel, request.test, reporter, name)
+        else:
+            reporter.step(f"{name}: cached build {key}")
+    packages = _copy_out(cache_dir, output_dir)
+    return BuildOutcome(packages, key, cached, time.monotonic() - started,
+                        cache_dir / "build.log", variants)
+
+
+def _build_into_cache(rendered: list, cache_dir: Path, toolchain_channel: Path,
+                      test: TestStrategy, reporter: BuildReporter, name: str) -> None:
+    from rattler_build import RattlerBuildError, ToolConfiguration
+
+    work = cache_dir.with_name(cache_dir.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log_path = work / "build.log"
+    sink = _LogSink(reporter, log_path)
+    tool = ToolConfiguration(test_strategy=test)
+    try:
+        for index, variant in enumerate(rendered, start=1):
+            label = ", ".join(f"{k}={v}" for k, v in sorted(variant.variant.items())
+                              if k != "target_platform")
+            reporter.step(f"[{index}/{len(rendered)}] {variant.recipe.package.name} ({label})")
+            try:
+                variant.run_build(
+                    tool_config=tool, output_dir=work,
+                    channels=[work.as_uri(), toolchain_channel.as_uri()],
+                    progress_callback=sink,
+                )
+            except RattlerBuildError as exc:
+                raise BuildFailedError(
+                    f"{name}: building {variant.recipe.package.name} ({label}) failed: "
+                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+                    hint=f"the full log is {cache_dir}.failed/build.log",
+                ) from None
+    except BaseException:
+        sink.close()
+        failed = cache_dir.with_name(cache_dir.name + ".failed")
+        shutil.rmtree(failed, ignore_errors=True)
+        shutil.rmtree(work / "bld", ignore_errors=True)
+        work.rename(failed)
+        raise
+    sink.close()
+    for scratch in ("bld", "src_cache"):
+        shutil.rmtree(work / scratch, ignore_errors=True)
+    packages = _collect(work)
+    (work / "manifest.json").write_text(json.dumps(
+        {"packages": [str(p.relative_to(work)) for p in packages]}, indent=2))
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    work.rename(cache_dir)
+
+
+def _copy_out(cache_dir: Path, output_dir: Path) -> list[Path]:
+    data = json.loads((cache_dir / "manifest.json").read_text())
+    copied = []
+    for rel in data["packages"]:
+        source = cache_dir / rel
+        target = output_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        target.chmod(0o644)
+        copied.append(target)
+    index_channel(output_dir)
+    return copied

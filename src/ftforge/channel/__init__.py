@@ -1,0 +1,1 @@
+"""The dedicated channel: publish and index."""

@@ -1,0 +1,72 @@
+"""What a channel directory is, and indexing it with py-rattler."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ..errors import ChannelError, OutputInsideChannelError
+
+__all__ = ["CHANNEL_MARKER", "SUBDIRS", "mark_channel", "is_channel", "channel_root_of",
+           "ensure_not_inside_channel", "index_channel", "subdir_of"]
+
+CHANNEL_MARKER = ".ftforge-channel"
+"""Written by ``ftforge channel publish`` at a channel's root."""
+
+SUBDIRS = ("noarch", "linux-64", "linux-aarch64")
+
+
+def mark_channel(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "noarch").mkdir(exist_ok=True)
+    marker = root / CHANNEL_MARKER
+    if not marker.exists():
+        marker.write_text("published by ftforge; do not build into this directory\n")
+
+
+def is_channel(path: Path) -> bool:
+    return (path / CHANNEL_MARKER).is_file()
+
+
+def channel_root_of(path: Path) -> Path | None:
+    path = path.resolve()
+    for candidate in (path, *path.parents):
+        if is_channel(candidate):
+            return candidate
+    return None
+
+
+def ensure_not_inside_channel(path: Path, *, what: str) -> None:
+    root = channel_root_of(path)
+    if root is not None:
+        raise OutputInsideChannelError(
+            f"the {what} {path} is inside the published channel {root}",
+            hint="build into a separate directory (e.g. ./output) and publish from there "
+            "with `ftforge channel publish`; never build straight into a channel",
+        )
+
+
+def subdir_of(package: Path) -> str:
+    """The subdir a package belongs in, from its ``info/index.json``."""
+    from conda_package_streaming.package_streaming import stream_conda_info
+    import json
+
+    try:
+        for tar, member in stream_conda_info(str(package)):
+            if member.name == "info/index.json":
+                data = json.load(tar.extractfile(member))
+                return data.get("subdir") or "noarch"
+    except Exception as exc:
+        raise ChannelError(
+            f"{package}: not a readable conda package ({exc})",
+            hint="rebuild it; a .conda or .tar.bz2 from ftforge build is expected",
+        ) from None
+    raise ChannelError(f"{package}: has no info/index.json", hint="rebuild the package")
+
+
+def index_channel(root: Path) -> None:
+    """(Re)write every subdir's repodata.json with py-rattler's indexer."""
+    from rattler import index_fs
+
+    (root / "noarch").mkdir(parents=True, exist_ok=True)
+    asyncio.run(index_fs(root, write_zst=False, write_shards=False, force=True))

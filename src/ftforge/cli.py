@@ -1,0 +1,224 @@
+"""The ``ftforge`` command line: a thin typer layer over the library.
+
+All printing, colour and exit codes live here; ``main`` turns every
+``FtforgeError`` into a message without a traceback and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import FtforgeError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Free-threaded CPython and its ecosystem as conda packages.")
+recipe_app = typer.Typer(no_args_is_help=True, help="Generate recipes.")
+channel_app = typer.Typer(no_args_is_help=True, help="Publish and inspect the channel.")
+app.add_typer(recipe_app, name="recipe")
+app.add_typer(channel_app, name="channel")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class RichReporter:
+    """Shows the current build step and the last log line under a spinner."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting", total=None)
+        self.current = "starting"
+
+    def step(self, message: str) -> None:
+        self.current = message
+        self.progress.console.log(message)
+        self.progress.update(self.task, description=message)
+
+    def log(self, line: str) -> None:
+        tail = line.strip().splitlines()[-1][:90] if line.strip() else ""
+        if tail:
+            self.progress.update(self.task, description=f"{self.current[:60]} · {tail}")
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                    console=err_console, transient=True)
+
+
+# ---------------------------------------------------------------------------
+@recipe_app.command("python")
+def recipe_python(
+    version: Annotated[str, typer.Argument(help="CPython release, e.g. 3.13.5")],
+    output_dir: Annotated[Path, typer.Option(help="where recipe directories go")] = Path("recipes"),
+    sha256: Annotated[Optional[str], typer.Option(help="sha256 of Python-VERSION.tar.xz, "
+                                                  "for a release ftforge does not list")] = None,
+    build_number: Annotated[int, typer.Option(help="build number")] = 0,
+    check: Annotated[bool, typer.Option("--check", help="exit non-zero if the files on disk "
+                                        "differ from what would be written")] = False,
+) -> None:
+    """Write the interpreter recipe (python, python_abi, python-freethreading, python-gil)."""
+    from .recipes import files as recipe_files
+    from .recipes import python as python_recipe
+
+    name, files = python_recipe.files_for(version, sha256=sha256, build_number=build_number)
+    target = output_dir / name
+    if check:
+        recipe_files.check_files(target, files, command=f"ftforge recipe python {version}")
+        console.print(f"[green]up to date[/green] {target}")
+        return
+    for path in recipe_files.write_files(target, files):
+        console.print(f"wrote {path}")
+
+
+@recipe_app.command("config")
+def recipe_config(
+    output_dir: Annotated[Path, typer.Option(help="repository root")] = Path("."),
+    check: Annotated[bool, typer.Option("--check", help="exit non-zero on drift")] = False,
+) -> None:
+    """Write the root conda_build_config.yaml (python x is_freethreading, conda-forge keys)."""
+    from .recipes import build_config
+    from .recipes import files as recipe_files
+
+    files = build_config.generate()
+    if check:
+        recipe_files.check_files(output_dir, files, command="ftforge recipe config")
+        console.print(f"[green]up to date[/green] {output_dir / build_config.FILE_NAME}")
+        return
+    for path in recipe_files.write_files(output_dir, files):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def build(
+    recipe_dir: Annotated[Path, typer.Argument(help="directory holding recipe.yaml")],
+    output_dir: Annotated[Path, typer.Option(help="where packages are written")] = Path("output"),
+    variant: Annotated[Optional[list[str]], typer.Option(
+        "--variant", help="KEY=VALUE, pins one variant key (repeatable)")] = None,
+    variant_config: Annotated[Optional[list[Path]], typer.Option(
+        "--variant-config", "-m", help="extra variant file (conda_build_config.yaml)")] = None,
+    test: Annotated[str, typer.Option(help="run the recipe's tests: native|skip")] = "native",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild even if cached")] = False,
+) -> None:
+    """Build every variant of a recipe with py-rattler-build, offline."""
+    from .build.driver import BuildRequest
+    from .build.driver import build as run_build
+    from .build.variant_config import parse_override
+
+    if test not in ("native", "skip"):
+        raise FtforgeError(f"--test {test}: expected native or skip")
+    request = BuildRequest(
+        recipe_dir, output_dir, tuple(parse_override(v) for v in variant or []),
+        tuple(variant_config or []), test=test, use_cache=not no_cache,  # type: ignore[arg-type]
+    )
+    with _progress() as progress:
+        outcome = run_build(request, reporter=RichReporter(progress))
+    state = "cached" if outcome.cached else f"built in {outcome.seconds:.0f}s"
+    console.print(f"[green]{state}[/green] (recipe hash {outcome.cache_key})")
+    for pkg in outcome.packages:
+        console.print(f"  {pkg}")
+
+
+@channel_app.command("publish")
+def channel_publish(
+    packages: Annotated[list[Path], typer.Argument(help=".conda / .tar.bz2 files")],
+    channel: Annotated[Path, typer.Option(help="channel directory")],
+) -> None:
+    """Copy packages into a channel and re-index it."""
+    from .channel.publish import publish
+
+    result = publish(packages, channel)
+    for path in result.added:
+        console.print(f"[green]published[/green] {path}")
+    for path in result.unchanged:
+        console.print(f"[dim]unchanged[/dim] {path}")
+
+
+@app.command()
+def create(
+    specs: Annotated[list[str], typer.Argument(help="match specs, e.g. python-freethreading")],
+    prefix: Annotated[Path, typer.Option("--prefix", "-p", help="environment directory")],
+    channel: Annotated[list[str], typer.Option("--channel", "-c", help="URL or directory")],
+    channel_priority: Annotated[str, typer.Option(help="strict|disabled")] = "strict",
+    force: Annotated[bool, typer.Option(help="replace an existing prefix")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="solve only")] = False,
+) -> None:
+    """Solve and install an environment with py-rattler, as `conda create` would."""
+    from .environments import CHANNEL_PRIORITIES
+    from .environments import create as create_env
+    from .environments import solve
+
+    if channel_priority not in CHANNEL_PRIORITIES:
+        raise FtforgeError(f"--channel-priority {channel_priority}: expected "
+                           f"{' or '.join(CHANNEL_PRIORITIES)}")
+    if dry_run:
+        solved = solve(channel, specs, priority=channel_priority)  # type: ignore[arg-type]
+    else:
+        solved = create_env(prefix, channel, specs, priority=channel_priority,  # type: ignore[arg-type]
+                            force=force)
+    table = Table("package", "version", "build", "channel")
+    for pkg in solved:
+        table.add_row(pkg.name, pkg.version, pkg.build, pkg.channel)
+    console.print(table)
+    if not dry_run:
+        console.print(f"[green]created[/green] {prefix}")
+
+
+@app.command()
+def demo(
+    work_dir: Annotated[Path, typer.Option(help="where recipe, channel and env go")] = Path("demo"),
+    iterations: Annotated[int, typer.Option(help="workload loop length per thread")] = 3_000_000,
+) -> None:
+    """Build free-threaded CPython, publish it, install it, and show threads run in parallel."""
+    from .demo import run_demo
+
+    with _progress() as progress:
+        result = run_demo(work_dir, reporter=RichReporter(progress), iterations=iterations)
+    s = result.scaling
+    table = Table(title="ftforge demo", show_header=False)
+    table.add_row("python", f"{result.python.version} {result.python.build}")
+    table.add_row("channel", str(result.work_dir / "channel"))
+    table.add_row("environment", str(result.work_dir / "env"))
+    table.add_row("build", "from cache" if result.build_cached else f"{result.build_seconds:.0f}s")
+    table.add_row("sys._is_gil_enabled()", str(s.gil_enabled))
+    table.add_row("Py_GIL_DISABLED", str(s.py_gil_disabled))
+    table.add_row("1 thread", f"{s.one_thread_s:.3f}s")
+    table.add_row("2 threads (2x work)", f"{s.two_threads_s:.3f}s")
+    table.add_row("2-thread speedup", f"{s.speedup:.2f}x")
+    console.print(table)
+    if s.gil_enabled:
+        raise FtforgeError("the installed interpreter reports the GIL enabled",
+                           hint="the free-threaded build did not take; see the build log")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except FtforgeError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(f"  [yellow]hint:[/yellow] {exc.hint}", highlight=False)
+        sys.stdout.flush()
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The feedstock migration bot (see issue 7)."""

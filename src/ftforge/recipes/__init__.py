@@ -1,0 +1,1 @@
+"""Recipe generators. Generation is pure (text out); ``files`` writes and checks drift."""

@@ -1,0 +1,255 @@
+"""THE single source of truth for ABI facts: GIL vs free-threaded CPython.
+
+Every other module derives names, specs, paths and build strings from
+:class:`PythonVariant`; nothing else spells out ``cp313t``, ``_cp313t``,
+``python3.13t`` or a ``py313t`` build-string prefix.
+
+The spelling follows conda-forge (python-feedstock, python_abi,
+conda-forge-pinning) so a recipe made here renders there, with two deliberate
+fixes: extension build strings carry the ``t`` marker (``py313th<hash>_0``),
+and every free-threaded ``python_abi`` is down-weighted, 3.14t/3.15t included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import UnknownPythonVersion
+
+__all__ = [
+    "ABI_PREFIX",
+    "FREETHREADED_MARKER",
+    "SUPPORTED_SERIES",
+    "DEFAULT_SERIES",
+    "PYTHON_MIN",
+    "Platform",
+    "PLATFORM_TRIPLETS",
+    "PythonVariant",
+    "all_variants",
+    "parse_series",
+    "conda_build_config",
+]
+
+ABI_PREFIX = "cp"
+"""CPython's ABI tag prefix (PEP 425/3149)."""
+
+FREETHREADED_MARKER = "t"
+"""The ABI flag PEP 703 adds for free-threaded builds (``cp313t``)."""
+
+SUPPORTED_SERIES: tuple[str, ...] = ("3.13", "3.14", "3.15")
+"""CPython series that have a free-threaded build."""
+
+DEFAULT_SERIES = "3.13"
+
+PYTHON_MIN = "3.10"
+"""conda-forge's ``python_min`` for noarch: python packages."""
+
+Platform = Literal["linux-64", "linux-aarch64"]
+PLATFORM_TRIPLETS: dict[str, str] = {
+    "linux-64": "x86_64-linux-gnu",
+    "linux-aarch64": "aarch64-linux-gnu",
+}
+
+# PEP 803 (abi3t) lands in 3.15: the first free-threaded stable ABI.
+_FIRST_ABI3T_SERIES = (3, 15)
+
+_SERIES_RE = re.compile(r"^(?P<major>3)\.(?P<minor>\d{1,2})(?:\.(?P<micro>\d+))?$")
+
+
+def parse_series(version: str) -> str:
+    """``"3.13.5"`` or ``"3.13"`` -> ``"3.13"``; refuse what ftforge does not support."""
+    match = _SERIES_RE.match(version.strip())
+    if not match:
+        raise UnknownPythonVersion(
+            f"'{version}' is not a CPython version (expected e.g. 3.13 or 3.13.5)",
+            hint=f"supported series: {', '.join(SUPPORTED_SERIES)}",
+        )
+    series = f"{match['major']}.{match['minor']}"
+    if series not in SUPPORTED_SERIES:
+        raise UnknownPythonVersion(
+            f"Python {version}: series {series} has no free-threaded build ftforge supports",
+            hint=f"use one of {', '.join(SUPPORTED_SERIES)}",
+        )
+    return series
+
+
+@dataclass(frozen=True, order=True)
+class PythonVariant:
+    """One interpreter ABI: a CPython series, GIL or free-threaded."""
+
+    series: str
+    freethreaded: bool
+
+    def __post_init__(self) -> None:
+        parse_series(self.series)
+
+    @classmethod
+    def gil(cls, series: str = DEFAULT_SERIES) -> PythonVariant:
+        return cls(parse_series(series), False)
+
+    @classmethod
+    def ft(cls, series: str = DEFAULT_SERIES) -> PythonVariant:
+        return cls(parse_series(series), True)
+
+    @classmethod
+    def from_abi_tag(cls, tag: str) -> PythonVariant:
+        """``"cp313t"`` -> free-threaded 3.13."""
+        match = re.fullmatch(rf"{ABI_PREFIX}3(\d{{1,2}})({FREETHREADED_MARKER}?)", tag)
+        if not match:
+            raise UnknownPythonVersion(f"'{tag}' is not a CPython ABI tag like cp313 or cp313t")
+        return cls(f"3.{match[1]}", bool(match[2]))
+
+    # -- names ---------------------------------------------------------------
+    @property
+    def nodot(self) -> str:
+        return self.series.replace(".", "")
+
+    @property
+    def version_tuple(self) -> tuple[int, int]:
+        major, minor = self.series.split(".")
+        return int(major), int(minor)
+
+    @property
+    def marker(self) -> str:
+        return FREETHREADED_MARKER if self.freethreaded else ""
+
+    @property
+    def abi_tag(self) -> str:
+        """``cp313`` / ``cp313t``."""
+        return f"{ABI_PREFIX}{self.nodot}{self.marker}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.series}{self.marker} ({'free-threaded' if self.freethreaded else 'GIL'})"
+
+    # -- conda specs -----------------------------------------------------------
+    @property
+    def python_spec(self) -> str:
+        """The ``python`` variant value in conda_build_config: ``3.13.* *_cp313t``."""
+        return f"{self.series}.* *_{self.abi_tag}"
+
+    @property
+    def python_abi_spec(self) -> str:
+        """What a package built against this python depends on."""
+        return f"python_abi {self.series}.* *_{self.abi_tag}"
+
+    @property
+    def python_abi_run_constraint(self) -> str:
+        """``python_abi``'s ``run_constrained``: only this interpreter ABI."""
+        return f"python {self.series}.* *_{self.abi_tag}"
+
+    @property
+    def python_abi_version(self) -> str:
+        return self.series
+
+    @property
+    def metapackage(self) -> str:
+        """``python-freethreading`` / ``python-gil``: the opt-in names."""
+        return "python-freethreading" if self.freethreaded else "python-gil"
+
+    def python_build_string(self, build_hash: str, build_number: int) -> str:
+        """``h<hash>_<bn>_cp313t``."""
+        return f"h{build_hash}_{build_number}_{self.abi_tag}"
+
+    def python_abi_build_string(self, build_number: int) -> str:
+        """``<bn>_cp313t``."""
+        return f"{build_number}_{self.abi_tag}"
+
+    @property
+    def extension_build_prefix(self) -> str:
+        """``py313t``: the start of an extension package's build string."""
+        return f"py{self.nodot}{self.marker}"
+
+    def extension_build_string(self, build_hash: str, build_number: int) -> str:
+        """``py313th<hash>_<bn>`` (conda-forge omits the ``t``; we do not)."""
+        return f"{self.extension_build_prefix}h{build_hash}_{build_number}"
+
+    @property
+    def down_prioritize(self) -> int:
+        """Solver penalty (track features) so the GIL build wins by default."""
+        return 1 if self.freethreaded else 0
+
+    # -- files -------------------------------------------------------------------
+    @property
+    def stdlib_dir(self) -> str:
+        """``lib/python3.13t``."""
+        return f"lib/python{self.series}{self.marker}"
+
+    @property
+    def site_packages(self) -> str:
+        """``lib/python3.13t/site-packages`` (CEP-17 ``python_site_packages_path``)."""
+        return f"{self.stdlib_dir}/site-packages"
+
+    @property
+    def noarch_site_packages(self) -> str:
+        """Where installers that ignore CEP-17 put noarch: python packages."""
+        return f"lib/python{self.series}/site-packages"
+
+    @property
+    def executable(self) -> str:
+        """``bin/python3.13t``: the versioned interpreter name ``make install`` writes."""
+        return f"bin/python{self.series}{self.marker}"
+
+    @property
+    def libpython(self) -> str:
+        return f"lib/libpython{self.series}{self.marker}.so"
+
+    def extension_suffix(self, platform: str = "linux-64") -> str:
+        """``.cpython-313t-x86_64-linux-gnu.so``."""
+        try:
+            triplet = PLATFORM_TRIPLETS[platform]
+        except KeyError:
+            raise UnknownPythonVersion(
+                f"no platform triplet known for '{platform}'",
+                hint=f"known: {', '.join(PLATFORM_TRIPLETS)}",
+            ) from None
+        return f".cpython-{self.nodot}{self.marker}-{triplet}.so"
+
+    @property
+    def stable_abi_suffix(self) -> str | None:
+        """The stable-ABI suffix that may ship for this ABI, or None.
+
+        GIL builds load ``.abi3.so``. A free-threaded 3.13t/3.14t interpreter
+        has no stable ABI at all; 3.15t has ``abi3t`` (PEP 803).
+        """
+        if not self.freethreaded:
+            return ".abi3.so"
+        if self.version_tuple >= _FIRST_ABI3T_SERIES:
+            return ".abi3t.so"
+        return None
+
+    # -- configuration keys ----------------------------------------------------------
+    @property
+    def py_gil_disabled(self) -> int:
+        """``sysconfig.get_config_var("Py_GIL_DISABLED")``."""
+        return 1 if self.freethreaded else 0
+
+    @property
+    def is_freethreading(self) -> bool:
+        """conda-forge's ``is_freethreading`` key, zipped with ``python``."""
+        return self.freethreaded
+
+    @property
+    def recipe_freethreading(self) -> str:
+        """The python recipe's own variant key: ``freethreading: yes|no``."""
+        return "yes" if self.freethreaded else "no"
+
+    @property
+    def configure_flags(self) -> tuple[str, ...]:
+        return ("--disable-gil",) if self.freethreaded else ()
+
+
+def all_variants(series: tuple[str, ...] = SUPPORTED_SERIES) -> list[PythonVariant]:
+    return [PythonVariant(s, ft) for s in series for ft in (False, True)]
+
+
+def conda_build_config(variants: list[PythonVariant]) -> dict[str, object]:
+    """The conda-forge-keyed variant matrix (``python`` zipped with ``is_freethreading``)."""
+    return {
+        "python": [v.python_spec for v in variants],
+        "is_freethreading": [v.is_freethreading for v in variants],
+        "python_min": [PYTHON_MIN],
+        "zip_keys": [["python", "is_freethreading"]],
+    }

@@ -1,0 +1,126 @@
+"""The interpreter recipe: committed files match the generator; rattler-build renders it."""
+
+import subprocess
+import sys
+
+import pytest
+from ruamel.yaml import YAML
+
+from ftforge.build.driver import render
+from ftforge.build.variant_config import VariantMatrix
+from ftforge.errors import RecipeDriftError, UnknownPythonVersion
+from ftforge.recipes import build_config
+from ftforge.recipes import files as recipe_files
+from ftforge.recipes import python as python_recipe
+from ftforge.recipes.cpython_sources import KNOWN_SOURCES, source_for
+from ftforge.variants import PythonVariant
+
+VERSIONS = sorted(KNOWN_SOURCES)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_committed_recipes_are_what_the_generator_writes(repo, version):
+    result = subprocess.run(
+        [sys.executable, "-m", "ftforge.cli", "recipe", "python", version, "--check",
+         "--output-dir", str(repo / "recipes")],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_committed_conda_build_config_is_generated(repo):
+    recipe_files.check_files(repo, build_config.generate(), command="ftforge recipe config")
+
+
+def test_check_detects_drift(tmp_path):
+    name, files = python_recipe.files_for("3.13.5")
+    recipe_files.write_files(tmp_path / name, files)
+    (tmp_path / name / "recipe.yaml").write_text(files["recipe.yaml"].replace("--disable-gil", "x"))
+    with pytest.raises(RecipeDriftError, match="recipe.yaml"):
+        recipe_files.check_files(tmp_path / name, files, command="ftforge recipe python 3.13.5")
+    result = subprocess.run(
+        [sys.executable, "-m", "ftforge.cli", "recipe", "python", "3.13.5", "--check",
+         "--output-dir", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "differ from what the generator writes" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_source_is_python_org_with_the_known_sha256():
+    src = source_for("3.13.5")
+    assert src.url == "https://www.python.org/ftp/python/3.13.5/Python-3.13.5.tar.xz"
+    assert src.sha256 == "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
+    _, files = python_recipe.files_for("3.13.5")
+    assert src.url in files["recipe.yaml"] and src.sha256 in files["recipe.yaml"]
+
+
+def test_unknown_release_needs_a_sha256():
+    with pytest.raises(UnknownPythonVersion, match="--sha256"):
+        source_for("3.13.77")
+    assert source_for("3.13.77", sha256="AB" * 32).sha256 == "ab" * 32
+
+
+def _render(recipe_dir, **values):
+    matrix = VariantMatrix({k: [v] for k, v in values.items()})
+    out = {}
+    for variant in render(recipe_dir / "recipe.yaml", matrix):
+        recipe = variant.recipe
+        out[recipe.package.name] = variant
+    return out
+
+
+def py_down(outputs):
+    return outputs["python"].recipe.to_dict()["build"]["variant"].get("down_prioritize_variant", 0)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("freethreading", ["no", "yes"])
+@pytest.mark.parametrize("profile", ["system", "conda-forge"])
+def test_recipe_renders_for_every_variant_and_profile(tmp_path, version, freethreading, profile):
+    name, files = python_recipe.files_for(version)
+    recipe_files.write_files(tmp_path, files)
+    v = PythonVariant(source_for(version).series, freethreading == "yes")
+    outputs = _render(tmp_path, freethreading=freethreading, python_deps_profile=profile,
+                      c_compiler="gcc", cxx_compiler="gxx")
+    assert set(outputs) == {"python", "python_abi", v.metapackage}
+
+    abi = outputs["python_abi"].recipe.to_dict()
+    assert abi["package"]["version"] == v.series
+    assert abi["build"]["string"] == v.python_abi_build_string(0)
+    assert abi["build"]["noarch"] == "generic"
+    assert abi["build"]["variant"].get("down_prioritize_variant", 0) == v.down_prioritize
+    assert py_down(outputs) == v.down_prioritize
+    assert abi["requirements"]["run_constraints"] == [v.python_abi_run_constraint]
+
+    py = outputs["python"].recipe.to_dict()
+    assert py["build"]["string"].endswith(f"_0_{v.abi_tag}")
+    assert py["build"]["string"].startswith("h")
+    assert py["build"]["python"]["site_packages_path"] == v.site_packages
+    assert py["build"]["script"]["env"].get("CONFIGURE_EXTRA", "") == " ".join(v.configure_flags)
+    assert py["requirements"]["run"] == [v.python_abi_spec]
+    assert py["requirements"]["run_exports"] == {"noarch": ["python"], "weak": [v.python_abi_spec]}
+    host = py["requirements"].get("host", [])
+    if profile == "conda-forge":
+        assert {"openssl", "libffi", "zlib", "sqlite", "tk", "ncurses", "readline",
+                "libuuid", "libexpat", "bzip2"} <= set(host)
+        assert "gcc_linux-64" in py["requirements"]["build"]
+    else:
+        assert host == []
+
+    meta = outputs[v.metapackage].recipe.to_dict()
+    assert v.python_abi_spec in meta["requirements"]["run"]
+
+
+def test_recipe_yaml_carries_the_free_threaded_signals():
+    _, files = python_recipe.files_for("3.14.10")
+    data = YAML(typ="safe").load(files["recipe.yaml"])
+    python = next(o for o in data["outputs"] if o["package"]["name"] == "python")
+    abi = next(o for o in data["outputs"] if o["package"]["name"] == "python_abi")
+    # down-weighted for 3.14t as well (conda-forge's python_abi misses it)
+    for output in (python, abi):
+        assert output["build"]["variant"]["down_prioritize_variant"] == "${{ down_prioritize }}"
+    assert 'if freethreading == "yes" else 0' in data["context"]["down_prioritize"]
+    assert python["build"]["python"]["site_packages_path"] == "${{ site_packages }}"
+    assert "lib/python3.14t/site-packages" in data["context"]["site_packages"]
+    assert python["requirements"]["run_exports"]["noarch"] == ["python"]
+    assert python["build"]["dynamic_linking"]["rpaths"] == ["lib/"]
+    assert "libzstd-dev" in data["extra"]["ftforge"]["apt_build_dependencies"]
