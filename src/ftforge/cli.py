@@ -25,7 +25,7 @@ app.add_typer(recipe_app, name="recipe")
 app.add_typer(channel_app, name="channel")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class RichReporter:
@@ -38,7 +38,7 @@ class RichReporter:
 
     def step(self, message: str) -> None:
         self.current = message
-        self.progress.console.log(message)
+        self.progress.console.print(f"[dim]•[/dim] {message}", highlight=False)
         self.progress.update(self.task, description=message)
 
     def log(self, line: str) -> None:
@@ -211,14 +211,12 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors from typer's click layer carry show() and exit_code.
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
         raise
-
 
 if __name__ == "__main__":
     main()

@@ -66,7 +66,7 @@ def subdir_of(package: Path) -> str:
 
 def index_channel(root: Path) -> None:
     """(Re)write every subdir's repodata.json with py-rattler's indexer."""
-    from rattler import index_fs
+    from rattler.index import index_fs
 
     (root / "noarch").mkdir(parents=True, exist_ok=True)
     asyncio.run(index_fs(root, write_zst=False, write_shards=False, force=True))

@@ -1,0 +1,78 @@
+"""Real builds of the interpreter recipe, cached under ~/.cache/ftforge by recipe hash.
+
+The session builds both ABIs from the one recipe in recipes/python-3.13 (each
+variant pinned with --variant, the same cache key ``ftforge demo`` uses for
+the free-threaded one), publishes all of it to one channel, and creates one
+environment per ABI with ``ftforge create``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftforge.build.driver import BuildRequest, build
+from ftforge.channel.publish import publish
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "recipes" / "python-3.13"
+
+
+def ftforge(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "ftforge.cli", *args],
+                            capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"ftforge {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def interpreter_packages(tmp_path_factory) -> dict[str, list[Path]]:
+    out = tmp_path_factory.mktemp("output")
+    packages = {}
+    for value in ("yes", "no"):
+        outcome = build(BuildRequest(RECIPE, out, overrides=(("freethreading", value),)))
+        packages[value] = outcome.packages
+    return packages
+
+
+@pytest.fixture(scope="session")
+def channel(tmp_path_factory, interpreter_packages) -> Path:
+    root = tmp_path_factory.mktemp("channel") / "ft"
+    publish([p for pkgs in interpreter_packages.values() for p in pkgs], root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def repodata(channel) -> dict[str, dict]:
+    records = {}
+    for subdir in ("linux-64", "noarch"):
+        data = json.loads((channel / subdir / "repodata.json").read_text())
+        for filename, record in {**data.get("packages", {}), **data.get("packages.conda", {})}.items():
+            records[filename] = record
+    return records
+
+
+@pytest.fixture(scope="session")
+def ft_env(tmp_path_factory, channel) -> Path:
+    prefix = tmp_path_factory.mktemp("envs") / "ft"
+    ftforge("create", "--prefix", str(prefix), "--channel", str(channel), "python-freethreading")
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def gil_env(tmp_path_factory, channel) -> Path:
+    prefix = tmp_path_factory.mktemp("envs") / "gil"
+    ftforge("create", "--prefix", str(prefix), "--channel", str(channel), "python-gil")
+    return prefix
+
+
+def run_python(prefix: Path, code: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(prefix / "bin" / "python"), "-c", code, *args],
+                          capture_output=True, text=True, check=True, **kwargs)
