@@ -64,7 +64,10 @@ def test_metapackages_pin_the_abi(repodata):
 
 
 def test_package_records_its_system_linkage(interpreter_packages):
-    pkg = next(p for p in interpreter_packages["yes"] if p.name.startswith("python-3.13.5"))
+    names = sorted(p.name for p in interpreter_packages)
+    assert len(names) == 6, names  # python, python_abi, metapackage for each ABI
+    pkg = next(p for p in interpreter_packages
+               if p.name.startswith("python-3.13.5") and p.name.endswith("_cp313t.conda"))
     with open(pkg, "rb") as handle:
         for tar, member in stream_conda_component(pkg.name, handle, "pkg"):
             if member.name == "share/ftforge/linkage/python.txt":

@@ -10,7 +10,7 @@ from ftforge.build.driver import BuildRequest, build, recipe_hash, stage_recipe
 from ftforge.build.mirror import SourceMirror
 from ftforge.build.preflight import check_apt_dependencies
 from ftforge.build.variant_config import (
-    VariantMatrix, VariantOverrideError, compose, load_variant_file, parse_override)
+    VariantMatrix, VariantOverrideError, compose, expand, load_variant_file, parse_override)
 from ftforge.channel.layout import mark_channel
 from ftforge.errors import (
     FtforgeError, MissingSystemDependency, OutputInsideChannelError, SourceChecksumError,
@@ -102,6 +102,17 @@ def test_override_pins_zipped_keys_together(tmp_path):
         compose(matrix, [("python", "3.12.* *_cp312")])
 
 
+def test_expand_keeps_zipped_keys_aligned():
+    matrix = VariantMatrix({"python": ["a", "b"], "is_freethreading": ["false", "true"],
+                            "c_compiler": ["gcc"], "x": ["1", "2"]},
+                           [["python", "is_freethreading"]])
+    combos = [c.values for c in expand(matrix)]
+    assert len(combos) == 4
+    assert {(c["python"][0], c["is_freethreading"][0]) for c in combos} == {
+        ("a", "false"), ("b", "true")}
+    assert all(c["c_compiler"] == ["gcc"] for c in combos)
+
+
 def test_override_must_be_key_value():
     with pytest.raises(VariantOverrideError, match="KEY=VALUE"):
         parse_override("freethreading")
@@ -110,9 +121,9 @@ def test_override_must_be_key_value():
 def test_recipe_hash_changes_with_recipe_and_variant(tmp_path):
     _, files = python_recipe.files_for("3.13.5")
     recipe_files.write_files(tmp_path, files)
-    a = recipe_hash(tmp_path, VariantMatrix({"freethreading": ["yes"]}))
-    b = recipe_hash(tmp_path, VariantMatrix({"freethreading": ["no"]}))
-    assert a == recipe_hash(tmp_path, VariantMatrix({"freethreading": ["yes"]}))  # deterministic
+    a = recipe_hash(tmp_path, "yes")
+    b = recipe_hash(tmp_path, "no")
+    assert a == recipe_hash(tmp_path, "yes")  # deterministic
     (tmp_path / "build-python.sh").write_text("changed")
-    c = recipe_hash(tmp_path, VariantMatrix({"freethreading": ["yes"]}))
+    c = recipe_hash(tmp_path, "yes")
     assert len({a, b, c}) == 3

@@ -27,7 +27,7 @@ from ..errors import BuildFailedError, FtforgeError
 from ..recipes import toolchain as toolchain_recipe
 from .mirror import SourceMirror
 from .preflight import check_apt_dependencies, dpkg_installed
-from .variant_config import VariantMatrix, compose, load_variant_file
+from .variant_config import VariantMatrix, compose, expand, load_variant_file
 
 __all__ = [
     "TestStrategy",
@@ -131,13 +131,13 @@ def _recipe_files(recipe_dir: Path) -> list[Path]:
     return sorted(p for p in recipe_dir.rglob("*") if p.is_file() and "output" not in p.parts)
 
 
-def recipe_hash(recipe_dir: Path, matrix: VariantMatrix, *, extra: Iterable[str] = ()) -> str:
-    """Hash of every recipe file, the composed variant matrix and the toolchain."""
+def recipe_hash(recipe_dir: Path, variant_identity: str, *, extra: Iterable[str] = ()) -> str:
+    """Hash of every recipe file, the rendered variant(s) and the toolchain."""
     digest = hashlib.sha256(f"ftforge-cache-{CACHE_SCHEMA}\n".encode())
     for path in _recipe_files(recipe_dir):
         digest.update(str(path.relative_to(recipe_dir)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
-    digest.update(json.dumps([matrix.values, matrix.zip_keys], sort_keys=True).encode())
+    digest.update(variant_identity.encode() + b"\0")
     for item in extra:
         digest.update(item.encode() + b"\0")
     return digest.hexdigest()[:20]
@@ -258,6 +258,22 @@ class _LogSink:
         self.handle.close()
 
 
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def _failure_excerpt(log_path: Path, lines: int = 6) -> str:
+    """The output just before rattler-build's "Script failed" line, where the cause is."""
+    text = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    marker = next((i for i in range(len(text) - 1, -1, -1)
+                   if text[i].startswith("Script failed with status")), None)
+    if marker is None:
+        return ""
+    context = [line for line in text[max(0, marker - lines):marker + 1] if line.strip()]
+    return "\n    " + "\n    ".join(context)
+
+
 def _collect(directory: Path) -> list[Path]:
     return sorted(
         p for p in directory.glob("*/*") if p.name.endswith((".conda", ".tar.bz2"))
@@ -271,7 +287,12 @@ def build(
     reporter: BuildReporter | None = None,
     installed: Callable[[str], bool] = dpkg_installed,
 ) -> BuildOutcome:
-    """Build every variant of ``request.recipe_dir`` into ``request.output_dir``."""
+    """Build every variant of ``request.recipe_dir`` into ``request.output_dir``.
+
+    The matrix is split into single combinations; each is rendered, and the
+    rendered variants (only the keys the recipe uses) key the cache. So
+    ``--variant freethreading=yes`` and a plain build of both ABIs share entries.
+    """
     started = time.monotonic()
     reporter = reporter or _Silent()
     mirror = mirror or SourceMirror(paths.source_mirror_dir())
@@ -289,28 +310,43 @@ def build(
     matrix = _matrix(request, tc)
     from rattler_build import get_rattler_build_version_py
 
-    key = recipe_hash(recipe_dir, matrix, extra=[tc.identity, get_rattler_build_version_py(),
-                                                 request.test])
-    cache_dir = paths.builds_dir() / key
-    manifest = cache_dir / "manifest.json"
-
+    extra = [tc.identity, get_rattler_build_version_py(), request.test]
+    keys: list[str] = []
+    variants: list[dict[str, str]] = []
+    all_cached = True
     with tempfile.TemporaryDirectory(prefix="ftforge-stage-") as tmp:
         staged = stage_recipe(recipe_dir, Path(tmp) / "recipe", mirror)
-        rendered = render(staged, matrix)
-        variants = [dict(v.variant) for v in rendered]
-        if not rendered:
-            raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
-                               hint="check the --variant values")
-        cached = request.use_cache and manifest.is_file()
-        if not cached:
+        seen: set[str] = set()
+        for combination in expand(matrix):
+            rendered = render(staged, combination)
+            identity = _rendered_identity(rendered)
+            if not rendered or identity in seen:
+                continue
+            seen.add(identity)
+            key = recipe_hash(recipe_dir, identity, extra=extra)
+            keys.append(key)
+            variants.extend(dict(v.variant) for v in rendered)
+            cache_dir = paths.builds_dir() / key
+            if request.use_cache and (cache_dir / "manifest.json").is_file():
+                reporter.step(f"{name}: cached build {key}")
+                continue
+            all_cached = False
             reporter.step(f"{name}: toolchain package")
             toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
             _build_into_cache(rendered, cache_dir, toolchain_channel, request.test, reporter, name)
-        else:
-            reporter.step(f"{name}: cached build {key}")
-    packages = _copy_out(cache_dir, output_dir)
-    return BuildOutcome(packages, key, cached, time.monotonic() - started,
-                        cache_dir / "build.log", variants)
+    if not keys:
+        raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
+                           hint="check the --variant values")
+    packages = [p for key in keys for p in _copy_out(paths.builds_dir() / key, output_dir)]
+    index_channel(output_dir)
+    return BuildOutcome(packages, ",".join(keys), all_cached, time.monotonic() - started,
+                        paths.builds_dir() / keys[-1] / "build.log", variants)
+
+
+def _rendered_identity(rendered: list) -> str:
+    return json.dumps(sorted(
+        [variant.recipe.package.name, sorted(dict(variant.variant).items())]
+        for variant in rendered))
 
 
 def _build_into_cache(rendered: list, cache_dir: Path, toolchain_channel: Path,
@@ -335,9 +371,10 @@ def _build_into_cache(rendered: list, cache_dir: Path, toolchain_channel: Path,
                     progress_callback=sink,
                 )
             except RattlerBuildError as exc:
+                sink.handle.flush()
                 raise BuildFailedError(
                     f"{name}: building {variant.recipe.package.name} ({label}) failed: "
-                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+                    f"{_last_line(str(exc))}{_failure_excerpt(log_path)}",
                     hint=f"the full log is {cache_dir}.failed/build.log",
                 ) from None
     except BaseException:
@@ -367,5 +404,4 @@ def _copy_out(cache_dir: Path, output_dir: Path) -> list[Path]:
         shutil.copyfile(source, target)
         target.chmod(0o644)
         copied.append(target)
-    index_channel(output_dir)
     return copied

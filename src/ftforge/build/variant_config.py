@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 
 from ..errors import FtforgeError
 
-__all__ = ["VariantMatrix", "load_variant_file", "parse_override", "compose"]
+__all__ = ["VariantMatrix", "load_variant_file", "parse_override", "compose", "expand"]
 
 
 class VariantOverrideError(FtforgeError):
@@ -88,3 +88,26 @@ def compose(base: VariantMatrix, overrides: list[tuple[str, str]]) -> VariantMat
             if member in values:
                 values[member] = [values[member][index]]
     return VariantMatrix(values, zips)
+
+
+def expand(matrix: VariantMatrix) -> list[VariantMatrix]:
+    """Every single combination of ``matrix``; zipped keys move together."""
+    groups: list[list[str]] = []
+    for group in matrix.zip_keys:
+        members = [k for k in group if k in matrix.values]
+        lengths = {len(matrix.values[k]) for k in members}
+        if len(lengths) > 1:
+            raise VariantOverrideError(
+                f"zip_keys {', '.join(group)}: the zipped lists have different lengths",
+                hint="give every zipped key the same number of values",
+            )
+        if members:
+            groups.append(members)
+    zipped = {k for g in groups for k in g}
+    groups += [[k] for k in matrix.values if k not in zipped]
+    combos: list[dict[str, list[str]]] = [{}]
+    for group in groups:
+        length = len(matrix.values[group[0]])
+        combos = [{**c, **{k: [matrix.values[k][i]] for k in group}}
+                  for c in combos for i in range(length)]
+    return [VariantMatrix(c, matrix.zip_keys) for c in combos]

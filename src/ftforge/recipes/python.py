@@ -279,7 +279,8 @@ python_deps_profile:
 _BUILD_SCRIPT = r"""#!/usr/bin/env bash
 # HEADER
 # Builds CPython into $PREFIX. CONFIGURE_EXTRA carries --disable-gil for the
-# free-threaded variant; everything else is the same for both ABIs.
+# free-threaded variant (rattler-build drops empty values, hence :-); everything
+# else is the same for both ABIs.
 set -euxo pipefail
 
 # shellcheck disable=SC2086
@@ -289,7 +290,7 @@ set -euxo pipefail
     --enable-loadable-sqlite-extensions \
     --with-ensurepip=install \
     --without-static-libpython \
-    $CONFIGURE_EXTRA \
+    ${CONFIGURE_EXTRA:-} \
     LDFLAGS="-Wl,-rpath,$PREFIX/lib ${LDFLAGS:-}"
 make -j"${CPU_COUNT:-2}"
 make install
