@@ -58,7 +58,7 @@ def _priority(name: ChannelPriorityName):
 
 def _to_solved(record) -> SolvedPackage:
     return SolvedPackage(
-        name=record.name.normalized, version=str(record.version), build=record.build,
+        name=record.name.normalized, version=str(record.version), build=str(record.build),
         channel=str(record.channel or ""), subdir=record.subdir,
         depends=tuple(record.depends), track_features=tuple(record.track_features or ()),
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ftforge import paths
 from ftforge.build.driver import BuildRequest, build
 from ftforge.channel.publish import publish
 
@@ -73,3 +74,32 @@ def gil_env(tmp_path_factory, channel) -> Path:
 def run_python(prefix: Path, code: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(prefix / "bin" / "python"), "-c", code, *args],
                           capture_output=True, text=True, check=True, **kwargs)
+
+
+TINY = """schema_version: 1
+package:
+  name: ftforge-tiny
+  version: "1.0"
+build:
+  number: 0
+  string: ${{{{ flavour }}}}_0
+  script:
+    - mkdir -p $PREFIX/share
+    - echo {marker} > $PREFIX/share/ftforge-tiny.txt
+"""
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A private builds cache, sharing the real source mirror and toolchain."""
+    real_toolchain = paths.toolchain_channel_dir()
+    monkeypatch.setenv("FTFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(paths, "toolchain_channel_dir", lambda: real_toolchain)
+    return tmp_path / "cache"
+
+
+def tiny_recipe(directory: Path, marker: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "recipe.yaml").write_text(TINY.format(marker=marker))
+    (directory / "variants.yaml").write_text("flavour: [plain, spicy]\n")
+    return directory

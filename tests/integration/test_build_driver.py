@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from ftforge import paths
 from ftforge.build.driver import BuildRequest, build
 from ftforge.errors import BuildFailedError
 
+from .conftest import TINY, tiny_recipe as _recipe
+
 pytestmark = pytest.mark.integration
-
-TINY = """schema_version: 1
-package:
-  name: ftforge-tiny
-  version: "1.0"
-build:
-  number: 0
-  string: ${{{{ flavour }}}}_0
-  script:
-    - mkdir -p $PREFIX/share
-    - echo {marker} > $PREFIX/share/ftforge-tiny.txt
-"""
-
-
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch):
-    """A private builds cache, sharing the real source mirror and toolchain."""
-    real_toolchain = paths.toolchain_channel_dir()
-    monkeypatch.setenv("FTFORGE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(paths, "toolchain_channel_dir", lambda: real_toolchain)
-    return tmp_path / "cache"
-
-
-def _recipe(directory: Path, marker: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "recipe.yaml").write_text(TINY.format(marker=marker))
-    (directory / "variants.yaml").write_text("flavour: [plain, spicy]\n")
-    return directory
-
 
 def test_second_build_comes_from_the_cache(tmp_path, isolated_cache):
     recipe = _recipe(tmp_path / "tiny", "one")
