@@ -113,6 +113,29 @@ def _list(items: list[str] | tuple[str, ...], indent: int) -> str:
     return "\n".join(f"{pad}- {item}" for item in items)
 
 
+def _metapackage(variant: PythonVariant, summary: str) -> str:
+    """``python-freethreading`` / ``python-gil``: built only for their own ABI."""
+    other = "no" if variant.freethreaded else "yes"
+    return f"""  - package:
+      name: {variant.metapackage}
+      version: ${{{{ version }}}}
+    build:
+      skip: freethreading == "{other}"
+      noarch: generic
+      string: ${{{{ build_number }}}}_${{{{ abi_tag }}}}
+      variant:
+        use_keys:
+          - freethreading
+    requirements:
+      run:
+        - python ${{{{ version }}}}.*
+        - {variant.python_abi_spec}
+    about:
+      summary: {summary}
+      license: BSD-3-Clause
+"""
+
+
 def generate(recipe: PythonRecipe) -> dict[str, str]:
     """Return ``{file name: text}`` for the recipe directory."""
     src, gil, ft = recipe.source, recipe.gil, recipe.ft
@@ -220,42 +243,8 @@ outputs:
       license_file: LICENSE
       summary: General purpose programming language (${{{{ abi_tag }}}} ABI)
 
-  - package:
-      name: {ft.metapackage}
-      version: ${{{{ version }}}}
-    build:
-      skip: freethreading == "no"
-      noarch: generic
-      string: ${{{{ build_number }}}}_${{{{ abi_tag }}}}
-      variant:
-        use_keys:
-          - freethreading
-    requirements:
-      run:
-        - python ${{{{ version }}}}.*
-        - {ft.python_abi_spec}
-    about:
-      summary: Opt in to the free-threaded (no-GIL, PEP 703) Python {ft.series}t
-      license: BSD-3-Clause
-
-  - package:
-      name: {gil.metapackage}
-      version: ${{{{ version }}}}
-    build:
-      skip: freethreading == "yes"
-      noarch: generic
-      string: ${{{{ build_number }}}}_${{{{ abi_tag }}}}
-      variant:
-        use_keys:
-          - freethreading
-    requirements:
-      run:
-        - python ${{{{ version }}}}.*
-        - {gil.python_abi_spec}
-    about:
-      summary: Python {gil.series} with the GIL (the default ABI)
-      license: BSD-3-Clause
-
+{_metapackage(ft, "Opt in to the free-threaded (no-GIL, PEP 703) Python " + ft.series + "t")}
+{_metapackage(gil, "Python " + gil.series + " with the GIL (the default ABI)")}
 extra:
   ftforge:
     # Debian packages the `system` dependency profile builds against.
