@@ -77,6 +77,36 @@ def recipe_python(
         console.print(f"wrote {path}")
 
 
+@recipe_app.command("pypi")
+def recipe_pypi(
+    spec: Annotated[str, typer.Argument(help="NAME or NAME==VERSION")],
+    output_dir: Annotated[Path, typer.Option(help="where recipe directories go")] = Path("recipes"),
+    fmt: Annotated[str, typer.Option("--format", help="recipe.yaml (v1) or meta.yaml")] = "recipe.yaml",
+    map_: Annotated[Optional[list[str]], typer.Option(
+        "--map", help="PYPI=CONDA name mapping for a dependency (repeatable)")] = None,
+    gil_reenabled_ok: Annotated[Optional[str], typer.Option(
+        help="reason the free-threaded build may re-enable the GIL")] = None,
+    check: Annotated[bool, typer.Option("--check", help="exit non-zero on drift")] = False,
+) -> None:
+    """Write a recipe for a PyPI sdist, built per python ABI (free-threaded aware)."""
+    from .build.variant_config import parse_override
+    from .recipes import files as recipe_files
+    from .recipes.from_pypi import RECIPE_FORMATS, recipe_from_pypi
+
+    if fmt not in RECIPE_FORMATS:
+        raise FtforgeError(f"--format {fmt}: expected {' or '.join(RECIPE_FORMATS)}")
+    names = dict(parse_override(m) for m in map_ or [])
+    name, files = recipe_from_pypi(spec, fmt=fmt, names=names,  # type: ignore[arg-type]
+                                   gil_reenabled_ok=gil_reenabled_ok)
+    target = output_dir / name
+    if check:
+        recipe_files.check_files(target, files, command=f"ftforge recipe pypi {spec}")
+        console.print(f"[green]up to date[/green] {target}")
+        return
+    for path in recipe_files.write_files(target, files):
+        console.print(f"wrote {path}")
+
+
 @recipe_app.command("config")
 def recipe_config(
     output_dir: Annotated[Path, typer.Option(help="repository root")] = Path("."),
@@ -102,7 +132,9 @@ def build(
     variant: Annotated[Optional[list[str]], typer.Option(
         "--variant", help="KEY=VALUE, pins one variant key (repeatable)")] = None,
     variant_config: Annotated[Optional[list[Path]], typer.Option(
-        "--variant-config", "-m", help="extra variant file (conda_build_config.yaml)")] = None,
+        "--variant-config", "-m", help="variant file; default: the nearest conda_build_config.yaml above the recipe")] = None,
+    channel: Annotated[Optional[list[str]], typer.Option(
+        "--channel", "-c", help="channel for build/host/test dependencies (repeatable)")] = None,
     test: Annotated[str, typer.Option(help="run the recipe's tests: native|skip")] = "native",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild even if cached")] = False,
 ) -> None:
@@ -116,6 +148,7 @@ def build(
     request = BuildRequest(
         recipe_dir, output_dir, tuple(parse_override(v) for v in variant or []),
         tuple(variant_config or []), test=test, use_cache=not no_cache,  # type: ignore[arg-type]
+        channels=tuple(channel or []),
     )
     with _progress() as progress:
         outcome = run_build(request, reporter=RichReporter(progress))

@@ -6,6 +6,7 @@ ftforge create python-freethreading -> a CPU-bound workload on 1 and 2 threads.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,10 @@ class DemoResult:
 def run_demo(work_dir: Path, *, reporter: BuildReporter, version: str = DEFAULT_VERSION,
              iterations: int = 3_000_000) -> DemoResult:
     work_dir = work_dir.resolve()
+    # The demo owns these: start from a clean channel, output and env each run
+    # (a rebuilt package must not meet the previous run's immutable channel).
+    for owned in ("output", "channel", "env"):
+        shutil.rmtree(work_dir / owned, ignore_errors=True)
     variant = PythonVariant.ft(version)
     name, files = python_recipe.files_for(version)
     recipe_dir = work_dir / "recipes" / name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +24,7 @@ from ruamel.yaml import YAML
 
 from .. import paths
 from ..channel.layout import ensure_not_inside_channel, index_channel
+from ..environments import channel_url
 from ..errors import BuildFailedError, FtforgeError
 from ..recipes import toolchain as toolchain_recipe
 from .mirror import SourceMirror
@@ -68,6 +70,8 @@ class BuildRequest:
     variant_files: tuple[Path, ...] = ()
     test: TestStrategy = "native"
     use_cache: bool = True
+    channels: tuple[str, ...] = ()
+    """Where build/host/test dependencies come from (URLs or directories)."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,11 @@ def _sources(recipe: dict) -> list[dict]:
 
 def _recipe_name(recipe: dict, recipe_dir: Path) -> str:
     block = recipe.get("recipe") or recipe.get("package") or {}
-    return str(block.get("name", recipe_dir.name))
+    name = str(block.get("name", recipe_dir.name))
+    match = re.fullmatch(r"\$\{\{\s*(\w+)\s*\}\}", name)
+    if match:
+        name = str((recipe.get("context") or {}).get(match[1], recipe_dir.name))
+    return name
 
 
 def stage_recipe(recipe_dir: Path, stage: Path, mirror: SourceMirror) -> Path:
@@ -201,9 +209,22 @@ def _apt_dependencies(recipe: dict) -> list[str]:
 # rendering and building
 
 
+def find_build_config(recipe_dir: Path) -> Path | None:
+    """The nearest ``conda_build_config.yaml`` above a recipe (the repo's variant matrix)."""
+    for parent in list(recipe_dir.resolve().parents)[:3]:
+        candidate = parent / "conda_build_config.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def _matrix(request: BuildRequest, tc: toolchain_recipe.Toolchain | None) -> VariantMatrix:
     matrix = VariantMatrix(tc.variant_config() if tc else {})
-    for path in request.variant_files:
+    files = request.variant_files
+    if not files:
+        found = find_build_config(request.recipe_dir)
+        files = (found,) if found else ()
+    for path in files:
         matrix = matrix.merged(load_variant_file(path))
     own = request.recipe_dir / "variants.yaml"
     if own.is_file():
@@ -333,7 +354,10 @@ def build(
             all_cached = False
             reporter.step(f"{name}: toolchain package")
             toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
-            _build_into_cache(rendered, cache_dir, toolchain_channel, request.test, reporter, name)
+            dependency_channels = [toolchain_channel.as_uri(),
+                                   *(channel_url(c) for c in request.channels)]
+            _build_into_cache(rendered, cache_dir, dependency_channels, request.test, reporter,
+                              name)
     if not keys:
         raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
                            hint="check the --variant values")
@@ -349,7 +373,7 @@ def _rendered_identity(rendered: list) -> str:
         for variant in rendered))
 
 
-def _build_into_cache(rendered: list, cache_dir: Path, toolchain_channel: Path,
+def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
                       test: TestStrategy, reporter: BuildReporter, name: str) -> None:
     from rattler_build import RattlerBuildError, ToolConfiguration
 
@@ -367,7 +391,7 @@ def _build_into_cache(rendered: list, cache_dir: Path, toolchain_channel: Path,
             try:
                 variant.run_build(
                     tool_config=tool, output_dir=work,
-                    channels=[work.as_uri(), toolchain_channel.as_uri()],
+                    channels=[work.as_uri(), *channels],
                     progress_callback=sink,
                 )
             except RattlerBuildError as exc:

@@ -1,0 +1,66 @@
+"""``ftforge recipe pypi NAME[==VERSION]``: PyPI metadata + the sdist -> recipe files.
+
+All network and disk reads happen here; ``recipes.pypi`` stays pure. Nothing
+is written unless the whole recipe was generated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, get_args
+
+from .. import paths, pypi
+from ..errors import FtforgeError
+from . import pypi as pypi_recipe
+from .sdist import inspect_sdist
+
+__all__ = ["RecipeFormat", "RECIPE_FORMATS", "parse_requirement", "recipe_from_pypi"]
+
+RecipeFormat = Literal["recipe.yaml", "meta.yaml"]
+RECIPE_FORMATS: tuple[str, ...] = get_args(RecipeFormat)
+
+_SPEC = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:==\s*(?P<version>[^\s=]+))?\s*$")
+
+
+def parse_requirement(text: str) -> tuple[str, str | None]:
+    match = _SPEC.match(text)
+    if not match:
+        raise FtforgeError(f"'{text}' is not NAME or NAME==VERSION",
+                           hint="for example: ftforge recipe pypi msgpack==1.1.1")
+    return match["name"], match["version"]
+
+
+def recipe_from_pypi(
+    spec: str,
+    *,
+    fmt: RecipeFormat = "recipe.yaml",
+    names: Mapping[str, str] | None = None,
+    gil_reenabled_ok: str | None = None,
+    build_number: int = 0,
+    fetch: pypi.Fetcher | None = None,
+) -> tuple[str, dict[str, str]]:
+    """Return ``(directory name, files)`` for the sdist of ``spec``."""
+    name, version = parse_requirement(spec)
+    kwargs = {"fetch": fetch} if fetch else {}
+    project = pypi.fetch_project(name, **kwargs)
+    version, dist = pypi.select_sdist(project, version)
+    sdist = pypi.download(dist, paths.source_mirror_dir(), **kwargs)
+    facts = inspect_sdist(sdist)
+    recipe = pypi_recipe.PypiRecipe(
+        facts=facts,
+        source_url=pypi.canonical_sdist_url(project.name, dist.filename),
+        sha256=dist.sha256,
+        build_number=build_number,
+        gil_reenabled_ok=gil_reenabled_ok,
+        extra_names=dict(names or {}),
+    )
+    if fmt == "meta.yaml":
+        files = {"meta.yaml": pypi_recipe.generate_meta_yaml(recipe)}
+        if facts.compiled:
+            from . import gil_check
+            files[gil_check.FILE_NAME] = gil_check.SCRIPT
+    else:
+        files = pypi_recipe.generate(recipe)
+    return recipe.package_name, files

@@ -1,0 +1,326 @@
+"""Recipes from PyPI sdists, aware of the free-threaded ABI (pure: facts in, text out).
+
+Compiled packages get one build per ``python`` variant in conda_build_config.yaml
+with a build string that carries the ABI marker (``py313th<hash>_0``, which
+conda-forge's extension packages lack), and a recipe test that imports every
+extension module and fails if any of them turned the GIL back on.
+Pure-Python packages become ``noarch: python``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+
+from ..errors import FtforgeError
+from ..variants import DEFAULT_SERIES, FREETHREADED_MARKER, PythonVariant
+from . import gil_check
+from .conda_names import conda_name
+from .sdist import BACKENDS, SdistFacts
+
+__all__ = ["UnmappedDependencies", "UnsupportedBuild", "PypiRecipe", "generate",
+           "generate_meta_yaml", "conda_requirements", "conda_spec"]
+
+
+class UnmappedDependencies(FtforgeError):
+    """Requires-Dist names with no known conda name."""
+
+
+class UnsupportedBuild(FtforgeError):
+    """An sdist ftforge cannot build here (e.g. a Rust toolchain is required)."""
+
+
+@dataclass(frozen=True)
+class PypiRecipe:
+    facts: SdistFacts
+    source_url: str
+    sha256: str
+    build_number: int = 0
+    gil_reenabled_ok: str | None = None
+    extra_names: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def package_name(self) -> str:
+        return conda_name(self.facts.name, self.extra_names) or self.facts.name.lower()
+
+
+def conda_spec(specifier: SpecifierSet) -> str:
+    """PEP 440 specifiers in conda's match-spec syntax (``~=`` expanded)."""
+    parts = []
+    for spec in sorted(specifier, key=str):
+        if spec.operator == "~=":
+            release = spec.version.split(".")
+            upper = release[:-1]
+            upper[-1] = str(int(upper[-1]) + 1)
+            parts += [f">={spec.version}", f"<{'.'.join(upper)}"]
+        elif spec.operator == "===":
+            parts.append(f"=={spec.version}")
+        else:
+            parts.append(f"{spec.operator}{spec.version}")
+    return ",".join(parts)
+
+
+def _environment(series: str) -> dict[str, str]:
+    return {"python_version": series, "python_full_version": f"{series}.0",
+            "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+            "platform_machine": "x86_64", "implementation_name": "cpython",
+            "platform_python_implementation": "CPython", "extra": ""}
+
+
+def conda_requirements(requirements: tuple[str, ...], *, names: Mapping[str, str],
+                       package: str, series: str = DEFAULT_SERIES) -> list[str]:
+    """Requires-Dist -> conda run requirements; markers evaluated for ``series`` on linux."""
+    out, unknown = [], []
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            raise FtforgeError(f"{package}: Requires-Dist '{text}' is not valid ({exc})") from None
+        if req.marker is not None and not req.marker.evaluate(_environment(series)):
+            continue
+        name = conda_name(req.name, names)
+        if name is None:
+            unknown.append(req.name)
+            continue
+        spec = conda_spec(req.specifier)
+        out.append(f"{name} {spec}".strip())
+    if unknown:
+        raise UnmappedDependencies(
+            f"{package}: no known conda name for {', '.join(sorted(set(unknown)))}",
+            hint="pass --map PYPI=CONDA for each (or add them to ftforge.recipes.conda_names)",
+        )
+    return sorted(set(out))
+
+
+def _host(recipe: PypiRecipe) -> list[str]:
+    facts = recipe.facts
+    host = ["python"]
+    if facts.self_hosted_backend:
+        return host
+    for text in facts.build_requires:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and not req.marker.evaluate(_environment(DEFAULT_SERIES)):
+            continue
+        name = conda_name(req.name, recipe.extra_names)
+        if name is None:
+            raise UnmappedDependencies(
+                f"{facts.name}: no known conda name for build requirement {req.name}",
+                hint="pass --map PYPI=CONDA for it",
+            )
+        host.append(f"{name} {conda_spec(req.specifier)}".strip())
+    backend_pkg = next(pkg for b, pkg in BACKENDS.values() if b == facts.backend)
+    if not any(h.split()[0] == backend_pkg for h in host):
+        host.append(backend_pkg)
+    return host
+
+
+def _yaml_list(items: list[str], indent: int) -> str:
+    pad = " " * indent
+    return "\n".join(f'{pad}- {item}' for item in items) if items else f"{pad}[]"
+
+
+# Trove classifiers -> SPDX, for sdists whose License field is free text.
+_CLASSIFIER_SPDX = {
+    "License :: OSI Approved :: Apache Software License": "Apache-2.0",
+    "License :: OSI Approved :: MIT License": "MIT",
+    "License :: OSI Approved :: BSD License": "BSD-3-Clause",
+    "License :: OSI Approved :: Python Software Foundation License": "PSF-2.0",
+    "License :: OSI Approved :: Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
+    "License :: OSI Approved :: ISC License (ISCL)": "ISC",
+    "License :: OSI Approved :: GNU Lesser General Public License v3 (LGPLv3)": "LGPL-3.0-only",
+    "License :: OSI Approved :: GNU General Public License v3 (GPLv3)": "GPL-3.0-only",
+}
+
+
+def spdx_license(facts: SdistFacts) -> str:
+    """An SPDX expression: the License field if it is one, else the classifiers."""
+    from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
+
+    if facts.license:
+        try:
+            return canonicalize_license_expression(facts.license)
+        except InvalidLicenseExpression:
+            pass
+    found = sorted({_CLASSIFIER_SPDX[c] for c in facts.classifiers if c in _CLASSIFIER_SPDX})
+    if found:
+        return " OR ".join(found)
+    words = facts.license.split()
+    for spdx in _CLASSIFIER_SPDX.values():  # "Apache 2.0" -> Apache-2.0
+        if words and spdx.lower() == "-".join(words[:2]).lower():
+            return spdx
+    return "LicenseRef-Unknown"
+
+
+def _about(facts: SdistFacts) -> str:
+    lines = [f"  summary: {_quote(facts.summary or facts.name)}"]
+    if facts.homepage:
+        lines.append(f"  homepage: {facts.homepage}")
+    lines.append(f"  license: {_quote(spdx_license(facts))}")
+    if facts.license_files:
+        lines.append("  license_file:\n" + _yaml_list(list(facts.license_files), 4))
+    return "about:\n" + "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _header(recipe: PypiRecipe) -> str:
+    f = recipe.facts
+    notes = [f"# Generated by `ftforge recipe pypi {f.name}=={f.version}`; regenerate, do not edit.",
+             f"# Build backend: {f.backend}. Requires-Dist markers evaluated for Python "
+             f"{DEFAULT_SERIES} on linux."]
+    if f.compiled:
+        notes.append(f"# Compiled: {'; '.join(f.compiled_evidence)}.")
+    if f.limited_api:
+        notes.append("# Builds the stable ABI: the GIL build keeps abi3; the free-threaded build "
+                     "must be version-specific (no .abi3.so for 3.13t/3.14t).")
+    return "\n".join(notes) + "\n"
+
+
+def generate(recipe: PypiRecipe) -> dict[str, str]:
+    facts = recipe.facts
+    if facts.backend == "maturin":
+        raise UnsupportedBuild(
+            f"{facts.name} {facts.version} builds with maturin and needs a Rust toolchain as a "
+            "conda package (rust, maturin), which ftforge does not provide yet",
+            hint="choose a package without Rust extensions, or package the Rust toolchain first",
+        )
+    run = conda_requirements(facts.requires_dist, names=recipe.extra_names, package=facts.name)
+    imports = list(facts.top_level)
+    common = f"""{_header(recipe)}schema_version: 1
+
+context:
+  name: {recipe.package_name}
+  version: "{facts.version}"
+  build_number: {recipe.build_number}
+"""
+    source = f"""
+package:
+  name: ${{{{ name }}}}
+  version: ${{{{ version }}}}
+
+source:
+  url: {recipe.source_url}
+  sha256: {recipe.sha256}
+"""
+    script = "$PYTHON -m pip install . -vv --no-deps --no-build-isolation"
+    if not facts.compiled:
+        text = common + source + f"""
+build:
+  number: ${{{{ build_number }}}}
+  noarch: python
+  script: {script}
+
+requirements:
+  host:
+{_yaml_list(_host(recipe), 4)}
+  run:
+{_yaml_list([f"python >=${{{{ python_min }}}}", *run], 4)}
+
+tests:
+  - python:
+      imports:
+{_yaml_list(imports, 8)}
+      # ftforge's python ships pip (ensurepip), so pip check runs as a script.
+      pip_check: false
+  - script:
+      - python -m pip check
+
+{_about(facts)}"""
+        return {"recipe.yaml": text}
+
+    ft_tests = _ft_tests(recipe, imports)
+    abi3_note = ""
+    text = common + f"""  abi_marker: ${{{{ "{FREETHREADED_MARKER}" if is_freethreading == "true" else "" }}}}
+""" + source + f"""
+build:
+  number: ${{{{ build_number }}}}
+  # py313t... for the free-threaded ABI, py313... for the GIL one.
+  string: py${{{{ python | version_to_buildstring }}}}${{{{ abi_marker }}}}h${{{{ hash }}}}_${{{{ build_number }}}}
+  script: {script}{abi3_note}
+
+requirements:
+  build:
+    - ${{{{ compiler('c') }}}}
+    - ${{{{ compiler('cxx') }}}}
+  host:
+{_yaml_list(_host(recipe), 4)}
+  run:
+{_yaml_list(["python", *run], 4)}
+
+tests:
+  - python:
+      imports:
+{_yaml_list(imports, 8)}
+      # ftforge's python ships pip (ensurepip), so pip check runs as a script.
+      pip_check: false
+  - script:
+      - python -m pip check
+{ft_tests}
+{_about(facts)}"""
+    extra = ""
+    if recipe.gil_reenabled_ok:
+        extra = f"\nextra:\n  ftforge:\n    gil_reenabled_ok: {_quote(recipe.gil_reenabled_ok)}\n"
+    return {"recipe.yaml": text + extra, gil_check.FILE_NAME: gil_check.SCRIPT}
+
+
+def _ft_tests(recipe: PypiRecipe, imports: list[str]) -> str:
+    ft = PythonVariant.ft(DEFAULT_SERIES)
+    allow = " --allow-gil" if recipe.gil_reenabled_ok else ""
+    return f"""  # Free-threaded build only: import every extension module; the GIL must stay
+  # off, and no stable-ABI module may ship ({ft.abi_tag} has no stable ABI).
+  - if: is_freethreading == "true"
+    then:
+      - files:
+          recipe:
+            - {gil_check.FILE_NAME}
+        script:
+          - python {gil_check.FILE_NAME}{allow} {' '.join(imports)}
+"""
+
+
+def generate_meta_yaml(recipe: PypiRecipe) -> str:
+    """The same recipe for conda-build users: selectors and ``is_freethreading``."""
+    facts = recipe.facts
+    run = conda_requirements(facts.requires_dist, names=recipe.extra_names, package=facts.name)
+    host = _host(recipe)
+    imports = list(facts.top_level)
+    head = _header(recipe) + (
+        f'{{% set name = "{recipe.package_name}" %}}\n'
+        f'{{% set version = "{facts.version}" %}}\n\n'
+        "package:\n  name: {{ name }}\n  version: {{ version }}\n\n"
+        f"source:\n  url: {recipe.source_url}\n  sha256: {recipe.sha256}\n\n"
+    )
+    script = "{{ PYTHON }} -m pip install . -vv --no-deps --no-build-isolation"
+    if not facts.compiled:
+        body = (f"build:\n  number: {recipe.build_number}\n  noarch: python\n  script: {script}\n\n"
+                "requirements:\n  host:\n" + _yaml_list(
+                    ["python {{ python_min }}", *host[1:]], 4) +
+                "\n  run:\n" + _yaml_list(["python >={{ python_min }}", *run], 4) + "\n\n")
+    else:
+        body = (
+            f"build:\n  number: {recipe.build_number}\n"
+            f"  string: py{{{{ CONDA_PY }}}}{FREETHREADED_MARKER}h{{{{ PKG_HASH }}}}_{{{{ PKG_BUILDNUM }}}}"
+            "  # [is_freethreading]\n"
+            "  string: py{{ CONDA_PY }}h{{ PKG_HASH }}_{{ PKG_BUILDNUM }}  # [not is_freethreading]\n"
+            f"  script: {script}\n\n"
+            "requirements:\n  build:\n    - {{ compiler('c') }}\n    - {{ stdlib('c') }}\n"
+            "    - {{ compiler('cxx') }}\n  host:\n" + _yaml_list(host, 4) +
+            "\n  run:\n" + _yaml_list(["python", *run], 4) + "\n\n")
+    commands = ["pip check"]
+    files = ""
+    if facts.compiled:
+        allow = " --allow-gil" if recipe.gil_reenabled_ok else ""
+        commands.append(f"python {gil_check.FILE_NAME}{allow} {' '.join(imports)}"
+                        "  # [is_freethreading]")
+        files = f"  files:\n    - {gil_check.FILE_NAME}\n"
+    test = ("test:\n  imports:\n" + _yaml_list(imports, 4) + "\n" + files +
+            "  requires:\n    - pip\n  commands:\n" + _yaml_list(commands, 4) + "\n")
+    return head + body + test + "\n" + _about(facts)
