@@ -86,6 +86,8 @@ def recipe_pypi(
         "--map", help="PYPI=CONDA name mapping for a dependency (repeatable)")] = None,
     gil_reenabled_ok: Annotated[Optional[str], typer.Option(
         help="reason the free-threaded build may re-enable the GIL")] = None,
+    with_deps: Annotated[bool, typer.Option(
+        "--with-deps", help="also write recipes for every host/run requirement")] = False,
     check: Annotated[bool, typer.Option("--check", help="exit non-zero on drift")] = False,
 ) -> None:
     """Write a recipe for a PyPI sdist, built per python ABI (free-threaded aware)."""
@@ -96,6 +98,17 @@ def recipe_pypi(
     if fmt not in RECIPE_FORMATS:
         raise FtforgeError(f"--format {fmt}: expected {' or '.join(RECIPE_FORMATS)}")
     names = dict(parse_override(m) for m in map_ or [])
+    if with_deps:
+        from .recipes.from_pypi import closure_from_pypi
+
+        with _progress() as progress:
+            progress.add_task(f"resolving the requirement closure of {spec}", total=None)
+            planned = closure_from_pypi(spec, names=names, fmt=fmt)  # type: ignore[arg-type]
+        console.print("build order:")
+        for index, (plan, files) in enumerate(planned, start=1):
+            paths_written = recipe_files.write_files(output_dir / plan.conda_name, files)
+            console.print(f"  {index:2}. {plan.conda_name} {plan.version}  -> {paths_written[0].parent}")
+        return
     name, files = recipe_from_pypi(spec, fmt=fmt, names=names,  # type: ignore[arg-type]
                                    gil_reenabled_ok=gil_reenabled_ok)
     target = output_dir / name
@@ -127,35 +140,39 @@ def recipe_config(
 
 @app.command()
 def build(
-    recipe_dir: Annotated[Path, typer.Argument(help="directory holding recipe.yaml")],
+    recipe_dirs: Annotated[list[Path], typer.Argument(
+        help="directories holding recipe.yaml, built in the order given")],
     output_dir: Annotated[Path, typer.Option(help="where packages are written")] = Path("output"),
     variant: Annotated[Optional[list[str]], typer.Option(
         "--variant", help="KEY=VALUE, pins one variant key (repeatable)")] = None,
     variant_config: Annotated[Optional[list[Path]], typer.Option(
-        "--variant-config", "-m", help="variant file; default: the nearest conda_build_config.yaml above the recipe")] = None,
+        "--variant-config", "-m",
+        help="variant file; default: the nearest conda_build_config.yaml above the recipe")] = None,
     channel: Annotated[Optional[list[str]], typer.Option(
         "--channel", "-c", help="channel for build/host/test dependencies (repeatable)")] = None,
     test: Annotated[str, typer.Option(help="run the recipe's tests: native|skip")] = "native",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild even if cached")] = False,
 ) -> None:
-    """Build every variant of a recipe with py-rattler-build, offline."""
-    from .build.driver import BuildRequest
-    from .build.driver import build as run_build
+    """Build every variant of each recipe with py-rattler-build, offline.
+
+    With several recipes, each is built with the packages built before it available.
+    """
+    from .build.driver import BuildRequest, build_in_order
     from .build.variant_config import parse_override
 
     if test not in ("native", "skip"):
         raise FtforgeError(f"--test {test}: expected native or skip")
-    request = BuildRequest(
-        recipe_dir, output_dir, tuple(parse_override(v) for v in variant or []),
-        tuple(variant_config or []), test=test, use_cache=not no_cache,  # type: ignore[arg-type]
-        channels=tuple(channel or []),
-    )
+    overrides = tuple(parse_override(v) for v in variant or [])
+    requests = [BuildRequest(d, output_dir, overrides, tuple(variant_config or []),
+                             test=test, use_cache=not no_cache,  # type: ignore[arg-type]
+                             channels=tuple(channel or [])) for d in recipe_dirs]
     with _progress() as progress:
-        outcome = run_build(request, reporter=RichReporter(progress))
-    state = "cached" if outcome.cached else f"built in {outcome.seconds:.0f}s"
-    console.print(f"[green]{state}[/green] (recipe hash {outcome.cache_key})")
-    for pkg in outcome.packages:
-        console.print(f"  {pkg}")
+        outcomes = build_in_order(requests, reporter=RichReporter(progress))
+    for directory, outcome in zip(recipe_dirs, outcomes):
+        state = "cached" if outcome.cached else f"built in {outcome.seconds:.0f}s"
+        console.print(f"[green]{state}[/green] {directory} (recipe hash {outcome.cache_key})")
+        for pkg in outcome.packages:
+            console.print(f"  {pkg}")
 
 
 @channel_app.command("publish")

@@ -8,6 +8,7 @@ packages from ``~/.cache/ftforge/builds/<hash>`` or build them there first.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -37,6 +38,7 @@ __all__ = [
     "BuildRequest",
     "BuildOutcome",
     "build",
+    "build_in_order",
     "render",
     "recipe_hash",
     "system_toolchain",
@@ -429,3 +431,22 @@ def _copy_out(cache_dir: Path, output_dir: Path) -> list[Path]:
         target.chmod(0o644)
         copied.append(target)
     return copied
+
+
+def build_in_order(requests: list[BuildRequest], *, reporter: BuildReporter | None = None,
+                   mirror: SourceMirror | None = None) -> list[BuildOutcome]:
+    """Build recipes one after another; each sees the packages built before it.
+
+    Every request's own output directory is added to the next ones' channels.
+    """
+    outcomes: list[BuildOutcome] = []
+    earlier: list[str] = []
+    for request in requests:
+        channels = tuple(dict.fromkeys([*request.channels, *earlier]))
+        outcome = build(dataclasses.replace(request, channels=channels), reporter=reporter,
+                        mirror=mirror)
+        outcomes.append(outcome)
+        out = str(request.output_dir.resolve())
+        if out not in earlier:
+            earlier.append(out)
+    return outcomes

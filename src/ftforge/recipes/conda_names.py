@@ -68,6 +68,14 @@ KNOWN: dict[str, str] = {
     "h2": "h2",
     "sniffio": "sniffio",
     "anyio": "anyio",
+    "hatch-vcs": "hatch-vcs",
+    "setuptools-scm": "setuptools-scm",
+    "vcs-versioning": "vcs-versioning",
+    "calver": "calver",
+    "editables": "editables",
+    "flit-scm": "flit-scm",
+    "mypy": "mypy",
+    "cffi": "cffi",
 }
 
 

@@ -40,6 +40,7 @@ def recipe_from_pypi(
     gil_reenabled_ok: str | None = None,
     build_number: int = 0,
     fetch: pypi.Fetcher | None = None,
+    assign_unknown_names: bool = False,
 ) -> tuple[str, dict[str, str]]:
     """Return ``(directory name, files)`` for the sdist of ``spec``."""
     name, version = parse_requirement(spec)
@@ -55,6 +56,7 @@ def recipe_from_pypi(
         build_number=build_number,
         gil_reenabled_ok=gil_reenabled_ok,
         extra_names=dict(names or {}),
+        assign_unknown_names=assign_unknown_names,
     )
     if fmt == "meta.yaml":
         files = {"meta.yaml": pypi_recipe.generate_meta_yaml(recipe)}
@@ -64,3 +66,20 @@ def recipe_from_pypi(
     else:
         files = pypi_recipe.generate(recipe)
     return recipe.package_name, files
+
+
+def closure_from_pypi(spec: str, *, names: Mapping[str, str] | None = None,
+                      fmt: RecipeFormat = "recipe.yaml"):
+    """Recipes for ``spec`` and every host/run requirement, in build order."""
+    from .closure import build_order, plan_closure
+
+    planned = plan_closure(
+        spec, lambda s: recipe_from_pypi(s, fmt="recipe.yaml", names=names,
+                                         assign_unknown_names=True),
+        names=names)
+    ordered = build_order(planned)
+    if fmt == "meta.yaml":
+        return [(p, recipe_from_pypi(f"{p.pypi_name}=={p.version}", fmt=fmt, names=names,
+                                     assign_unknown_names=True)[1])
+                for p in ordered]
+    return [(p, p.files) for p in ordered]

@@ -33,6 +33,7 @@ BACKENDS: dict[str, tuple[Backend, str]] = {
     "scikit_build_core.build": ("scikit-build-core", "scikit-build-core"),
     "flit_core.buildapi": ("flit-core", "flit-core"),
     "hatchling.build": ("hatchling", "hatchling"),
+    "hatchling.ouroboros": ("hatchling", "hatchling"),  # hatchling building itself
     "poetry.core.masonry.api": ("poetry-core", "poetry-core"),
     "pdm.backend": ("pdm-backend", "pdm-backend"),
     "maturin": ("maturin", "maturin"),
@@ -58,6 +59,7 @@ class SdistFacts:
     compiled_evidence: tuple[str, ...]
     limited_api: bool
     self_hosted_backend: bool
+    backend_wrapper: str | None
     uses_cython: bool
     top_level: tuple[str, ...]
     requires_dist: tuple[str, ...]
@@ -113,18 +115,27 @@ def _self_hosted(pyproject: dict) -> bool:
     return bool((pyproject.get("build-system") or {}).get("backend-path"))
 
 
-def _backend(pyproject: dict) -> tuple[Backend, tuple[str, ...]]:
+def _backend(pyproject: dict) -> tuple[Backend, tuple[str, ...], str | None]:
+    """(backend, build requires, in-tree wrapper entry point or None)."""
     system = pyproject.get("build-system") or {}
     entry = system.get("build-backend")
     requires = tuple(system.get("requires") or ())
     if entry is None:  # PEP 517 fallback: legacy setuptools
-        return "setuptools", requires or ("setuptools",)
-    if entry not in BACKENDS:
-        raise SdistError(
-            f"build backend '{entry}' is not one ftforge knows",
-            hint=f"supported: {', '.join(sorted({b for b, _ in BACKENDS.values()}))}",
-        )
-    return BACKENDS[entry][0], requires
+        return "setuptools", requires or ("setuptools",), None
+    if entry in BACKENDS:
+        return BACKENDS[entry][0], requires, None
+    if _self_hosted(pyproject):
+        # An in-tree wrapper (PyYAML's _pyyaml_pep517, charset-normalizer's
+        # backend): it delegates to a real backend named in `requires`.
+        by_package = {pkg: backend for backend, pkg in BACKENDS.values()}
+        for text in requires:
+            name = re.split(r"[\s;<>=!~\[]", text.strip(), maxsplit=1)[0].lower().replace("_", "-")
+            if name in by_package:
+                return by_package[name], requires, entry
+    raise SdistError(
+        f"build backend '{entry}' is not one ftforge knows (pyproject.toml [build-system])",
+        hint=f"supported: {', '.join(sorted({b for b, _ in BACKENDS.values()}))}",
+    )
 
 
 def _top_level(archive: _Archive, name: str) -> tuple[str, ...]:
@@ -135,20 +146,43 @@ def _top_level(archive: _Archive, name: str) -> tuple[str, ...]:
                                  and not m.startswith("_") or m.strip() in ("_cffi_backend",)}))
             if mods:
                 return mods
-    found = set()
+    packages, modules, namespaced = set(), set(), set()
     for rel in archive:
         parts = PurePosixPath(rel).parts
         base = parts[1:] if parts and parts[0] == "src" else parts
         if len(base) == 2 and base[1] == "__init__.py" and base[0] not in _SKIP_DIRS:
-            found.add(base[0])
-        elif len(base) == 1 and base[0].endswith(".py") and base[0] not in ("setup.py", "conftest.py"):
-            found.add(base[0][:-3])
+            packages.add(base[0])
+        elif len(base) == 3 and base[2] == "__init__.py" and base[0] not in _SKIP_DIRS:
+            namespaced.add(f"{base[0]}.{base[1]}")
+        elif len(base) == 1 and base[0].endswith(".py") and base[0] not in (
+                "setup.py", "conftest.py", "noxfile.py", "tasks.py"):
+            modules.add(base[0][:-3])
+    # Root-level scripts (bootstrap_install.py, ...) count only for single-module projects;
+    # test packages (tests_core, ...) are not installed.
+    packages = {p for p in packages if not re.match(r"^tests?(_|$)|.*_tests?$", p)}
+    own = re.sub(r"[-.]", "_", name).lower()
+    if own in {p.lower() for p in packages}:  # the project's own package; helpers aside
+        packages = {p for p in packages if p.lower() == own}
+    namespaced = {n for n in namespaced if n.split(".")[0] not in packages}
+    own_ns = re.sub(r"[-_]", ".", name).lower()
+    if not packages and own_ns in {n.lower() for n in namespaced}:  # poetry-core -> poetry.core
+        namespaced = {n for n in namespaced if n.lower() == own_ns}
+    found = packages or namespaced or modules
     if not found:
         found.add(name.replace("-", "_").lower())
     return tuple(sorted(m for m in found if not m.startswith("_") and m not in _SKIP_DIRS))
 
 
 def inspect_sdist(path: Path) -> SdistFacts:
+    try:
+        return _inspect(path)
+    except SdistError as exc:
+        if path.name in exc.message:
+            raise
+        raise SdistError(f"{path.name}: {exc.message}", hint=exc.hint) from None
+
+
+def _inspect(path: Path) -> SdistFacts:
     archive = _Archive(path)
     pkg_info = archive.read("PKG-INFO")
     if pkg_info is None:
@@ -160,7 +194,7 @@ def inspect_sdist(path: Path) -> SdistFacts:
         pyproject = tomllib.loads(pyproject_text) if pyproject_text else {}
     except tomllib.TOMLDecodeError as exc:
         raise SdistError(f"{path}: pyproject.toml is not valid TOML ({exc})") from None
-    backend, build_requires = _backend(pyproject)
+    backend, build_requires, wrapper = _backend(pyproject)
 
     # Compiled means the build *declares* extension modules (or uses a backend
     # that only builds compiled code); C files alone (a Windows launcher, a test
@@ -191,7 +225,8 @@ def inspect_sdist(path: Path) -> SdistFacts:
         compiled=bool(evidence),
         compiled_evidence=tuple(evidence),
         limited_api=limited,
-        self_hosted_backend=_self_hosted(pyproject),
+        self_hosted_backend=_self_hosted(pyproject) and wrapper is None,
+        backend_wrapper=wrapper,
         uses_cython=uses_cython,
         top_level=_top_level(archive, meta.get("Name", path.name)),
         requires_dist=tuple(meta.get_all("Requires-Dist") or ()),
