@@ -1,0 +1,137 @@
+"""Recipes from real PyPI sdists: generated, built for cp313t and cp313, installed, imported.
+
+Uses the interpreter channel from conftest. Sdists are cached under
+~/.cache/ftforge/sources and builds under ~/.cache/ftforge/builds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conda_package_streaming.package_streaming import stream_conda_component
+
+from ftforge.build.driver import BuildRequest, build, build_in_order
+from ftforge.errors import BuildFailedError
+from ftforge.recipes import files as recipe_files
+from ftforge.recipes.from_pypi import closure_from_pypi, recipe_from_pypi
+from ftforge.variants import PythonVariant
+
+from .conftest import REPO, ftforge, run_python
+
+pytestmark = pytest.mark.integration
+
+FT = PythonVariant.ft("3.13")
+GIL = PythonVariant.gil("3.13")
+CBC = (REPO / "conda_build_config.yaml",)
+
+
+def _write(root: Path, spec: str, **kwargs) -> Path:
+    name, files = recipe_from_pypi(spec, **kwargs)
+    recipe_files.write_files(root / name, files)
+    return root / name
+
+
+@pytest.fixture(scope="session")
+def pypi_out(tmp_path_factory, channel) -> Path:
+    """requests (with its whole closure), msgpack 1.2.4 and markupsafe, built."""
+    root = tmp_path_factory.mktemp("pypi-recipes")
+    out = tmp_path_factory.mktemp("pypi-out")
+    dirs = []
+    for plan, files in closure_from_pypi("requests==2.34.2"):
+        recipe_files.write_files(root / plan.conda_name, files)
+        dirs.append(root / plan.conda_name)
+    dirs.append(_write(root, "msgpack==1.2.4"))
+    dirs.append(_write(root, "markupsafe==3.0.3"))
+    build_in_order([BuildRequest(d, out, variant_files=CBC, channels=(str(channel),))
+                    for d in dirs])
+    return out
+
+
+def _index(pkg: Path) -> tuple[dict, list[str]]:
+    names, index = [], {}
+    for component in ("info", "pkg"):
+        with open(pkg, "rb") as handle:
+            for tar, member in stream_conda_component(pkg.name, handle, component):
+                names.append(member.name)
+                if member.name == "info/index.json":
+                    index = json.load(tar.extractfile(member))
+    return index, names
+
+
+@pytest.mark.parametrize("name,version", [("msgpack-python", "1.2.4"), ("markupsafe", "3.0.3")])
+def test_extension_package_is_built_for_the_free_threaded_abi(pypi_out, name, version):
+    pkgs = sorted((pypi_out / "linux-64").glob(f"{name}-{version}-*.conda"))
+    ft = [p for p in pkgs if p.name.split("-")[-1].startswith(FT.extension_build_prefix + "h")]
+    gil = [p for p in pkgs if p.name.split("-")[-1].startswith(GIL.extension_build_prefix + "h")]
+    assert len(ft) == 1 and len(gil) == 1, pkgs
+    index, files = _index(ft[0])
+    assert index["build"].startswith("py313th")
+    assert FT.python_abi_spec in index["depends"]
+    assert [d for d in index["depends"] if d.startswith("python_abi")] == [FT.python_abi_spec]
+    assert any(f.endswith(FT.extension_suffix()) for f in files), files
+    assert not any(f.endswith(".abi3.so") for f in files)
+    assert all(f.startswith(("info/", FT.site_packages, "etc/conda/test-files/")) for f in files)
+    gil_index, gil_files = _index(gil[0])
+    assert GIL.python_abi_spec in gil_index["depends"]
+    assert any(f.endswith(GIL.extension_suffix()) for f in gil_files)
+
+
+@pytest.fixture(scope="session")
+def pypi_ft_env(tmp_path_factory, channel, pypi_out) -> Path:
+    prefix = tmp_path_factory.mktemp("envs") / "pypi-ft"
+    ftforge("create", "--prefix", str(prefix), "--channel", str(channel), "--channel",
+            str(pypi_out), "python-freethreading", "requests", "msgpack-python", "markupsafe")
+    return prefix
+
+
+def test_installed_packages_import_with_the_gil_disabled(pypi_ft_env):
+    out = run_python(pypi_ft_env, "import sys, msgpack, markupsafe, requests, charset_normalizer;"
+                     "from msgpack import _cmsgpack; from markupsafe import _speedups;"
+                     "assert msgpack.unpackb(msgpack.packb({'a': 1})) == {'a': 1};"
+                     "print(sys._is_gil_enabled(), requests.__file__)")
+    gil, path = out.stdout.split()
+    assert gil == "False"
+    assert path == str(pypi_ft_env / FT.site_packages / "requests" / "__init__.py")
+
+
+def test_requests_dependencies_come_from_generated_noarch_packages(pypi_ft_env, pypi_out):
+    meta = {p.name.rsplit("-", 2)[0]: json.loads(p.read_text())
+            for p in (pypi_ft_env / "conda-meta").glob("*.json")}
+    for dep in ("requests", "urllib3", "idna", "certifi", "charset-normalizer"):
+        assert dep in meta, sorted(meta)
+        assert str(pypi_out) in meta[dep]["channel"] or meta[dep]["channel"].endswith(pypi_out.name + "/")
+    assert meta["requests"]["noarch"] == "python" or meta["requests"].get("subdir") == "noarch"
+
+
+def test_an_extension_without_py_mod_gil_fails_the_build_naming_the_module(tmp_path, channel,
+                                                                          pypi_out):
+    """msgpack 1.1.1's Cython module declares Py_MOD_GIL_USED (no free-threading support)."""
+    recipe = _write(tmp_path / "recipes", "msgpack==1.1.1")
+    with pytest.raises(BuildFailedError) as info:
+        build(BuildRequest(recipe, tmp_path / "out", variant_files=CBC,
+                           overrides=(("python", FT.python_spec),),
+                           channels=(str(channel), str(pypi_out))))
+    assert "the GIL was re-enabled by msgpack._cmsgpack" in str(info.value)
+    assert not list((tmp_path / "out").glob("*/msgpack-python-*.conda"))
+
+
+def test_gil_reenabled_ok_lets_the_build_through_and_says_why(tmp_path, channel, pypi_out):
+    recipe = _write(tmp_path / "recipes", "msgpack==1.1.1",
+                    gil_reenabled_ok="1.1.1's Cython module predates free-threading support")
+    outcome = build(BuildRequest(recipe, tmp_path / "out", variant_files=CBC,
+                                 overrides=(("python", FT.python_spec),),
+                                 channels=(str(channel), str(pypi_out))))
+    assert [p.name.split("-")[-1][:7] for p in outcome.packages] == ["py313th"]
+    assert "gil_reenabled_ok" in (recipe / "recipe.yaml").read_text()
+
+
+def test_bad_pypi_input_leaves_no_recipe_behind(tmp_path):
+    for spec, message in [("ftforge-no-such-project-zz", "is not a project on PyPI"),
+                          ("msgpack==0.0.77", "has no release 0.0.77")]:
+        result = ftforge("recipe", "pypi", spec, "--output-dir", str(tmp_path), check=False)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
