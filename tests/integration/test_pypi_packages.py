@@ -45,6 +45,7 @@ def pypi_out(tmp_path_factory, channel) -> Path:
         dirs.append(root / plan.conda_name)
     dirs.append(_write(root, "msgpack==1.2.4"))
     dirs.append(_write(root, "markupsafe==3.0.3"))
+    dirs.append(_write(root, "psutil==7.2.2"))
     build_in_order([BuildRequest(d, out, variant_files=CBC, channels=(str(channel),))
                     for d in dirs])
     return out
@@ -61,7 +62,8 @@ def _index(pkg: Path) -> tuple[dict, list[str]]:
     return index, names
 
 
-@pytest.mark.parametrize("name,version", [("msgpack-python", "1.2.4"), ("markupsafe", "3.0.3")])
+@pytest.mark.parametrize("name,version", [("msgpack-python", "1.2.4"), ("markupsafe", "3.0.3"),
+                                          ("psutil", "7.2.2")])
 def test_extension_package_is_built_for_the_free_threaded_abi(pypi_out, name, version):
     pkgs = sorted((pypi_out / "linux-64").glob(f"{name}-{version}-*.conda"))
     ft = [p for p in pkgs if p.name.split("-")[-1].startswith(FT.extension_build_prefix + "h")]
@@ -76,20 +78,22 @@ def test_extension_package_is_built_for_the_free_threaded_abi(pypi_out, name, ve
     assert all(f.startswith(("info/", FT.site_packages, "etc/conda/test-files/")) for f in files)
     gil_index, gil_files = _index(gil[0])
     assert GIL.python_abi_spec in gil_index["depends"]
-    assert any(f.endswith(GIL.extension_suffix()) for f in gil_files)
+    assert any(f.endswith((GIL.extension_suffix(), GIL.stable_abi_suffix)) for f in gil_files)
 
 
 @pytest.fixture(scope="session")
 def pypi_ft_env(tmp_path_factory, channel, pypi_out) -> Path:
     prefix = tmp_path_factory.mktemp("envs") / "pypi-ft"
     ftforge("create", "--prefix", str(prefix), "--channel", str(channel), "--channel",
-            str(pypi_out), "python-freethreading", "requests", "msgpack-python", "markupsafe")
+            str(pypi_out), "python-freethreading", "requests", "msgpack-python", "markupsafe",
+            "psutil")
     return prefix
 
 
 def test_installed_packages_import_with_the_gil_disabled(pypi_ft_env):
     out = run_python(pypi_ft_env, "import sys, msgpack, markupsafe, requests, charset_normalizer;"
                      "from msgpack import _cmsgpack; from markupsafe import _speedups;"
+                     "import psutil; assert psutil.cpu_count() >= 1;"
                      "assert msgpack.unpackb(msgpack.packb({'a': 1})) == {'a': 1};"
                      "print(sys._is_gil_enabled(), requests.__file__)")
     gil, path = out.stdout.split()
@@ -135,3 +139,17 @@ def test_bad_pypi_input_leaves_no_recipe_behind(tmp_path):
         assert result.returncode == 1 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_abi3_package_keeps_abi3_for_gil_and_is_version_specific_for_ft(pypi_out):
+    """psutil builds the stable ABI: conda-forge skips such packages for free-threading."""
+    pkgs = list((pypi_out / "linux-64").glob("psutil-7.2.2-*.conda"))
+    ft_pkg = next(p for p in pkgs if p.name.endswith(".conda") and "-py313th" in p.name)
+    gil_pkg = next(p for p in pkgs if "-py313h" in p.name)
+    _, gil_files = _index(gil_pkg)
+    _, ft_files = _index(ft_pkg)
+    gil_so = [f for f in gil_files if f.endswith(".so")]
+    ft_so = [f for f in ft_files if f.endswith(".so")]
+    assert gil_so == [f"{GIL.site_packages}/psutil/_psutil_linux{GIL.stable_abi_suffix}"]
+    assert ft_so == [f"{FT.site_packages}/psutil/_psutil_linux{FT.extension_suffix()}"]
+    assert FT.stable_abi_suffix is None  # 3.13t has no stable ABI
