@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -52,29 +52,34 @@ def _progress() -> Progress:
                     console=err_console, transient=True)
 
 
+def _write_or_check(target: Path, files: dict[str, str], *, check: bool, command: str) -> None:
+    from .recipes import files as recipe_files
+
+    if check:
+        recipe_files.check_files(target, files, command=command)
+        console.print(f"[green]up to date[/green] {target}")
+        return
+    for path in recipe_files.write_files(target, files):
+        console.print(f"wrote {path}")
+
+
 # ---------------------------------------------------------------------------
 @recipe_app.command("python")
 def recipe_python(
     version: Annotated[str, typer.Argument(help="CPython release, e.g. 3.13.5")],
     output_dir: Annotated[Path, typer.Option(help="where recipe directories go")] = Path("recipes"),
-    sha256: Annotated[Optional[str], typer.Option(help="sha256 of Python-VERSION.tar.xz, "
+    sha256: Annotated[str | None, typer.Option(help="sha256 of Python-VERSION.tar.xz, "
                                                   "for a release ftforge does not list")] = None,
     build_number: Annotated[int, typer.Option(help="build number")] = 0,
     check: Annotated[bool, typer.Option("--check", help="exit non-zero if the files on disk "
                                         "differ from what would be written")] = False,
 ) -> None:
     """Write the interpreter recipe (python, python_abi, python-freethreading, python-gil)."""
-    from .recipes import files as recipe_files
     from .recipes import python as python_recipe
 
     name, files = python_recipe.files_for(version, sha256=sha256, build_number=build_number)
     target = output_dir / name
-    if check:
-        recipe_files.check_files(target, files, command=f"ftforge recipe python {version}")
-        console.print(f"[green]up to date[/green] {target}")
-        return
-    for path in recipe_files.write_files(target, files):
-        console.print(f"wrote {path}")
+    _write_or_check(target, files, check=check, command=f"ftforge recipe python {version}")
 
 
 @recipe_app.command("pypi")
@@ -82,9 +87,9 @@ def recipe_pypi(
     spec: Annotated[str, typer.Argument(help="NAME or NAME==VERSION")],
     output_dir: Annotated[Path, typer.Option(help="where recipe directories go")] = Path("recipes"),
     fmt: Annotated[str, typer.Option("--format", help="recipe.yaml (v1) or meta.yaml")] = "recipe.yaml",
-    map_: Annotated[Optional[list[str]], typer.Option(
+    map_: Annotated[list[str] | None, typer.Option(
         "--map", help="PYPI=CONDA name mapping for a dependency (repeatable)")] = None,
-    gil_reenabled_ok: Annotated[Optional[str], typer.Option(
+    gil_reenabled_ok: Annotated[str | None, typer.Option(
         help="reason the free-threaded build may re-enable the GIL")] = None,
     with_deps: Annotated[bool, typer.Option(
         "--with-deps", help="also write recipes for every host/run requirement")] = False,
@@ -112,12 +117,7 @@ def recipe_pypi(
     name, files = recipe_from_pypi(spec, fmt=fmt, names=names,  # type: ignore[arg-type]
                                    gil_reenabled_ok=gil_reenabled_ok)
     target = output_dir / name
-    if check:
-        recipe_files.check_files(target, files, command=f"ftforge recipe pypi {spec}")
-        console.print(f"[green]up to date[/green] {target}")
-        return
-    for path in recipe_files.write_files(target, files):
-        console.print(f"wrote {path}")
+    _write_or_check(target, files, check=check, command=f"ftforge recipe pypi {spec}")
 
 
 @recipe_app.command("config")
@@ -127,15 +127,9 @@ def recipe_config(
 ) -> None:
     """Write the root conda_build_config.yaml (python x is_freethreading, conda-forge keys)."""
     from .recipes import build_config
-    from .recipes import files as recipe_files
 
     files = build_config.generate()
-    if check:
-        recipe_files.check_files(output_dir, files, command="ftforge recipe config")
-        console.print(f"[green]up to date[/green] {output_dir / build_config.FILE_NAME}")
-        return
-    for path in recipe_files.write_files(output_dir, files):
-        console.print(f"wrote {path}")
+    _write_or_check(output_dir, files, check=check, command="ftforge recipe config")
 
 
 @app.command()
@@ -143,12 +137,12 @@ def build(
     recipe_dirs: Annotated[list[Path], typer.Argument(
         help="directories holding recipe.yaml, built in the order given")],
     output_dir: Annotated[Path, typer.Option(help="where packages are written")] = Path("output"),
-    variant: Annotated[Optional[list[str]], typer.Option(
+    variant: Annotated[list[str] | None, typer.Option(
         "--variant", help="KEY=VALUE, pins one variant key (repeatable)")] = None,
-    variant_config: Annotated[Optional[list[Path]], typer.Option(
+    variant_config: Annotated[list[Path] | None, typer.Option(
         "--variant-config", "-m",
         help="variant file; default: the nearest conda_build_config.yaml above the recipe")] = None,
-    channel: Annotated[Optional[list[str]], typer.Option(
+    channel: Annotated[list[str] | None, typer.Option(
         "--channel", "-c", help="channel for build/host/test dependencies (repeatable)")] = None,
     test: Annotated[str, typer.Option(help="run the recipe's tests: native|skip")] = "native",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild even if cached")] = False,
@@ -200,9 +194,8 @@ def create(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="solve only")] = False,
 ) -> None:
     """Solve and install an environment with py-rattler, as `conda create` would."""
-    from .environments import CHANNEL_PRIORITIES
+    from .environments import CHANNEL_PRIORITIES, solve
     from .environments import create as create_env
-    from .environments import solve
 
     if channel_priority not in CHANNEL_PRIORITIES:
         raise FtforgeError(f"--channel-priority {channel_priority}: expected "

@@ -13,8 +13,15 @@ from typing import Literal, get_args
 from . import paths
 from .errors import FtforgeError, SolveError
 
-__all__ = ["ChannelPriorityName", "CHANNEL_PRIORITIES", "SolvedPackage", "channel_url",
-           "solve", "create", "installed_packages"]
+__all__ = [
+    "CHANNEL_PRIORITIES",
+    "ChannelPriorityName",
+    "SolvedPackage",
+    "channel_url",
+    "create",
+    "installed_packages",
+    "solve",
+]
 
 ChannelPriorityName = Literal["strict", "disabled"]
 CHANNEL_PRIORITIES: tuple[str, ...] = get_args(ChannelPriorityName)

@@ -7,16 +7,16 @@ what to do next (``hint``).
 from __future__ import annotations
 
 __all__ = [
+    "BuildFailedError",
+    "ChannelError",
     "FtforgeError",
-    "UnknownPythonVersion",
-    "RecipeDriftError",
-    "SourceChecksumError",
-    "SourceUnavailableError",
     "MissingSystemDependency",
     "OutputInsideChannelError",
-    "BuildFailedError",
+    "RecipeDriftError",
     "SolveError",
-    "ChannelError",
+    "SourceChecksumError",
+    "SourceUnavailableError",
+    "UnknownPythonVersion",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_root", "source_mirror_dir", "builds_dir", "toolchain_channel_dir", "pkgs_dir"]
+__all__ = ["builds_dir", "cache_root", "pkgs_dir", "source_mirror_dir", "toolchain_channel_dir"]
 
 
 def cache_root() -> Path:

@@ -25,16 +25,16 @@ from .build.mirror import sha256_of
 from .errors import FtforgeError
 
 __all__ = [
-    "PyPIError",
     "DistFile",
-    "Project",
     "Fetcher",
-    "normalize",
-    "index_url",
-    "fetch_project",
-    "select_sdist",
-    "download",
+    "Project",
+    "PyPIError",
     "canonical_sdist_url",
+    "download",
+    "fetch_project",
+    "index_url",
+    "normalize",
+    "select_sdist",
 ]
 
 DEFAULT_INDEX = "https://pypi.org/pypi"

@@ -20,16 +20,16 @@ from .errors import UnknownPythonVersion
 
 __all__ = [
     "ABI_PREFIX",
-    "FREETHREADED_MARKER",
-    "SUPPORTED_SERIES",
     "DEFAULT_SERIES",
-    "PYTHON_MIN",
-    "Platform",
+    "FREETHREADED_MARKER",
     "PLATFORM_TRIPLETS",
+    "PYTHON_MIN",
+    "SUPPORTED_SERIES",
+    "Platform",
     "PythonVariant",
     "all_variants",
-    "parse_series",
     "conda_build_config",
+    "parse_series",
 ]
 
 ABI_PREFIX = "cp"

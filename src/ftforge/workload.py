@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ThreadScaling", "SCRIPT", "measure", "env_python"]
+__all__ = ["SCRIPT", "ThreadScaling", "env_python", "measure"]
 
 SCRIPT = r"""
 import json, sys, sysconfig, threading, time

@@ -7,7 +7,8 @@ import pytest
 from ftforge.build.driver import BuildRequest, build
 from ftforge.errors import BuildFailedError
 
-from .conftest import TINY, tiny_recipe as _recipe
+from .conftest import TINY
+from .conftest import tiny_recipe as _recipe
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,6 @@ Uses the interpreter channel from conftest. Sdists are cached under
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest

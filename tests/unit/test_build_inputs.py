@@ -10,11 +10,21 @@ from ftforge.build.driver import BuildRequest, build, recipe_hash, stage_recipe
 from ftforge.build.mirror import SourceMirror
 from ftforge.build.preflight import check_apt_dependencies
 from ftforge.build.variant_config import (
-    VariantMatrix, VariantOverrideError, compose, expand, load_variant_file, parse_override)
+    VariantMatrix,
+    VariantOverrideError,
+    compose,
+    expand,
+    load_variant_file,
+    parse_override,
+)
 from ftforge.channel.layout import mark_channel
 from ftforge.errors import (
-    FtforgeError, MissingSystemDependency, OutputInsideChannelError, SourceChecksumError,
-    SourceUnavailableError)
+    FtforgeError,
+    MissingSystemDependency,
+    OutputInsideChannelError,
+    SourceChecksumError,
+    SourceUnavailableError,
+)
 from ftforge.recipes import files as recipe_files
 from ftforge.recipes import python as python_recipe
 

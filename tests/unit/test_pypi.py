@@ -1,9 +1,7 @@
 """PyPI client: relative and absolute file URLs, bad names/versions, wheel-only, sha256."""
 
 import hashlib
-import io
 import json
-import tarfile
 import urllib.error
 
 import pytest

@@ -33,14 +33,14 @@ from .preflight import check_apt_dependencies, dpkg_installed
 from .variant_config import VariantMatrix, compose, expand, load_variant_file
 
 __all__ = [
-    "TestStrategy",
+    "BuildOutcome",
     "BuildReporter",
     "BuildRequest",
-    "BuildOutcome",
+    "TestStrategy",
     "build",
     "build_in_order",
-    "render",
     "recipe_hash",
+    "render",
     "system_toolchain",
 ]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from ..errors import MissingSystemDependency
 
-__all__ = ["dpkg_installed", "check_apt_dependencies"]
+__all__ = ["check_apt_dependencies", "dpkg_installed"]
 
 SETUP_SCRIPT = "scripts/setup"
 

@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 
 from ..errors import FtforgeError
 
-__all__ = ["VariantMatrix", "load_variant_file", "parse_override", "compose", "expand"]
+__all__ = ["VariantMatrix", "compose", "expand", "load_variant_file", "parse_override"]
 
 
 class VariantOverrideError(FtforgeError):

@@ -7,8 +7,16 @@ from pathlib import Path
 
 from ..errors import ChannelError, OutputInsideChannelError
 
-__all__ = ["CHANNEL_MARKER", "SUBDIRS", "mark_channel", "is_channel", "channel_root_of",
-           "ensure_not_inside_channel", "index_channel", "subdir_of"]
+__all__ = [
+    "CHANNEL_MARKER",
+    "SUBDIRS",
+    "channel_root_of",
+    "ensure_not_inside_channel",
+    "index_channel",
+    "is_channel",
+    "mark_channel",
+    "subdir_of",
+]
 
 CHANNEL_MARKER = ".ftforge-channel"
 """Written by ``ftforge channel publish`` at a channel's root."""
@@ -48,8 +56,9 @@ def ensure_not_inside_channel(path: Path, *, what: str) -> None:
 
 def subdir_of(package: Path) -> str:
     """The subdir a package belongs in, from its ``info/index.json``."""
-    from conda_package_streaming.package_streaming import stream_conda_info
     import json
+
+    from conda_package_streaming.package_streaming import stream_conda_info
 
     try:
         for tar, member in stream_conda_info(str(package)):

@@ -21,7 +21,7 @@ from .. import pypi
 from ..errors import FtforgeError
 from .conda_names import KNOWN
 
-__all__ = ["ClosureError", "PlannedRecipe", "plan_closure", "build_order"]
+__all__ = ["ClosureError", "PlannedRecipe", "build_order", "plan_closure"]
 
 PROVIDED = frozenset({"python", "python_abi", "pip"})
 

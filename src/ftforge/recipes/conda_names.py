@@ -75,7 +75,6 @@ KNOWN: dict[str, str] = {
     "editables": "editables",
     "flit-scm": "flit-scm",
     "mypy": "mypy",
-    "cffi": "cffi",
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..errors import UnknownPythonVersion
 from ..variants import parse_series
 
-__all__ = ["CPythonSource", "KNOWN_SOURCES", "DEFAULT_VERSION", "source_for", "latest_for_series"]
+__all__ = ["DEFAULT_VERSION", "KNOWN_SOURCES", "CPythonSource", "latest_for_series", "source_for"]
 
 
 @dataclass(frozen=True)

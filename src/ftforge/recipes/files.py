@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import RecipeDriftError
 
-__all__ = ["write_files", "check_files", "diff_files"]
+__all__ = ["check_files", "diff_files", "write_files"]
 
 
 def diff_files(target: Path, files: dict[str, str]) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal, get_args
 
 from .. import paths, pypi
@@ -16,7 +15,7 @@ from ..errors import FtforgeError
 from . import pypi as pypi_recipe
 from .sdist import inspect_sdist
 
-__all__ = ["RecipeFormat", "RECIPE_FORMATS", "parse_requirement", "recipe_from_pypi"]
+__all__ = ["RECIPE_FORMATS", "RecipeFormat", "parse_requirement", "recipe_from_pypi"]
 
 RecipeFormat = Literal["recipe.yaml", "meta.yaml"]
 RECIPE_FORMATS: tuple[str, ...] = get_args(RecipeFormat)

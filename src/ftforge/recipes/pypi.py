@@ -22,8 +22,15 @@ from . import gil_check
 from .conda_names import conda_name
 from .sdist import BACKENDS, SdistFacts
 
-__all__ = ["UnmappedDependencies", "UnsupportedBuild", "PypiRecipe", "generate",
-           "generate_meta_yaml", "conda_requirements", "conda_spec"]
+__all__ = [
+    "PypiRecipe",
+    "UnmappedDependencies",
+    "UnsupportedBuild",
+    "conda_requirements",
+    "conda_spec",
+    "generate",
+    "generate_meta_yaml",
+]
 
 
 class UnmappedDependencies(FtforgeError):
@@ -238,29 +245,20 @@ requirements:
   host:
 {_yaml_list(_host(recipe), 4)}
   run:
-{_yaml_list([f"python >=${{{{ python_min }}}}", *run], 4)}
+{_yaml_list(["python >=${{ python_min }}", *run], 4)}
 
-tests:
-  - python:
-      imports:
-{_yaml_list(imports, 8)}
-      # ftforge's python ships pip (ensurepip), so pip check runs as a script.
-      pip_check: false
-  - script:
-      - python -m pip check
-
+{_tests(imports)}
 {_about(facts)}"""
         return {"recipe.yaml": text}
 
     ft_tests = _ft_tests(recipe, imports)
-    abi3_note = ""
     text = common + f"""  abi_marker: ${{{{ "{FREETHREADED_MARKER}" if is_freethreading == "true" else "" }}}}
 """ + source + f"""
 build:
   number: ${{{{ build_number }}}}
   # py313t... for the free-threaded ABI, py313... for the GIL one.
   string: py${{{{ python | version_to_buildstring }}}}${{{{ abi_marker }}}}h${{{{ hash }}}}_${{{{ build_number }}}}
-  script: {script}{abi3_note}
+  script: {script}
 
 requirements:
   build:
@@ -271,7 +269,16 @@ requirements:
   run:
 {_yaml_list(["python", *run], 4)}
 
-tests:
+{_tests(imports)}{ft_tests}
+{_about(facts)}"""
+    extra = ""
+    if recipe.gil_reenabled_ok:
+        extra = f"\nextra:\n  ftforge:\n    gil_reenabled_ok: {_quote(recipe.gil_reenabled_ok)}\n"
+    return {"recipe.yaml": text + extra, gil_check.FILE_NAME: gil_check.SCRIPT}
+
+
+def _tests(imports: list[str]) -> str:
+    return f"""tests:
   - python:
       imports:
 {_yaml_list(imports, 8)}
@@ -279,12 +286,7 @@ tests:
       pip_check: false
   - script:
       - python -m pip check
-{ft_tests}
-{_about(facts)}"""
-    extra = ""
-    if recipe.gil_reenabled_ok:
-        extra = f"\nextra:\n  ftforge:\n    gil_reenabled_ok: {_quote(recipe.gil_reenabled_ok)}\n"
-    return {"recipe.yaml": text + extra, gil_check.FILE_NAME: gil_check.SCRIPT}
+"""
 
 
 def _ft_tests(recipe: PypiRecipe, imports: list[str]) -> str:

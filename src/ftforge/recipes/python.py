@@ -24,10 +24,10 @@ from ..variants import PythonVariant
 from .cpython_sources import CPythonSource
 
 __all__ = [
-    "DepsProfile",
-    "DEPS_PROFILES",
     "APT_BUILD_DEPENDENCIES",
     "CONDA_FORGE_HOST_DEPENDENCIES",
+    "DEPS_PROFILES",
+    "DepsProfile",
     "PythonRecipe",
     "generate",
     "recipe_dir_name",

@@ -18,7 +18,7 @@ from typing import Literal
 
 from ..errors import FtforgeError
 
-__all__ = ["Backend", "BACKENDS", "SdistFacts", "SdistError", "inspect_sdist"]
+__all__ = ["BACKENDS", "Backend", "SdistError", "SdistFacts", "inspect_sdist"]
 
 Backend = Literal[
     "setuptools", "meson-python", "scikit-build-core", "flit-core", "hatchling",
