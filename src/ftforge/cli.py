@@ -91,6 +91,9 @@ def recipe_pypi(
         "--map", help="PYPI=CONDA name mapping for a dependency (repeatable)")] = None,
     gil_reenabled_ok: Annotated[str | None, typer.Option(
         help="reason the free-threaded build may re-enable the GIL")] = None,
+    apt: Annotated[list[str] | None, typer.Option(
+        "--apt", help="Debian package the build links (e.g. libyaml-dev), checked before "
+        "building (repeatable)")] = None,
     with_deps: Annotated[bool, typer.Option(
         "--with-deps", help="also write recipes for every host/run requirement")] = False,
     check: Annotated[bool, typer.Option("--check", help="exit non-zero on drift")] = False,
@@ -115,7 +118,7 @@ def recipe_pypi(
             console.print(f"  {index:2}. {plan.conda_name} {plan.version}  -> {paths_written[0].parent}")
         return
     name, files = recipe_from_pypi(spec, fmt=fmt, names=names,  # type: ignore[arg-type]
-                                   gil_reenabled_ok=gil_reenabled_ok)
+                                   gil_reenabled_ok=gil_reenabled_ok, apt=tuple(apt or ()))
     target = output_dir / name
     _write_or_check(target, files, check=check, command=f"ftforge recipe pypi {spec}")
 

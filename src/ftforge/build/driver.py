@@ -8,7 +8,9 @@ packages from ``~/.cache/ftforge/builds/<hash>`` or build them there first.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import re
@@ -350,16 +352,18 @@ def build(
             keys.append(key)
             variants.extend(dict(v.variant) for v in rendered)
             cache_dir = paths.builds_dir() / key
-            if request.use_cache and (cache_dir / "manifest.json").is_file():
-                reporter.step(f"{name}: cached build {key}")
-                continue
-            all_cached = False
-            reporter.step(f"{name}: toolchain package")
-            toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
-            dependency_channels = [toolchain_channel.as_uri(),
-                                   *(channel_url(c) for c in request.channels)]
-            _build_into_cache(rendered, cache_dir, dependency_channels, request.test, reporter,
-                              name)
+            with _key_lock(cache_dir):  # one builder per recipe hash; others wait, then reuse
+                if request.use_cache and (cache_dir / "manifest.json").is_file():
+                    reporter.step(f"{name}: cached build {key}")
+                    continue
+                all_cached = False
+                reporter.step(f"{name}: toolchain package")
+                with _key_lock(paths.toolchain_channel_dir()):
+                    toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
+                dependency_channels = [toolchain_channel.as_uri(),
+                                       *(channel_url(c) for c in request.channels)]
+                _build_into_cache(rendered, cache_dir, dependency_channels, request.test,
+                                  reporter, name)
     if not keys:
         raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
                            hint="check the --variant values")
@@ -367,6 +371,17 @@ def build(
     index_channel(output_dir)
     return BuildOutcome(packages, ",".join(keys), all_cached, time.monotonic() - started,
                         paths.builds_dir() / keys[-1] / "build.log", variants)
+
+
+@contextlib.contextmanager
+def _key_lock(cache_dir: Path):
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir.with_name(cache_dir.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _rendered_identity(rendered: list) -> str:

@@ -40,6 +40,7 @@ def recipe_from_pypi(
     build_number: int = 0,
     fetch: pypi.Fetcher | None = None,
     assign_unknown_names: bool = False,
+    apt: tuple[str, ...] = (),
 ) -> tuple[str, dict[str, str]]:
     """Return ``(directory name, files)`` for the sdist of ``spec``."""
     name, version = parse_requirement(spec)
@@ -56,6 +57,7 @@ def recipe_from_pypi(
         gil_reenabled_ok=gil_reenabled_ok,
         extra_names=dict(names or {}),
         assign_unknown_names=assign_unknown_names,
+        apt_build_dependencies=tuple(apt),
     )
     if fmt == "meta.yaml":
         files = {"meta.yaml": pypi_recipe.generate_meta_yaml(recipe)}

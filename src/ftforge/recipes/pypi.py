@@ -49,6 +49,8 @@ class PypiRecipe:
     build_number: int = 0
     gil_reenabled_ok: str | None = None
     extra_names: Mapping[str, str] = field(default_factory=dict)
+    apt_build_dependencies: tuple[str, ...] = ()
+    """Debian packages the `system` profile links (e.g. libyaml-dev); checked before a build."""
     assign_unknown_names: bool = False
     """Closure mode: unknown names are packages ftforge generates itself, under their
     PEP 503 name; otherwise an unknown name is an error."""
@@ -271,10 +273,18 @@ requirements:
 
 {_tests(imports)}{ft_tests}
 {_about(facts)}"""
-    extra = ""
+    return {"recipe.yaml": text + _extra(recipe), gil_check.FILE_NAME: gil_check.SCRIPT}
+
+
+def _extra(recipe: PypiRecipe) -> str:
+    lines = []
     if recipe.gil_reenabled_ok:
-        extra = f"\nextra:\n  ftforge:\n    gil_reenabled_ok: {_quote(recipe.gil_reenabled_ok)}\n"
-    return {"recipe.yaml": text + extra, gil_check.FILE_NAME: gil_check.SCRIPT}
+        lines.append(f"    gil_reenabled_ok: {_quote(recipe.gil_reenabled_ok)}")
+    if recipe.apt_build_dependencies:
+        lines.append("    # Debian packages this build links (system profile): not self-contained.")
+        lines.append("    apt_build_dependencies:\n" +
+                     _yaml_list(sorted(recipe.apt_build_dependencies), 6))
+    return "\nextra:\n  ftforge:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def _tests(imports: list[str]) -> str:
