@@ -45,6 +45,8 @@ def pypi_out(tmp_path_factory, channel) -> Path:
     dirs.append(_write(root, "msgpack==1.2.4"))
     dirs.append(_write(root, "markupsafe==3.0.3"))
     dirs.append(_write(root, "psutil==7.2.2"))
+    dirs.append(_write(root, "cython==3.3.1"))          # Cython-compiled, needed by pyyaml
+    dirs.append(_write(root, "pyyaml==6.0.3", apt=("libyaml-dev",)))
     build_in_order([BuildRequest(d, out, variant_files=CBC, channels=(str(channel),))
                     for d in dirs])
     return out
@@ -62,7 +64,7 @@ def _index(pkg: Path) -> tuple[dict, list[str]]:
 
 
 @pytest.mark.parametrize("name,version", [("msgpack-python", "1.2.4"), ("markupsafe", "3.0.3"),
-                                          ("psutil", "7.2.2")])
+                                          ("psutil", "7.2.2"), ("pyyaml", "6.0.3")])
 def test_extension_package_is_built_for_the_free_threaded_abi(pypi_out, name, version):
     pkgs = sorted((pypi_out / "linux-64").glob(f"{name}-{version}-*.conda"))
     ft = [p for p in pkgs if p.name.split("-")[-1].startswith(FT.extension_build_prefix + "h")]
@@ -85,7 +87,7 @@ def pypi_ft_env(tmp_path_factory, channel, pypi_out) -> Path:
     prefix = tmp_path_factory.mktemp("envs") / "pypi-ft"
     ftforge("create", "--prefix", str(prefix), "--channel", str(channel), "--channel",
             str(pypi_out), "python-freethreading", "requests", "msgpack-python", "markupsafe",
-            "psutil")
+            "psutil", "pyyaml")
     return prefix
 
 
@@ -93,6 +95,8 @@ def test_installed_packages_import_with_the_gil_disabled(pypi_ft_env):
     out = run_python(pypi_ft_env, "import sys, msgpack, markupsafe, requests, charset_normalizer;"
                      "from msgpack import _cmsgpack; from markupsafe import _speedups;"
                      "import psutil; assert psutil.cpu_count() >= 1;"
+                     "import yaml; assert yaml.__with_libyaml__;"
+                     "assert yaml.load('a: [1]', Loader=yaml.CSafeLoader) == {'a': [1]};"
                      "assert msgpack.unpackb(msgpack.packb({'a': 1})) == {'a': 1};"
                      "print(sys._is_gil_enabled(), requests.__file__)")
     gil, path = out.stdout.split()
@@ -152,3 +156,14 @@ def test_abi3_package_keeps_abi3_for_gil_and_is_version_specific_for_ft(pypi_out
     assert gil_so == [f"{GIL.site_packages}/psutil/_psutil_linux{GIL.stable_abi_suffix}"]
     assert ft_so == [f"{FT.site_packages}/psutil/_psutil_linux{FT.extension_suffix()}"]
     assert FT.stable_abi_suffix is None  # 3.13t has no stable ABI
+
+
+def test_cython_compiles_itself_only_for_the_gil_abi(pypi_out):
+    """Cython's setup.py skips compiling Cython on free-threaded interpreters by design;
+    the free-threaded build is still its own py313t package, tied to cp313t."""
+    pkgs = list((pypi_out / "linux-64").glob("cython-3.3.1-*.conda"))
+    ft_index, ft_files = _index(next(p for p in pkgs if "-py313th" in p.name))
+    _, gil_files = _index(next(p for p in pkgs if "-py313h" in p.name))
+    assert any(f.endswith(GIL.extension_suffix()) for f in gil_files)
+    assert not any(f.endswith(".so") for f in ft_files)
+    assert FT.python_abi_spec in ft_index["depends"]
