@@ -54,3 +54,25 @@ def test_failing_script_is_reported_with_its_output(tmp_path, isolated_cache):
     assert "no libfrobnicate found" in str(info.value)
     assert info.value.hint and ".failed/build.log" in info.value.hint
     assert not list((tmp_path / "out").glob("*/*.conda"))
+
+
+def test_missing_library_header_is_one_line_with_what_to_do(tmp_path, isolated_cache):
+    recipe = tmp_path / "needs-lib"
+    recipe.mkdir()
+    (recipe / "recipe.yaml").write_text("""schema_version: 1
+package:
+  name: needs-frobnicate
+  version: "1.0"
+build:
+  script:
+    - printf '#include <frobnicate/frob.h>\\nint main(void){return 0;}\\n' > t.c
+    - $CC t.c -o t
+requirements:
+  build:
+    - ${{ compiler('c') }}
+""")
+    with pytest.raises(BuildFailedError) as info:
+        build(BuildRequest(recipe, tmp_path / "out", test="skip"))
+    assert str(info.value.message).count("\n") == 0
+    assert "the C header frobnicate/frob.h is not installed" in info.value.message
+    assert "apt-file search frobnicate/frob.h" in info.value.hint

@@ -288,6 +288,16 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "unknown error"
 
 
+_MISSING_HEADER = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory")
+
+
+def _missing_header(log_path: Path) -> str | None:
+    """The first header a compiler could not find, if that is why the build failed."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    match = _MISSING_HEADER.search(text)
+    return match[1] if match else None
+
+
 def _failure_excerpt(log_path: Path, lines: int = 6) -> str:
     """The output just before rattler-build's "Script failed" line, where the cause is."""
     text = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
@@ -413,6 +423,15 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
                 )
             except RattlerBuildError as exc:
                 sink.handle.flush()
+                missing = _missing_header(log_path)
+                if missing:
+                    raise BuildFailedError(
+                        f"{name}: building {variant.recipe.package.name} ({label}) failed: "
+                        f"the C header {missing} is not installed",
+                        hint=f"install the Debian package that provides it (`apt-file search "
+                        f"{missing}`), then declare it in the recipe with `ftforge recipe pypi "
+                        f"... --apt PACKAGE`; full log: {cache_dir}.failed/build.log",
+                    ) from None
                 raise BuildFailedError(
                     f"{name}: building {variant.recipe.package.name} ({label}) failed: "
                     f"{_last_line(str(exc))}{_failure_excerpt(log_path)}",
