@@ -167,3 +167,31 @@ def test_cython_compiles_itself_only_for_the_gil_abi(pypi_out):
     assert any(f.endswith(GIL.extension_suffix()) for f in gil_files)
     assert not any(f.endswith(".so") for f in ft_files)
     assert FT.python_abi_spec in ft_index["depends"]
+
+
+@pytest.fixture(scope="session")
+def numpy_out(tmp_path_factory, channel, pypi_out) -> Path:
+    """numpy (meson-python, vendored meson, Cython), its closure, cp313t only (~6 min cold)."""
+    root = tmp_path_factory.mktemp("numpy-recipes")
+    out = tmp_path_factory.mktemp("numpy-out")
+    requests = []
+    for plan, files in closure_from_pypi("numpy==2.5.5"):
+        recipe_files.write_files(root / plan.conda_name, files)
+        only_ft = (("python", FT.python_spec),) if plan.conda_name == "numpy" else ()
+        requests.append(BuildRequest(root / plan.conda_name, out, only_ft, CBC,
+                                     channels=(str(channel), str(pypi_out))))
+    build_in_order(requests)
+    return out
+
+
+def test_meson_python_package_numpy(tmp_path_factory, channel, pypi_out, numpy_out):
+    pkg = next((numpy_out / "linux-64").glob("numpy-2.5.5-py313th*.conda"))
+    index, files = _index(pkg)
+    assert FT.python_abi_spec in index["depends"]
+    assert any(f.endswith(f"_multiarray_umath{FT.extension_suffix()}") for f in files)
+    prefix = tmp_path_factory.mktemp("envs") / "numpy-ft"
+    ftforge("create", "--prefix", str(prefix), "-c", str(channel), "-c", str(numpy_out),
+            "-c", str(pypi_out), "python-freethreading", "numpy")
+    out = run_python(prefix, "import sys, numpy as np; a = np.arange(10**6, dtype=np.int64);"
+                     "print(int(a.sum()), sys._is_gil_enabled())")
+    assert out.stdout.split() == [str(10**6 * (10**6 - 1) // 2), "False"]
