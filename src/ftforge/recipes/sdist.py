@@ -142,8 +142,9 @@ def _top_level(archive: _Archive, name: str) -> tuple[str, ...]:
     for rel in archive:
         if rel.endswith(".egg-info/top_level.txt") and rel.count("/") <= 2:
             text = archive.read(rel) or ""
-            mods = tuple(sorted({m.strip() for m in text.split() if m.strip()
-                                 and not m.startswith("_") or m.strip() in ("_cffi_backend",)}))
+            # Importable names only: not private, not stub folders like "ujson-stubs".
+            mods = tuple(sorted({m.strip() for m in text.split()
+                                 if m.strip().isidentifier() and not m.startswith("_")}))
             if mods:
                 return mods
     packages, modules, namespaced = set(), set(), set()
