@@ -66,8 +66,17 @@ def ftforge_one(spec: str, work: Path, channel: str) -> dict:
         return {"ok": True, "seconds": time.monotonic() - started}
     except (FtforgeError, subprocess.CalledProcessError) as exc:
         reason = getattr(exc, "message", None) or (exc.stderr or str(exc)).strip()
-        return {"ok": False, "seconds": time.monotonic() - started,
-                "reason": reason.splitlines()[0][:200]}
+        return {"ok": False, "seconds": time.monotonic() - started, "reason": _telling(reason)}
+
+
+def _telling(message: str) -> str:
+    """The line of a failure that says why (a compiler error, the GIL check, ...)."""
+    lines = [l.strip() for l in message.splitlines() if l.strip()]
+    for pattern in ("ftforge_gil_check: FAILED", "#error", "error:", "Error:", "is not installed"):
+        for line in lines:
+            if pattern in line:
+                return line[:240]
+    return lines[0][:240] if lines else "unknown"
 
 
 def _imports(recipe_text: str) -> list[str]:

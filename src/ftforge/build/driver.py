@@ -306,6 +306,11 @@ def _failure_excerpt(log_path: Path, lines: int = 6) -> str:
     if marker is None:
         return ""
     context = [line for line in text[max(0, marker - lines):marker + 1] if line.strip()]
+    # A compiler error or a refusal earlier in the log says more than the tail.
+    cause = next((line for line in text[:marker]
+                  if re.search(r"(^|\s)(error:|#error|RuntimeError:)", line)), None)
+    if cause and cause not in context:
+        context.insert(0, cause)
     return "\n    " + "\n    ".join(context)
 
 

@@ -39,11 +39,9 @@ for name in args.packages:
         problems.append(f"{name}: not importable")
         continue
     roots = list(spec.submodule_search_locations or [])
-    if not roots and spec.origin:
-        roots = [str(pathlib.Path(spec.origin).parent)]
-        if spec.origin.endswith(".so"):
-            modules.append(name)
-            continue
+    if not roots:  # a single-file module: import it (and whatever it imports) by name
+        modules.append(name)
+        continue
     for root in roots:
         for path in sorted(pathlib.Path(root).rglob("*.so")):
             rel = path.relative_to(pathlib.Path(root).parent)
@@ -61,7 +59,14 @@ for module in modules:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         before = sys._is_gil_enabled()
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            if "does not define module export function" in str(exc):
+                print(f"ftforge_gil_check: {module} is a shared library, not an extension "
+                      "module (loaded with ctypes); skipped")
+                continue
+            raise
         if not before and sys._is_gil_enabled():
             reenabled.append(module)
             detail = "; ".join(str(w.message) for w in caught if w.category is RuntimeWarning)
