@@ -166,3 +166,12 @@ def test_gil_reenabled_ok_is_declared_and_passed(tmp_path):
     text = gen.generate(recipe)["recipe.yaml"]
     assert "--allow-gil fastthing" in text
     assert 'gil_reenabled_ok: "upstream issue #12' in text
+
+
+def test_meta_yaml_in_closure_mode_names_unknown_dependencies_like_recipe_yaml(tmp_path):
+    recipe = recipe_for(tmp_path, "fastthing", SETUPTOOLS_EXT, "Requires-Dist: frobnicate>=1\n",
+                        assign_unknown_names=True)
+    assert "- frobnicate >=1" in gen.generate(recipe)["recipe.yaml"]
+    files = gen.generate_meta(recipe)
+    assert "- frobnicate >=1" in files["meta.yaml"]
+    assert set(files) == {"meta.yaml", "ftforge_gil_check.py"}

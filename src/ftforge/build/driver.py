@@ -291,16 +291,15 @@ def _last_line(text: str) -> str:
 _MISSING_HEADER = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory")
 
 
-def _missing_header(log_path: Path) -> str | None:
+def _missing_header(log: str) -> str | None:
     """The first header a compiler could not find, if that is why the build failed."""
-    text = log_path.read_text(errors="replace") if log_path.exists() else ""
-    match = _MISSING_HEADER.search(text)
+    match = _MISSING_HEADER.search(log)
     return match[1] if match else None
 
 
-def _failure_excerpt(log_path: Path, lines: int = 6) -> str:
+def _failure_excerpt(log: str, lines: int = 6) -> str:
     """The output just before rattler-build's "Script failed" line, where the cause is."""
-    text = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    text = log.splitlines()
     marker = next((i for i in range(len(text) - 1, -1, -1)
                    if text[i].startswith("Script failed with status")), None)
     if marker is None:
@@ -428,7 +427,8 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
                 )
             except RattlerBuildError as exc:
                 sink.handle.flush()
-                missing = _missing_header(log_path)
+                log = log_path.read_text(errors="replace") if log_path.exists() else ""
+                missing = _missing_header(log)
                 if missing:
                     raise BuildFailedError(
                         f"{name}: building {variant.recipe.package.name} ({label}) failed: "
@@ -439,7 +439,7 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
                     ) from None
                 raise BuildFailedError(
                     f"{name}: building {variant.recipe.package.name} ({label}) failed: "
-                    f"{_last_line(str(exc))}{_failure_excerpt(log_path)}",
+                    f"{_last_line(str(exc))}{_failure_excerpt(log)}",
                     hint=f"the full log is {cache_dir}.failed/build.log",
                 ) from None
     except BaseException:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..build.mirror import sha256_of
 from ..errors import ChannelError
 from .layout import index_channel, mark_channel, subdir_of
 
@@ -19,10 +19,6 @@ __all__ = ["PublishResult", "publish"]
 class PublishResult:
     added: list[Path]
     unchanged: list[Path]
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def publish(packages: Iterable[Path], channel: Path) -> PublishResult:
@@ -38,7 +34,7 @@ def publish(packages: Iterable[Path], channel: Path) -> PublishResult:
     for pkg in packages:
         target = channel / subdir_of(pkg) / pkg.name
         if target.exists():
-            if _digest(target) == _digest(pkg):
+            if sha256_of(target) == sha256_of(pkg):
                 unchanged.append(target)
                 continue
             raise ChannelError(

@@ -59,13 +59,8 @@ def recipe_from_pypi(
         assign_unknown_names=assign_unknown_names,
         apt_build_dependencies=tuple(apt),
     )
-    if fmt == "meta.yaml":
-        files = {"meta.yaml": pypi_recipe.generate_meta_yaml(recipe)}
-        if facts.compiled:
-            from . import gil_check
-            files[gil_check.FILE_NAME] = gil_check.SCRIPT
-    else:
-        files = pypi_recipe.generate(recipe)
+    files = (pypi_recipe.generate_meta(recipe) if fmt == "meta.yaml"
+             else pypi_recipe.generate(recipe))
     return recipe.package_name, files
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "conda_requirements",
     "conda_spec",
     "generate",
+    "generate_meta",
     "generate_meta_yaml",
 ]
 
@@ -84,6 +85,21 @@ def _environment(series: str) -> dict[str, str]:
             "platform_python_implementation": "CPython", "extra": ""}
 
 
+def _applies(req: Requirement, series: str) -> bool:
+    return req.marker is None or req.marker.evaluate(_environment(series))
+
+
+def _conda_dependency(req: Requirement, names: Mapping[str, str],
+                      assign_unknown: bool) -> str | None:
+    """``"name spec"`` for a requirement, or None when its conda name is unknown."""
+    name = conda_name(req.name, names)
+    if name is None and assign_unknown:
+        name = normalize(req.name)
+    if name is None:
+        return None
+    return f"{name} {conda_spec(req.specifier)}".strip()
+
+
 def conda_requirements(requirements: tuple[str, ...], *, names: Mapping[str, str],
                        package: str, series: str = DEFAULT_SERIES,
                        assign_unknown: bool = False) -> list[str]:
@@ -94,16 +110,13 @@ def conda_requirements(requirements: tuple[str, ...], *, names: Mapping[str, str
             req = Requirement(text)
         except InvalidRequirement as exc:
             raise FtforgeError(f"{package}: Requires-Dist '{text}' is not valid ({exc})") from None
-        if req.marker is not None and not req.marker.evaluate(_environment(series)):
+        if not _applies(req, series):
             continue
-        name = conda_name(req.name, names)
-        if name is None and assign_unknown:
-            name = normalize(req.name)
-        if name is None:
+        dependency = _conda_dependency(req, names, assign_unknown)
+        if dependency is None:
             unknown.append(req.name)
-            continue
-        spec = conda_spec(req.specifier)
-        out.append(f"{name} {spec}".strip())
+        else:
+            out.append(dependency)
     if unknown:
         raise UnmappedDependencies(
             f"{package}: no known conda name for {', '.join(sorted(set(unknown)))}",
@@ -112,31 +125,33 @@ def conda_requirements(requirements: tuple[str, ...], *, names: Mapping[str, str
     return sorted(set(out))
 
 
+def _run(recipe: PypiRecipe) -> list[str]:
+    return conda_requirements(recipe.facts.requires_dist, names=recipe.extra_names,
+                              package=recipe.facts.name,
+                              assign_unknown=recipe.assign_unknown_names)
+
+
 def _host(recipe: PypiRecipe) -> list[str]:
     facts = recipe.facts
     host = ["python"]
     if facts.self_hosted_backend:
         # The backend builds itself from its source tree: its own runtime
         # requirements must be importable at build time.
-        return host + conda_requirements(facts.requires_dist, names=recipe.extra_names,
-                                         package=facts.name,
-                                         assign_unknown=recipe.assign_unknown_names)
+        return host + _run(recipe)
     for text in facts.build_requires:
         try:
             req = Requirement(text)
         except InvalidRequirement:
             continue
-        if req.marker is not None and not req.marker.evaluate(_environment(DEFAULT_SERIES)):
+        if not _applies(req, DEFAULT_SERIES):
             continue
-        name = conda_name(req.name, recipe.extra_names)
-        if name is None and recipe.assign_unknown_names:
-            name = normalize(req.name)
-        if name is None:
+        dependency = _conda_dependency(req, recipe.extra_names, recipe.assign_unknown_names)
+        if dependency is None:
             raise UnmappedDependencies(
                 f"{facts.name}: no known conda name for build requirement {req.name}",
                 hint="pass --map PYPI=CONDA for it",
             )
-        host.append(f"{name} {conda_spec(req.specifier)}".strip())
+        host.append(dependency)
     backend_pkg = next(pkg for b, pkg in BACKENDS.values() if b == facts.backend)
     if not any(h.split()[0] == backend_pkg for h in host):
         host.append(backend_pkg)
@@ -216,8 +231,7 @@ def generate(recipe: PypiRecipe) -> dict[str, str]:
             "conda package (rust, maturin), which ftforge does not provide yet",
             hint="choose a package without Rust extensions, or package the Rust toolchain first",
         )
-    run = conda_requirements(facts.requires_dist, names=recipe.extra_names, package=facts.name,
-                             assign_unknown=recipe.assign_unknown_names)
+    run = _run(recipe)
     imports = list(facts.top_level)
     common = f"""{_header(recipe)}schema_version: 1
 
@@ -273,7 +287,17 @@ requirements:
 
 {_tests(imports)}{ft_tests}
 {_about(facts)}"""
-    return {"recipe.yaml": text + _extra(recipe), gil_check.FILE_NAME: gil_check.SCRIPT}
+    return {"recipe.yaml": text + _extra(recipe), **_gil_check_files(facts)}
+
+
+def _gil_check_files(facts: SdistFacts) -> dict[str, str]:
+    """The free-threaded recipe test script, shipped beside compiled recipes."""
+    return {gil_check.FILE_NAME: gil_check.SCRIPT} if facts.compiled else {}
+
+
+def generate_meta(recipe: PypiRecipe) -> dict[str, str]:
+    """``{file name: text}`` for the meta.yaml form of the recipe."""
+    return {"meta.yaml": generate_meta_yaml(recipe), **_gil_check_files(recipe.facts)}
 
 
 def _extra(recipe: PypiRecipe) -> str:
@@ -317,7 +341,7 @@ def _ft_tests(recipe: PypiRecipe, imports: list[str]) -> str:
 def generate_meta_yaml(recipe: PypiRecipe) -> str:
     """The same recipe for conda-build users: selectors and ``is_freethreading``."""
     facts = recipe.facts
-    run = conda_requirements(facts.requires_dist, names=recipe.extra_names, package=facts.name)
+    run = _run(recipe)
     host = _host(recipe)
     imports = list(facts.top_level)
     head = _header(recipe) + (
