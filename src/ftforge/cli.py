@@ -172,19 +172,119 @@ def build(
             console.print(f"  {pkg}")
 
 
+@channel_app.command("audit")
+def channel_audit(
+    packages: Annotated[list[Path], typer.Argument(help=".conda / .tar.bz2 files")],
+) -> None:
+    """Check packages without publishing: archive safety, metadata, ABI."""
+    from .channel.audit import PackageRefused, audit_packages
+
+    reports = audit_packages(packages)
+    for report in reports:
+        if report.ok:
+            console.print(f"[green]ok[/green] {report.path} ({report.members} members)")
+        for finding in report.findings:
+            console.print(f"[red]refused[/red] {report.path.name}: {finding}", highlight=False)
+    refused = [r for r in reports if not r.ok]
+    if refused:
+        raise PackageRefused(refused)
+
+
 @channel_app.command("publish")
 def channel_publish(
     packages: Annotated[list[Path], typer.Argument(help=".conda / .tar.bz2 files")],
-    channel: Annotated[Path, typer.Option(help="channel directory")],
+    channel: Annotated[Path | None, typer.Option(help="channel directory")] = None,
+    s3: Annotated[str | None, typer.Option(help="s3://bucket/channel instead of a directory")] = None,
+    recipe: Annotated[str | None, typer.Option(help="the recipe (feedstock) publishing")] = None,
+    by: Annotated[str | None, typer.Option(help="who publishes (recorded)")] = None,
 ) -> None:
-    """Copy packages into a channel and re-index it."""
-    from .channel.publish import publish
+    """Audit packages, move them into a channel and re-index it atomically."""
+    if (channel is None) == (s3 is None):
+        raise FtforgeError("give exactly one of --channel DIR or --s3 URL")
+    with _progress() as progress:
+        task = progress.add_task("publishing", total=None)
+        say = lambda msg: progress.update(task, description=msg)  # noqa: E731
+        if s3 is not None:
+            from .channel.s3 import publish_s3
 
-    result = publish(packages, channel)
+            result = publish_s3(packages, s3, progress=say)
+        else:
+            from .channel.publish import publish
+
+            result = publish(packages, channel, recipe=recipe, by=by, progress=say)
     for path in result.added:
         console.print(f"[green]published[/green] {path}")
     for path in result.unchanged:
         console.print(f"[dim]unchanged[/dim] {path}")
+
+
+@channel_app.command("remove")
+def channel_remove(
+    filenames: Annotated[list[str], typer.Argument(help="package file names")],
+    channel: Annotated[Path, typer.Option(help="channel directory")],
+    reason: Annotated[str, typer.Option(help="why (recorded in the channel's log)")],
+    by: Annotated[str | None, typer.Option(help="who removes (recorded)")] = None,
+) -> None:
+    """Take packages out of the index (the files are kept, the removal recorded)."""
+    from .channel.publish import remove
+
+    result = remove(filenames, channel, reason=reason, by=by)
+    for path, kept in zip(result.removed, result.kept_at):
+        console.print(f"[yellow]removed[/yellow] {path} (kept at {kept})")
+
+
+@channel_app.command("reindex")
+def channel_reindex(channel: Annotated[Path, typer.Argument(help="channel directory")]) -> None:
+    """Finish a crashed publish or removal and re-index."""
+    from .channel.publish import recover
+
+    recover(channel)
+    console.print(f"[green]indexed[/green] {channel}")
+
+
+@channel_app.command("serve")
+def channel_serve(
+    channel: Annotated[Path, typer.Argument(help="channel directory")],
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0: any free port)")] = 8000,
+) -> None:
+    """Serve a channel over HTTP on loopback for local use (production: nginx-config)."""
+    from .channel.serve import serve_forever
+
+    serve_forever(channel, port=port, announce=lambda url: console.print(f"serving {url}"))
+
+
+@channel_app.command("nginx-config")
+def channel_nginx_config(
+    channel: Annotated[Path, typer.Argument(help="channel directory")],
+    port: Annotated[int, typer.Option(help="port nginx listens on")] = 8080,
+    prefix: Annotated[str, typer.Option(help="URL path the channel is served under")] = "/ft",
+    output: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None,
+) -> None:
+    """Print the nginx server block that serves a channel in production."""
+    from .channel.nginx import server_block
+
+    text = server_block(channel, port=port, url_prefix=prefix)
+    if output:
+        output.write_text(text)
+        console.print(f"[green]wrote[/green] {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@channel_app.command("push")
+def channel_push(
+    channel: Annotated[Path, typer.Argument(help="channel directory")],
+    oci: Annotated[str, typer.Option(help="REGISTRY/NAMESPACE, e.g. ghcr.io/me/ft")],
+) -> None:
+    """Mirror a channel to an OCI registry (incremental: only what the registry lacks)."""
+    from .channel.oci import push_channel
+
+    with _progress() as progress:
+        task = progress.add_task("pushing", total=None)
+        result = push_channel(channel, oci,
+                              progress=lambda msg: progress.update(task, description=msg))
+    console.print(f"[green]pushed[/green] {result.pushed} packages, "
+                  f"{result.skipped} already there, repodata for {', '.join(result.subdirs)}")
 
 
 @app.command()

@@ -28,8 +28,12 @@ __all__ = [
     "Platform",
     "PythonVariant",
     "all_variants",
+    "ExtensionModuleAbi",
+    "classify_extension_module",
     "conda_build_config",
     "parse_series",
+    "variant_of_build_string",
+    "variant_of_python_abi_dependency",
 ]
 
 ABI_PREFIX = "cp"
@@ -253,3 +257,74 @@ def conda_build_config(variants: list[PythonVariant]) -> dict[str, object]:
         "python_min": [PYTHON_MIN],
         "zip_keys": [["python", "is_freethreading"]],
     }
+
+
+# -- reading the facts back from artefacts ---------------------------------------
+
+_EXTENSION_RE = re.compile(
+    rf"\.(?:cpython-3(?P<minor>\d{{1,2}})(?P<t>{FREETHREADED_MARKER}?)-[a-z0-9_]+-linux-gnu"
+    rf"|(?P<stable>abi3{FREETHREADED_MARKER}?))\.so$"
+)
+
+
+@dataclass(frozen=True)
+class ExtensionModuleAbi:
+    """What an extension module's file name says it was built for."""
+
+    variant: PythonVariant | None
+    """The version-specific ABI (``.cpython-313t-...so``), None for stable-ABI modules."""
+    stable: str | None
+    """``abi3`` / ``abi3t`` for stable-ABI modules."""
+
+    @property
+    def freethreaded(self) -> bool:
+        if self.variant is not None:
+            return self.variant.freethreaded
+        return self.stable == f"abi3{FREETHREADED_MARKER}"
+
+
+def classify_extension_module(path: str) -> ExtensionModuleAbi | None:
+    """``.../x.cpython-313t-x86_64-linux-gnu.so`` -> 3.13t; ``x.abi3.so`` -> abi3; else None."""
+    match = _EXTENSION_RE.search(path)
+    if not match:
+        return None
+    if match["stable"]:
+        return ExtensionModuleAbi(None, match["stable"])
+    series = f"3.{match['minor']}"
+    if series not in SUPPORTED_SERIES:
+        return ExtensionModuleAbi(None, None)
+    return ExtensionModuleAbi(PythonVariant(series, bool(match["t"])), None)
+
+
+_PYTHON_ABI_DEP_RE = re.compile(
+    rf"^python_abi\s+(?P<series>3\.\d{{1,2}})(?:\.\*)?\s+\*_(?P<tag>{ABI_PREFIX}3\d{{1,2}}{FREETHREADED_MARKER}?)$"
+)
+
+
+def variant_of_python_abi_dependency(dep: str) -> PythonVariant | None:
+    """``"python_abi 3.13.* *_cp313t"`` -> 3.13t; None if it does not pin one ABI tag."""
+    match = _PYTHON_ABI_DEP_RE.match(dep.strip())
+    if not match:
+        return None
+    try:
+        return PythonVariant.from_abi_tag(match["tag"])
+    except UnknownPythonVersion:
+        return None
+
+
+_BUILD_MARKERS = (
+    re.compile(rf"^py3(?P<minor>\d{{2}})(?P<t>{FREETHREADED_MARKER}?)h"),  # extension packages
+    re.compile(rf"_{ABI_PREFIX}3(?P<minor>\d{{2}})(?P<t>{FREETHREADED_MARKER}?)$"),  # interpreter
+    re.compile(rf"^\d+_{ABI_PREFIX}3(?P<minor>\d{{2}})(?P<t>{FREETHREADED_MARKER}?)$"),  # python_abi
+)
+
+
+def variant_of_build_string(build: str) -> PythonVariant | None:
+    """The ABI a build string's marker names (``py313th..._0``, ``..._cp313t``), or None."""
+    for pattern in _BUILD_MARKERS:
+        match = pattern.search(build)
+        if match:
+            series = f"3.{int(match['minor'])}"
+            if series in SUPPORTED_SERIES:
+                return PythonVariant(series, bool(match["t"]))
+    return None

@@ -9,7 +9,10 @@ from ..errors import ChannelError, OutputInsideChannelError
 
 __all__ = [
     "CHANNEL_MARKER",
+    "PACKAGE_SUFFIXES",
     "SUBDIRS",
+    "internal_dir",
+    "served_subdirs",
     "channel_root_of",
     "ensure_not_inside_channel",
     "index_channel",
@@ -22,6 +25,21 @@ CHANNEL_MARKER = ".ftforge-channel"
 """Written by ``ftforge channel publish`` at a channel's root."""
 
 SUBDIRS = ("noarch", "linux-64", "linux-aarch64")
+
+PACKAGE_SUFFIXES = (".conda", ".tar.bz2")
+
+INTERNAL_DIR = ".ftforge"
+"""Publisher state inside a channel (lock, staging, shadow index, log); never served."""
+
+
+def internal_dir(root: Path) -> Path:
+    return root / INTERNAL_DIR
+
+
+def served_subdirs(root: Path) -> list[str]:
+    """The platform subdirs of a channel (``noarch`` always first)."""
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name in SUBDIRS)
+    return ["noarch"] + [s for s in found if s != "noarch"]
 
 
 def mark_channel(root: Path) -> None:

@@ -1,0 +1,97 @@
+"""The browsable channel page: ``index.html`` next to the index, from repodata.
+
+Every package, each of its builds with the ABI marked (free-threaded, GIL,
+noarch), and its dependencies. Static HTML, no scripts, escaped throughout.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from ..variants import variant_of_build_string, variant_of_python_abi_dependency
+from .index import read_repodata
+from .layout import served_subdirs
+
+__all__ = ["abi_of_record", "channel_records", "write_page"]
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
+h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;width:100%} td,th{padding:.3rem .6rem;text-align:left;
+border-bottom:1px solid #eee;vertical-align:top;font-size:.9rem}
+.abi{display:inline-block;padding:.1rem .5rem;border-radius:.8rem;font-weight:600;
+font-size:.8rem}
+.ft{background:#d9f2e3;color:#0b6b32}.gil{background:#e4e9f7;color:#243c8f}
+.noarch{background:#eee;color:#555} code{font-size:.85rem} .deps{color:#555}
+"""
+
+
+def channel_records(channel: Path) -> list[dict]:
+    """Every record in the channel's repodata, with ``subdir`` and ``fn`` set."""
+    records = []
+    for subdir in served_subdirs(channel):
+        repodata = read_repodata(channel / subdir / "repodata.json") or {}
+        for key in ("packages", "packages.conda"):
+            for fn, record in (repodata.get(key) or {}).items():
+                records.append({**record, "fn": fn, "subdir": subdir})
+    return records
+
+
+def abi_of_record(record: dict) -> tuple[str, str]:
+    """(css class, label): ``("ft", "free-threaded cp313t")``, ``("gil", ...)``, noarch."""
+    if record.get("noarch") or record.get("subdir") == "noarch" and not any(
+        d.startswith("python_abi") for d in record.get("depends", [])
+    ):
+        return "noarch", "noarch"
+    variants = [v for d in record.get("depends", []) if (v := variant_of_python_abi_dependency(d))]
+    variant = variants[0] if len(variants) == 1 else variant_of_build_string(record["build"])
+    if variant is None:
+        return "noarch", "no python ABI"
+    kind = "free-threaded" if variant.freethreaded else "GIL"
+    return ("ft" if variant.freethreaded else "gil"), f"{kind} {variant.abi_tag}"
+
+
+def render(channel: Path, title: str | None = None) -> str:
+    records = channel_records(channel)
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_name[record["name"]].append(record)
+    e = html.escape
+    title = title or f"ftforge channel {channel.name}"
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{e(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f"<p id='summary'>{len(by_name)} packages, {len(records)} files. "
+        "Builds marked <span class='abi ft'>free-threaded</span> need the free-threaded "
+        "interpreter (<code>python-freethreading</code>); "
+        "<span class='abi gil'>GIL</span> builds need the default one.</p>",
+    ]
+    for name in sorted(by_name):
+        parts.append(f"<h2 id='{e(name)}'>{e(name)}</h2><table><tr><th>version</th>"
+                     "<th>build</th><th>ABI</th><th>subdir</th><th>depends</th></tr>")
+        rows = sorted(by_name[name], key=lambda r: (r["version"], r["build"]), reverse=True)
+        for record in rows:
+            css, label = abi_of_record(record)
+            deps = ", ".join(e(d) for d in record.get("depends", [])) or "—"
+            parts.append(
+                f"<tr data-fn='{e(record['fn'])}'><td>{e(record['version'])}</td>"
+                f"<td><code>{e(record['build'])}</code></td>"
+                f"<td><span class='abi {css}'>{e(label)}</span></td>"
+                f"<td>{e(record['subdir'])}</td><td class='deps'>{deps}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def write_page(channel: Path) -> Path:
+    target = channel / "index.html"
+    tmp = target.with_name(f".index.html.{os.getpid()}.tmp")
+    tmp.write_text(render(channel))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+    return target
