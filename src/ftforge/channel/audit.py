@@ -143,6 +143,9 @@ def package_stem(filename: str) -> str:
     raise ChannelError(f"{filename}: not a conda package (.conda or .tar.bz2)")
 
 
+_MAGIC = {".conda": b"PK\x03\x04", ".tar.bz2": b"BZh"}
+
+
 class _Stop(Exception):
     """A cap was crossed: stop reading the archive at once."""
 
@@ -238,6 +241,13 @@ def audit_package(path: Path, limits: Limits = Limits()) -> AuditReport:
     except ChannelError as exc:
         report.add("archive.unreadable", exc.message)
         return report
+    magic = _MAGIC[".conda" if path.name.endswith(".conda") else ".tar.bz2"]
+    with open(path, "rb") as handle:
+        head = handle.read(len(magic))
+    if head != magic:
+        report.add("archive.unreadable",
+                   f"wrong magic bytes {head!r}: a {path.suffix} package starts with {magic!r}")
+        return report
     scan = _Scan(report, limits)
     try:
         for tar, member in _stream(path):
@@ -245,7 +255,8 @@ def audit_package(path: Path, limits: Limits = Limits()) -> AuditReport:
     except _Stop:
         return report
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, KeyError) as exc:
-        report.add("archive.unreadable", f"{type(exc).__name__}: {exc}".rstrip(": "))
+        report.add("archive.unreadable",
+                   f"truncated or corrupt archive ({type(exc).__name__}: {exc})")
         return report
     except Exception as exc:  # zstd / bz2 decoders raise their own error types
         report.add("archive.unreadable", f"{type(exc).__name__}: {exc}")
