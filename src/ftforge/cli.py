@@ -275,13 +275,14 @@ def channel_nginx_config(
 def channel_push(
     channel: Annotated[Path, typer.Argument(help="channel directory")],
     oci: Annotated[str, typer.Option(help="REGISTRY/NAMESPACE, e.g. ghcr.io/me/ft")],
+    ca_bundle: Annotated[Path | None, typer.Option(help="CA certificates to trust")] = None,
 ) -> None:
     """Mirror a channel to an OCI registry (incremental: only what the registry lacks)."""
     from .channel.oci import push_channel
 
     with _progress() as progress:
         task = progress.add_task("pushing", total=None)
-        result = push_channel(channel, oci,
+        result = push_channel(channel, oci, ca_bundle=str(ca_bundle) if ca_bundle else True,
                               progress=lambda msg: progress.update(task, description=msg))
     console.print(f"[green]pushed[/green] {result.pushed} packages, "
                   f"{result.skipped} already there, repodata for {', '.join(result.subdirs)}")

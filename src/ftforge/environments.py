@@ -57,6 +57,19 @@ def channel_url(channel: str) -> str:
     return channel
 
 
+def _client():
+    """An HTTP client that also reads ``oci://`` channels (rattler's OCI middleware)."""
+    from rattler.networking import AuthenticationMiddleware, Client, OciMiddleware
+
+    return Client([AuthenticationMiddleware(), OciMiddleware()])
+
+
+def _gateway():
+    from rattler import Gateway
+
+    return Gateway(cache_dir=paths.cache_root() / "repodata", client=_client())
+
+
 def _priority(name: ChannelPriorityName):
     from rattler import ChannelPriority
 
@@ -80,6 +93,7 @@ async def _solve_records(channels: Sequence[str], specs: Sequence[str],
     try:
         return await rattler_solve(
             [Channel(channel_url(c)) for c in channels], list(specs),
+            gateway=_gateway(),
             channel_priority=_priority(priority),
             virtual_packages=VirtualPackage.detect(),
             pinned_packages=list(pinned),
@@ -118,7 +132,7 @@ def create(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
     async def run() -> list:
         records = await _solve_records(channels, specs, priority)
         await install(records, target_prefix=prefix, cache_dir=paths.pkgs_dir(),
-                      show_progress=False)
+                      show_progress=False, client=_client())
         return records
 
     records = asyncio.run(run())

@@ -42,14 +42,11 @@ def channel_records(channel: Path) -> list[dict]:
 
 def abi_of_record(record: dict) -> tuple[str, str]:
     """(css class, label): ``("ft", "free-threaded cp313t")``, ``("gil", ...)``, noarch."""
-    if record.get("noarch") or record.get("subdir") == "noarch" and not any(
-        d.startswith("python_abi") for d in record.get("depends", [])
-    ):
-        return "noarch", "noarch"
-    variants = [v for d in record.get("depends", []) if (v := variant_of_python_abi_dependency(d))]
-    variant = variants[0] if len(variants) == 1 else variant_of_build_string(record["build"])
+    variants = {v for d in record.get("depends", []) if (v := variant_of_python_abi_dependency(d))}
+    variant = next(iter(variants)) if len(variants) == 1 else variant_of_build_string(
+        record["build"])
     if variant is None:
-        return "noarch", "no python ABI"
+        return "noarch", f"noarch: {record['noarch']}" if record.get("noarch") else "no python ABI"
     kind = "free-threaded" if variant.freethreaded else "GIL"
     return ("ft" if variant.freethreaded else "gil"), f"{kind} {variant.abi_tag}"
 
@@ -77,6 +74,8 @@ def render(channel: Path, title: str | None = None) -> str:
         for record in rows:
             css, label = abi_of_record(record)
             deps = ", ".join(e(d) for d in record.get("depends", [])) or "—"
+            if record.get("track_features"):
+                label += " · down-weighted"
             parts.append(
                 f"<tr data-fn='{e(record['fn'])}'><td>{e(record['version'])}</td>"
                 f"<td><code>{e(record['build'])}</code></td>"

@@ -1,0 +1,87 @@
+"""Publish to a channel in an S3 bucket: the same audit, then py-rattler's ``index_s3``.
+
+Packages are uploaded with a conditional write (``If-None-Match: *``), so a
+file name is written once even with several publishers; a name that exists
+with other content is refused (its sha256 is kept in the object's metadata).
+``index_s3``'s precondition checks make concurrent indexers safe.
+
+Endpoint and credentials come from the standard variables
+(``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``), as for any S3 tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..errors import ChannelError
+from .audit import PackageRefused, audit_package
+from .publish import PublishResult
+
+__all__ = ["publish_s3"]
+
+
+def _split(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ChannelError(f"'{url}': expected s3://BUCKET/PATH", hint="e.g. s3://my-bucket/ft")
+    return parsed.netloc, parsed.path.strip("/")
+
+
+def _endpoint() -> tuple[str, str]:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        raise ChannelError("AWS_ENDPOINT_URL is not set",
+                           hint="export AWS_ENDPOINT_URL (and AWS_REGION, AWS_ACCESS_KEY_ID, "
+                           "AWS_SECRET_ACCESS_KEY) for the S3 service")
+    return endpoint, os.environ.get("AWS_REGION", "us-east-1")
+
+
+def publish_s3(packages: Iterable[Path], url: str, *,
+               progress: Callable[[str], None] | None = None) -> PublishResult:
+    import boto3
+    from botocore.exceptions import ClientError
+    from rattler.index import S3Credentials, index_s3
+
+    say = progress or (lambda _msg: None)
+    bucket, prefix = _split(url)
+    endpoint, region = _endpoint()
+    packages = [Path(p) for p in packages]
+    reports = [audit_package(p) for p in packages]
+    refused = [r for r in reports if not r.ok]
+    if refused:
+        raise PackageRefused(refused)
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region)
+    added, unchanged = [], []
+    for report in reports:
+        record = report.record
+        key = "/".join(p for p in (prefix, record.subdir, record.filename) if p)
+        say(f"uploading {record.filename}")
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=report.path.read_bytes(),
+                          IfNoneMatch="*", Metadata={"sha256": record.sha256})
+            added.append(Path(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise ChannelError(f"s3://{bucket}/{key}: upload failed: {exc}",
+                                   hint="check the bucket, endpoint and credentials") from None
+            existing = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
+            if existing != record.sha256:
+                raise ChannelError(
+                    f"s3://{bucket}/{key} is already published with different content",
+                    hint="published packages are immutable: bump the build number and rebuild",
+                ) from None
+            unchanged.append(Path(key))
+    say(f"indexing {url}")
+    credentials = S3Credentials(
+        endpoint_url=endpoint, region=region,
+        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
+        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        addressing_style="path")
+    asyncio.run(index_s3(f"s3://{bucket}/{prefix}".rstrip("/"), credentials=credentials,
+                         write_zst=True, write_shards=True, precondition_checks=True))
+    return PublishResult(added, unchanged, reports)
