@@ -203,7 +203,7 @@ def channel_publish(
         raise FtforgeError("give exactly one of --channel DIR or --s3 URL")
     with _progress() as progress:
         task = progress.add_task("publishing", total=None)
-        say = lambda msg: progress.update(task, description=msg)  # noqa: E731
+        say = lambda msg: progress.update(task, description=msg)
         if s3 is not None:
             from .channel.s3 import publish_s3
 

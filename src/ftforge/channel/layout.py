@@ -11,13 +11,13 @@ __all__ = [
     "CHANNEL_MARKER",
     "PACKAGE_SUFFIXES",
     "SUBDIRS",
-    "internal_dir",
-    "served_subdirs",
     "channel_root_of",
     "ensure_not_inside_channel",
     "index_channel",
+    "internal_dir",
     "is_channel",
     "mark_channel",
+    "served_subdirs",
     "subdir_of",
 ]
 

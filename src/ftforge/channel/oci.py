@@ -94,7 +94,7 @@ class _Registry:
     def _url(self, repo: str, kind: str, ref: str) -> str:
         return f"{self.base}/v2/{self.namespace}/{repo}/{kind}/{ref}"
 
-    def _check(self, response, what: str):  # noqa: ANN001, ANN202 - requests types
+    def _check(self, response, what: str):
         if response.status_code >= 400:
             raise ChannelError(
                 f"OCI registry {self.base}: {what} failed: HTTP {response.status_code} "

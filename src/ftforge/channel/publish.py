@@ -184,7 +184,7 @@ def publish(
             added.append(target)
         register(channel, claims)
         say(f"indexing {channel}")
-        _refresh(channel)
+        _refresh(channel, {report.record.subdir for report, _ in moves})
         who = _who(by)
         for report, target in moves:
             _log(channel, action="publish", file=f"{report.record.subdir}/{target.name}",
@@ -195,10 +195,10 @@ def publish(
     return PublishResult(added, unchanged, reports)
 
 
-def _refresh(channel: Path) -> None:
+def _refresh(channel: Path, subdirs: set[str] | None = None) -> None:
     from .page import write_page
 
-    reindex(channel)
+    reindex(channel, subdirs=subdirs)
     write_page(channel)
 
 
@@ -267,7 +267,8 @@ def _finish_removals(channel: Path) -> list[Path]:
         return []
     intent = json.loads(path.read_text())
     files = [f for f in intent["files"] if (channel / f).exists()]
-    reindex(channel, exclude={Path(f).name for f in files})
+    touched = {Path(f).parent.name for f in files}
+    reindex(channel, subdirs=touched, exclude={Path(f).name for f in files})
     kept = []
     for rel in files:
         source = channel / rel
@@ -277,6 +278,6 @@ def _finish_removals(channel: Path) -> list[Path]:
              reason=intent["reason"], kept_at=str(keep.relative_to(channel)))
         os.replace(source, keep)
         kept.append(keep)
-    _refresh(channel)
+    _refresh(channel, touched)
     path.unlink()
     return kept

@@ -29,7 +29,7 @@ class _ChannelHandler(SimpleHTTPRequestHandler):
         ".bz2": "application/x-bzip2",
     }
 
-    def send_head(self):  # noqa: ANN201 - http.server's signature
+    def send_head(self):
         if any(part.startswith(".") for part in self.path.split("?")[0].split("/")):
             self.send_error(404, "not served")
             return None
