@@ -233,6 +233,22 @@ def channel_remove(
         console.print(f"[yellow]removed[/yellow] {path} (kept at {kept})")
 
 
+@channel_app.command("check")
+def channel_check(
+    channels: Annotated[list[Path], typer.Argument(help="channel directories")],
+) -> None:
+    """Prove the no-mixing invariants from repodata (no solving); list every violation."""
+    from .channel.check import check_channels
+
+    count, violations = check_channels(channels)
+    for violation in violations:
+        console.print(f"[red]violation[/red] {violation}", highlight=False)
+    if violations:
+        raise FtforgeError(f"{len(violations)} violation(s) in {count} records",
+                           hint="remove or rebuild the packages named above")
+    console.print(f"[green]ok[/green] {count} records, no violations")
+
+
 @channel_app.command("reindex")
 def channel_reindex(channel: Annotated[Path, typer.Argument(help="channel directory")]) -> None:
     """Finish a crashed publish or removal and re-index."""
@@ -315,6 +331,55 @@ def create(
     console.print(table)
     if not dry_run:
         console.print(f"[green]created[/green] {prefix}")
+
+
+@app.command("install")
+def install_cmd(
+    specs: Annotated[list[str] | None, typer.Argument(help="match specs to add")] = None,
+    prefix: Annotated[Path, typer.Option("--prefix", "-p", help="environment directory")] = Path(),
+    channel: Annotated[list[str] | None, typer.Option("--channel", "-c")] = None,
+    channel_priority: Annotated[str, typer.Option(help="strict|disabled")] = "strict",
+    update_all: Annotated[bool, typer.Option("--update-all", help="update everything")] = False,
+    switch_abi: Annotated[bool, typer.Option("--switch-abi",
+                                             help="allow changing the interpreter ABI")] = False,
+) -> None:
+    """Add packages to an environment; its python_abi stays pinned unless --switch-abi."""
+    from .environments import CHANNEL_PRIORITIES, install_into
+
+    if channel_priority not in CHANNEL_PRIORITIES:
+        raise FtforgeError(f"--channel-priority {channel_priority}: expected "
+                           f"{' or '.join(CHANNEL_PRIORITIES)}")
+    if not channel:
+        raise FtforgeError("no channel given", hint="pass --channel DIR-or-URL (repeatable)")
+    result = install_into(prefix, channel, specs or [], priority=channel_priority,  # type: ignore[arg-type]
+                          update_all=update_all, switch_abi=switch_abi)
+    table = Table("package", "version", "build", "channel")
+    for pkg in result.packages:
+        table.add_row(pkg.name, pkg.version, pkg.build, pkg.channel)
+    console.print(table)
+    if result.pin:
+        console.print(f"pinned: {result.pin}")
+    console.print(f"python: {' '.join(result.before or ('none',))} -> "
+                  f"{' '.join(result.after or ('none',))}")
+
+
+@app.command("explain")
+def explain_cmd(
+    specs: Annotated[list[str], typer.Argument(help="the specs that did not solve")],
+    channel: Annotated[list[str], typer.Option("--channel", "-c")],
+    prefix: Annotated[Path | None, typer.Option("--prefix", "-p",
+                                                help="the environment they were for")] = None,
+) -> None:
+    """Say why a request cannot be met, in terms of interpreter ABIs."""
+    from .environments import environment_python
+    from .explain import explain
+
+    lines = explain(specs, channel, environment=environment_python(prefix) if prefix else None)
+    if not lines:
+        console.print("no interpreter-ABI mismatch found for these specs")
+        return
+    for line in lines:
+        console.print(line, highlight=False)
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Literal, get_args
 
 from . import paths
 from .errors import FtforgeError, SolveError
+from .variants import PythonVariant
 
 __all__ = [
     "CHANNEL_PRIORITIES",
@@ -19,6 +21,8 @@ __all__ = [
     "SolvedPackage",
     "channel_url",
     "create",
+    "environment_python",
+    "install_into",
     "installed_packages",
     "solve",
 ]
@@ -57,6 +61,22 @@ def channel_url(channel: str) -> str:
     return channel
 
 
+_CONDA_EQ_SPEC = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)=(?P<version>[^=\s]+)(?:=(?P<build>[^=\s]+))?$")
+
+
+def normalize_spec(spec: str) -> str:
+    """conda's ``name=version=build`` shorthand (``python_abi=*=*_cp313t``,
+    ``python=3.13=*_cp313t``) in the space form rattler parses strictly;
+    ``=3.13`` means ``3.13.*`` as in conda."""
+    match = _CONDA_EQ_SPEC.match(spec.strip())
+    if not match:
+        return spec
+    version = match["version"]
+    if version != "*" and not any(c in version for c in "*<>!~,|"):
+        version = f"{version}.*"
+    return " ".join(p for p in (match["name"], version, match["build"]) if p)
+
+
 def _client():
     """An HTTP client that also reads ``oci://`` channels (rattler's OCI middleware)."""
     from rattler.networking import AuthenticationMiddleware, Client, OciMiddleware
@@ -85,18 +105,21 @@ def _to_solved(record) -> SolvedPackage:
 
 
 async def _solve_records(channels: Sequence[str], specs: Sequence[str],
-                         priority: ChannelPriorityName, pinned: Sequence = ()) -> list:
+                         priority: ChannelPriorityName, pinned: Sequence = (),
+                         locked: Sequence = (), constraints: Sequence[str] = ()) -> list:
     from rattler import Channel, VirtualPackage
     from rattler import solve as rattler_solve
     from rattler.exceptions import SolverError
 
     try:
         return await rattler_solve(
-            [Channel(channel_url(c)) for c in channels], list(specs),
+            [Channel(channel_url(c)) for c in channels], [normalize_spec(s) for s in specs],
             gateway=_gateway(),
             channel_priority=_priority(priority),
             virtual_packages=VirtualPackage.detect(),
             pinned_packages=list(pinned),
+            locked_packages=list(locked),
+            constraints=list(constraints),
             channel_relations="disabled",
         )
     except SolverError as exc:
@@ -107,9 +130,10 @@ async def _solve_records(channels: Sequence[str], specs: Sequence[str],
 
 
 def solve(channels: Sequence[str], specs: Sequence[str], *,
-          priority: ChannelPriorityName = "strict") -> list[SolvedPackage]:
+          priority: ChannelPriorityName = "strict",
+          constraints: Sequence[str] = ()) -> list[SolvedPackage]:
     """Solve without installing (a dry run)."""
-    records = asyncio.run(_solve_records(channels, specs, priority))
+    records = asyncio.run(_solve_records(channels, specs, priority, constraints=constraints))
     return sorted((_to_solved(r) for r in records), key=lambda p: p.name)
 
 
@@ -147,3 +171,74 @@ def installed_packages(prefix: Path) -> dict[str, dict]:
         data = json.loads(path.read_text())
         out[data["name"]] = data
     return out
+
+
+def environment_python(prefix: Path) -> tuple[str, PythonVariant] | None:
+    """(python version, ABI) of an environment, from its ``conda-meta``."""
+    from .variants import variant_of_build_string
+
+    installed = installed_packages(prefix)
+    python, abi = installed.get("python"), installed.get("python_abi")
+    if python is None:
+        return None
+    variant = variant_of_build_string((abi or python)["build"])
+    return (python["version"], variant) if variant else None
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    before: tuple[str, str] | None
+    """(version, build) of python before."""
+    after: tuple[str, str] | None
+    packages: list[SolvedPackage]
+    pin: str | None
+
+
+def install_into(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
+                 priority: ChannelPriorityName = "strict", update_all: bool = False,
+                 switch_abi: bool = False) -> InstallResult:
+    """Add ``specs`` to an existing environment, keeping its interpreter ABI.
+
+    Like conda's ``pinned`` file: the environment's ``python_abi`` is a solver
+    constraint unless ``switch_abi``. ``update_all`` re-solves every installed
+    package for its newest version (still under the pin).
+    """
+    from rattler import PrefixRecord, install
+
+    prefix = prefix.resolve()
+    if not (prefix / "conda-meta").is_dir():
+        raise FtforgeError(f"{prefix} is not an environment (no conda-meta/)",
+                           hint="create one first with `ftforge create`")
+    installed = [PrefixRecord.from_path(p) for p in sorted((prefix / "conda-meta").glob("*.json"))]
+    current = environment_python(prefix)
+    pin = current[1].python_abi_spec if current and not switch_abi else None
+    names = [r.name.normalized for r in installed]
+    wanted = list(specs) + (names if update_all else [])
+    if not wanted:
+        raise FtforgeError("nothing to install", hint="name a spec, or pass --update-all")
+    before = _python_of(installed)
+
+    try:
+        records = asyncio.run(_solve_records(
+            channels, wanted, priority, locked=() if update_all else installed,
+            constraints=[pin] if pin else ()))
+    except SolveError:
+        from .explain import explain
+
+        story = explain(specs or names, channels, environment=current)
+        if not story:
+            raise
+        raise SolveError("\n".join(story), hint=(
+            f"this environment is pinned to {pin} (pass --switch-abi to change the "
+            "interpreter)" if pin else None)) from None
+    asyncio.run(install(records, target_prefix=prefix, cache_dir=paths.pkgs_dir(),
+                        installed_packages=installed, show_progress=False, client=_client()))
+    return InstallResult(before, _python_of(records),
+                         sorted((_to_solved(r) for r in records), key=lambda p: p.name), pin)
+
+
+def _python_of(records) -> tuple[str, str] | None:
+    for r in records:
+        if r.name.normalized == "python":
+            return str(r.version), str(r.build)
+    return None

@@ -103,3 +103,40 @@ def tiny_recipe(directory: Path, marker: str) -> Path:
     (directory / "recipe.yaml").write_text(TINY.format(marker=marker))
     (directory / "variants.yaml").write_text("flavour: [plain, spicy]\n")
     return directory
+
+
+CBC = (REPO / "conda_build_config.yaml",)
+
+
+def write_pypi_recipe(root: Path, spec: str, **kwargs) -> Path:
+    from ftforge.recipes import files as recipe_files
+    from ftforge.recipes.from_pypi import recipe_from_pypi
+
+    name, files = recipe_from_pypi(spec, **kwargs)
+    recipe_files.write_files(root / name, files)
+    return root / name
+
+
+@pytest.fixture(scope="session")
+def pypi_out(tmp_path_factory, channel) -> Path:
+    """requests (with its whole closure), msgpack 1.2.4 and markupsafe, built."""
+    from ftforge.build.driver import build_in_order
+    from ftforge.recipes import files as recipe_files
+    from ftforge.recipes.from_pypi import closure_from_pypi
+
+    root = tmp_path_factory.mktemp("pypi-recipes")
+    out = tmp_path_factory.mktemp("pypi-out")
+    dirs = []
+    for plan, files in closure_from_pypi("requests==2.34.2"):
+        recipe_files.write_files(root / plan.conda_name, files)
+        dirs.append(root / plan.conda_name)
+    dirs.append(write_pypi_recipe(root, "msgpack==1.2.4"))
+    dirs.append(write_pypi_recipe(root, "markupsafe==3.0.3"))
+    dirs.append(write_pypi_recipe(root, "psutil==7.2.2"))
+    dirs.append(write_pypi_recipe(root, "cython==3.3.1"))          # Cython-compiled, needed by pyyaml
+    dirs.append(write_pypi_recipe(root, "pyyaml==6.0.3", apt=("libyaml-dev",)))
+    build_in_order([BuildRequest(d, out, variant_files=CBC, channels=(str(channel),))
+                    for d in dirs])
+    return out
+
+

@@ -15,41 +15,15 @@ from conda_package_streaming.package_streaming import stream_conda_component
 from ftforge.build.driver import BuildRequest, build, build_in_order
 from ftforge.errors import BuildFailedError
 from ftforge.recipes import files as recipe_files
-from ftforge.recipes.from_pypi import closure_from_pypi, recipe_from_pypi
+from ftforge.recipes.from_pypi import closure_from_pypi
 from ftforge.variants import PythonVariant
 
-from .conftest import REPO, ftforge, run_python
+from .conftest import CBC, ftforge, run_python, write_pypi_recipe
 
 pytestmark = pytest.mark.integration
 
 FT = PythonVariant.ft("3.13")
 GIL = PythonVariant.gil("3.13")
-CBC = (REPO / "conda_build_config.yaml",)
-
-
-def _write(root: Path, spec: str, **kwargs) -> Path:
-    name, files = recipe_from_pypi(spec, **kwargs)
-    recipe_files.write_files(root / name, files)
-    return root / name
-
-
-@pytest.fixture(scope="session")
-def pypi_out(tmp_path_factory, channel) -> Path:
-    """requests (with its whole closure), msgpack 1.2.4 and markupsafe, built."""
-    root = tmp_path_factory.mktemp("pypi-recipes")
-    out = tmp_path_factory.mktemp("pypi-out")
-    dirs = []
-    for plan, files in closure_from_pypi("requests==2.34.2"):
-        recipe_files.write_files(root / plan.conda_name, files)
-        dirs.append(root / plan.conda_name)
-    dirs.append(_write(root, "msgpack==1.2.4"))
-    dirs.append(_write(root, "markupsafe==3.0.3"))
-    dirs.append(_write(root, "psutil==7.2.2"))
-    dirs.append(_write(root, "cython==3.3.1"))          # Cython-compiled, needed by pyyaml
-    dirs.append(_write(root, "pyyaml==6.0.3", apt=("libyaml-dev",)))
-    build_in_order([BuildRequest(d, out, variant_files=CBC, channels=(str(channel),))
-                    for d in dirs])
-    return out
 
 
 def _index(pkg: Path) -> tuple[dict, list[str]]:
@@ -116,7 +90,7 @@ def test_requests_dependencies_come_from_generated_noarch_packages(pypi_ft_env, 
 def test_an_extension_without_py_mod_gil_fails_the_build_naming_the_module(tmp_path, channel,
                                                                           pypi_out):
     """msgpack 1.1.1's Cython module declares Py_MOD_GIL_USED (no free-threading support)."""
-    recipe = _write(tmp_path / "recipes", "msgpack==1.1.1")
+    recipe = write_pypi_recipe(tmp_path / "recipes", "msgpack==1.1.1")
     with pytest.raises(BuildFailedError) as info:
         build(BuildRequest(recipe, tmp_path / "out", variant_files=CBC,
                            overrides=(("python", FT.python_spec),),
@@ -126,7 +100,7 @@ def test_an_extension_without_py_mod_gil_fails_the_build_naming_the_module(tmp_p
 
 
 def test_gil_reenabled_ok_lets_the_build_through_and_says_why(tmp_path, channel, pypi_out):
-    recipe = _write(tmp_path / "recipes", "msgpack==1.1.1",
+    recipe = write_pypi_recipe(tmp_path / "recipes", "msgpack==1.1.1",
                     gil_reenabled_ok="1.1.1's Cython module predates free-threading support")
     outcome = build(BuildRequest(recipe, tmp_path / "out", variant_files=CBC,
                                  overrides=(("python", FT.python_spec),),

@@ -103,6 +103,8 @@ class PackageRecord:
     depends: tuple[str, ...]
     sha256: str
     size: int
+    index: dict = field(default_factory=dict, compare=False, repr=False)
+    """The whole ``info/index.json``."""
 
 
 @dataclass
@@ -280,6 +282,7 @@ def audit_package(path: Path, limits: Limits = Limits()) -> AuditReport:
         depends=tuple(index.get("depends") or ()),
         sha256=sha,
         size=path.stat().st_size,
+        index=index,
     )
     return report
 

@@ -153,6 +153,7 @@ def publish(
         for copy in staged:
             say(f"auditing {copy.name}")
             reports.append(audit_package(copy, limits))
+        _check_invariants(reports, channel)
         refused = [r for r in reports if not r.ok]
         if refused:
             for report, original in zip(reports, packages):
@@ -193,6 +194,20 @@ def publish(
     for report, original in zip(reports, packages):
         report.path = original
     return PublishResult(added, unchanged, reports)
+
+
+def _check_invariants(reports: list[AuditReport], channel: Path) -> None:
+    """The channel check's invariants, on the records about to be published."""
+    from .audit import Finding
+    from .check import check_record
+
+    for report in reports:
+        if report.record is None:
+            continue
+        record = {**report.record.index, "fn": report.record.filename}
+        for violation in check_record(record, str(channel)):
+            report.findings.append(Finding(f"channel.{violation.check}", violation.message,
+                                           "info/index.json"))
 
 
 def _refresh(channel: Path, subdirs: set[str] | None = None) -> None:

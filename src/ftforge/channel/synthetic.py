@@ -15,7 +15,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Member", "SyntheticPackage", "write_package"]
+__all__ = ["Member", "SyntheticPackage", "repack", "write_package"]
 
 
 @dataclass(frozen=True)
@@ -133,3 +133,33 @@ def write_package(pkg: SyntheticPackage, out_dir: Path, fmt: str = ".conda") -> 
         for member in info + files:
             _add(tar, member)
     return out_dir / f"{pkg.stem}.conda"
+
+
+def repack(package: Path, out_dir: Path, **index_changes: object) -> Path:
+    """A copy of a real package with ``info/index.json`` changed (e.g. a higher
+    version or build number): the same files, so it installs and runs, under a
+    name that says what changed. Used where a scenario needs a newer build of a
+    real package without building it again."""
+    import json
+
+    from conda_package_streaming.create import conda_builder
+    from conda_package_streaming.package_streaming import stream_conda_component
+
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    index: dict = {}
+    for component in ("info", "pkg"):
+        for tar, member in stream_conda_component(str(package), component=component):
+            data = tar.extractfile(member).read() if member.isfile() else None
+            if member.name == "info/index.json":
+                index = json.loads(data)
+                index.update(index_changes)
+                data = json.dumps(index, indent=2).encode()
+                member.size = len(data)
+            members.append((member, data))
+    stem = f"{index['name']}-{index['version']}-{index['build']}"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with conda_builder(stem, out_dir, compression_level=3) as tar:
+        for member, data in members:
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out_dir / f"{stem}.conda"

@@ -1,0 +1,146 @@
+"""``ftforge explain``: turn an unsolvable request into the ABI story.
+
+A solver says "python_abi 3.13.* *_cp313t cannot be installed because ...";
+a user needs to hear which package is built for which interpreter, what the
+environment has, and what to do. This module looks the requested names up in
+the channels (py-rattler's gateway), sorts every candidate by interpreter ABI
+(:mod:`ftforge.variants`), and says it in one sentence per package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .variants import PythonVariant, variant_of_build_string, variant_of_python_abi_dependency
+
+__all__ = ["Candidate", "explain", "requested_abi"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    version: str
+    build: str
+    channel: str
+    variant: PythonVariant | None  # None: noarch / no interpreter ABI
+
+
+def _channel_name(channel: str) -> str:
+    return Path(channel.rstrip("/")).name or channel
+
+
+def _variant(depends: Sequence[str], build: str) -> PythonVariant | None:
+    found = {v for d in depends if (v := variant_of_python_abi_dependency(d))}
+    if len(found) == 1:
+        return found.pop()
+    return variant_of_build_string(build)
+
+
+def requested_abi(specs: Sequence[str]) -> PythonVariant | None:
+    """The interpreter ABI a request names, if any (``python-freethreading``,
+    ``python_abi=*=*_cp313t``, ``python=3.13=*_cp313t``, ``python-gil``)."""
+    for spec in specs:
+        text = spec.replace("=", " ").split()
+        if not text:
+            continue
+        if text[0] == PythonVariant.ft().metapackage:
+            return PythonVariant.ft()
+        if text[0] == PythonVariant.gil().metapackage:
+            return PythonVariant.gil()
+        if text[0] in ("python", "python_abi"):
+            for part in text[1:]:
+                marker = variant_of_build_string(part.lstrip("*"))
+                if marker is not None:
+                    return marker
+    return None
+
+
+def _label(variant: PythonVariant) -> str:
+    return f"{variant.abi_tag} ({'free-threaded' if variant.freethreaded else 'GIL'})"
+
+
+def _candidates(channels: Sequence[str], names: Sequence[str]) -> list[Candidate]:
+    from rattler import Channel
+
+    from .environments import _gateway, channel_url
+
+    async def query():
+        gateway = _gateway()
+        out = []
+        for channel in channels:
+            per_spec = await gateway.query([Channel(channel_url(channel))],
+                                           ["linux-64", "noarch"], list(names), recursive=False)
+            for records in per_spec:
+                for r in records:
+                    out.append(Candidate(r.name.normalized, str(r.version), str(r.build),
+                                         _channel_name(channel),
+                                         _variant(list(r.depends), str(r.build))))
+        return out
+
+    return asyncio.run(query())
+
+
+def explain(specs: Sequence[str], channels: Sequence[str], *,
+            environment: tuple[str, PythonVariant] | None = None) -> list[str]:
+    """One sentence per requested package that has no build for the wanted ABI.
+
+    ``environment``: (python version, ABI) of an existing environment; otherwise
+    the ABI is read from the request itself.
+    """
+    wanted = environment[1] if environment else requested_abi(specs)
+    has = (f"this environment has python {environment[0]} {_label(wanted)}" if environment
+           else f"the request asks for {_label(wanted)}" if wanted else None)
+    names = [s.replace("=", " ").split()[0] for s in specs if s.strip()]
+    names = [n for n in names if n not in ("python", "python_abi",
+                                           PythonVariant.ft().metapackage,
+                                           PythonVariant.gil().metapackage)]
+    lines = []
+    conflict = _conflicting_abis(specs)
+    if conflict:
+        lines.append(conflict)
+    if not names or wanted is None:
+        return lines
+    candidates = _candidates(channels, names)
+    for name in names:
+        mine = [c for c in candidates if c.name == name]
+        if not mine:
+            lines.append(f"{name} is in none of the channels {', '.join(channels)}.")
+            continue
+        if any(c.variant is None or c.variant == wanted for c in mine):
+            continue
+        newest = max(mine, key=lambda c: _version_key(c.version))
+        others = sorted({_label(c.variant) for c in mine if c.variant})
+        where = f"{name} {newest.version} in channel {newest.channel} is built for " + \
+            " and ".join(others)
+        advice = (f"Install {PythonVariant(wanted.series, not wanted.freethreaded).metapackage}"
+                  " into a new environment" if environment else
+                  f"Ask for {PythonVariant(wanted.series, not wanted.freethreaded).metapackage}")
+        if wanted.freethreaded:
+            fix = (f"{advice}, or build a free-threaded one "
+                   f"(`ftforge recipe pypi {name}` then `ftforge build`).")
+        else:
+            fix = f"{advice}, or use the base channel's build."
+        lines.append(f"{where}; {has}. {fix}")
+    return lines
+
+
+def _conflicting_abis(specs: Sequence[str]) -> str | None:
+    seen = {}
+    for spec in specs:
+        abi = requested_abi([spec])
+        if abi is not None:
+            seen.setdefault(abi, spec)
+    if len(seen) > 1:
+        parts = [f"'{spec}' needs {_label(abi)}" for abi, spec in sorted(seen.items())]
+        return ("; ".join(parts) + ". One environment holds one interpreter ABI: "
+                "ask for one of them.")
+    return None
+
+
+def _version_key(version: str):
+    from rattler import Version
+
+    return Version(version)

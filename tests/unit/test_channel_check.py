@@ -1,0 +1,82 @@
+"""`ftforge channel check` finds every planted violation, by file name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from ftforge.channel.check import CHECKS, check_channels, check_records
+from ftforge.variants import PythonVariant
+
+FT, GIL = PythonVariant.ft("3.13"), PythonVariant.gil("3.13")
+
+
+def rec(name, version, build, depends=(), subdir="linux-64", **extra) -> dict:
+    return {"name": name, "version": version, "build": build, "depends": list(depends),
+            "subdir": subdir, "fn": f"{name}-{version}-{build}.conda", **extra}
+
+
+GOOD = [
+    rec("python", "3.13.5", FT.python_build_string("abc1234", 0), [FT.python_abi_spec],
+        track_features="python-p-0"),
+    rec("python", "3.13.5", GIL.python_build_string("abc1234", 0), [GIL.python_abi_spec]),
+    rec("python_abi", "3.13", FT.python_abi_build_string(0), subdir="noarch",
+        constrains=[FT.python_abi_run_constraint], track_features="python_abi-p-0"),
+    rec("python_abi", "3.13", GIL.python_abi_build_string(0), subdir="noarch",
+        constrains=[GIL.python_abi_run_constraint]),
+    rec(FT.metapackage, "3.13.5", "0_cp313t", ["python 3.13.5.*", FT.python_abi_spec],
+        subdir="noarch"),
+    rec("msgpack-python", "1.2.4", FT.extension_build_string("d66913e", 0),
+        ["python >=3.13,<3.14.0a0", FT.python_abi_spec]),
+    rec("idna", "3.20", "pyh7511447_0", ["python >=3.10"], subdir="noarch", noarch="python"),
+]
+
+PLANTED = {
+    "python-abi-missing": rec("wrong", "1.0", "h1234567_0", ["python >=3.13"]),
+    "python-abi-count": rec("both", "1.0", "py313th1234567_0",
+                            [FT.python_abi_spec, GIL.python_abi_spec]),
+    "marker-disagrees": rec("liar", "1.0", FT.extension_build_string("1234567", 0),
+                            [GIL.python_abi_spec]),
+    "not-down-weighted": rec("python", "3.13.6", FT.python_build_string("abc1234", 0),
+                             [FT.python_abi_spec]),
+    "abi-not-constrained": rec("python_abi", "3.13", "1_cp313t", subdir="noarch",
+                               track_features="python_abi-p-0"),
+    "interpreter-abi": rec("python", "3.13.7", FT.python_build_string("abc1234", 0),
+                           [GIL.python_abi_spec], track_features="python-p-0"),
+    "metapackage-abi": rec(FT.metapackage, "3.13.6", "0_cp313t", ["python 3.13.6.*"],
+                           subdir="noarch"),
+}
+
+
+def test_the_good_records_pass():
+    assert check_records(GOOD) == []
+
+
+def test_every_planted_violation_is_found_by_file_name():
+    assert set(PLANTED) == set(CHECKS)
+    violations = check_records(GOOD + list(PLANTED.values()), "planted")
+    found = {(v.check, v.fn) for v in violations}
+    for check, record in PLANTED.items():
+        assert (check, record["fn"]) in found, check
+    assert len(violations) == len(PLANTED), violations
+    print(f"\nchannel check: {len(PLANTED)} planted violations found of {len(GOOD) + len(PLANTED)}")
+
+
+def test_cli_prints_every_violation_and_fails(tmp_path):
+    import json
+
+    channel = tmp_path / "planted"
+    for sub in ("noarch", "linux-64"):
+        (channel / sub).mkdir(parents=True)
+        records = {r["fn"]: {k: v for k, v in r.items() if k != "fn"}
+                   for r in GOOD + list(PLANTED.values()) if r["subdir"] == sub}
+        (channel / sub / "repodata.json").write_text(json.dumps(
+            {"info": {"subdir": sub}, "packages": {}, "packages.conda": records}))
+    count, violations = check_channels([channel])
+    assert count == len(GOOD) + len(PLANTED) and len(violations) == len(PLANTED)
+    result = subprocess.run([sys.executable, "-m", "ftforge.cli", "channel", "check",
+                             str(channel)], capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    for record in PLANTED.values():
+        assert record["fn"] in result.stdout
+    assert f"{len(PLANTED)} violation(s)" in result.stderr
