@@ -23,6 +23,9 @@ recipe_app = typer.Typer(no_args_is_help=True, help="Generate recipes.")
 channel_app = typer.Typer(no_args_is_help=True, help="Publish and inspect the channel.")
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(channel_app, name="channel")
+migrate_app = typer.Typer(no_args_is_help=True,
+                          help="Prepare free-threaded rebuilds of feedstocks, in dependency order.")
+app.add_typer(migrate_app, name="migrate")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -380,6 +383,69 @@ def explain_cmd(
         return
     for line in lines:
         console.print(line, highlight=False)
+
+
+def _plan(feedstocks: Path, migration: str, channel: list[Path] | None,
+          deny: list[str] | None):
+    from .migrate.plan import Migration, plan_migration
+
+    mig = Migration.parse(migration)
+    return mig, plan_migration(feedstocks, mig, channels=channel or [], denylist=deny or [])
+
+
+def _print_plan(plan) -> None:
+    table = Table("feedstock", "category", "reason")
+    for name, state in sorted(plan.feedstocks.items(), key=lambda kv: kv[1].category):
+        table.add_row(name, state.category, state.reason)
+    console.print(table)
+    console.print(f"order: {' -> '.join(plan.order)}")
+
+
+FeedstocksArg = Annotated[Path, typer.Argument(help="directory of feedstock checkouts")]
+MigrationOpt = Annotated[str, typer.Option(help="python313t | python314t | python315t")]
+ChannelOpt = Annotated[list[Path] | None, typer.Option(
+    "--channel", help="channel whose free-threaded builds count as done")]
+DenyOpt = Annotated[list[str] | None, typer.Option("--deny", help="feedstock never migrated")]
+
+
+@migrate_app.command("plan")
+def migrate_plan(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t",
+                 channel: ChannelOpt = None, deny: DenyOpt = None) -> None:
+    """Classify every feedstock (done, ready, awaiting parents, ...) and order them."""
+    _mig, plan = _plan(feedstocks, migration, channel, deny)
+    _print_plan(plan)
+
+
+@migrate_app.command("run")
+def migrate_run(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t",
+                channel: ChannelOpt = None, deny: DenyOpt = None,
+                pr_dir: Annotated[Path, typer.Option(help="where PR bodies go")] = Path("migration-prs"),
+                ) -> None:
+    """Make the migration branch + commit in every ready feedstock (idempotent)."""
+    from .migrate.run import run_migration
+
+    mig, plan = _plan(feedstocks, migration, channel, deny)
+    result = run_migration(plan, mig, pr_dir=pr_dir)
+    for name in result.migrated:
+        console.print(f"[green]migrated[/green] {name} (branch {mig.branch}, "
+                      f"PR body {result.pr_bodies[name]})")
+    for name, why in result.skipped.items():
+        console.print(f"[yellow]skipped[/yellow] {name}: {why}")
+    if not result.migrated:
+        console.print("nothing to migrate")
+
+
+@migrate_app.command("status")
+def migrate_status(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t",
+                   channel: ChannelOpt = None, deny: DenyOpt = None,
+                   out: Annotated[Path, typer.Option(help="output directory")] = Path("status"),
+                   ) -> None:
+    """Write the migration status as JSON and a static HTML page."""
+    from .migrate.status import write_status
+
+    _mig, plan = _plan(feedstocks, migration, channel, deny)
+    json_path, html_path = write_status(plan, out)
+    console.print(f"[green]wrote[/green] {json_path} and {html_path}")
 
 
 @app.command()
