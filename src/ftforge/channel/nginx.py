@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ChannelError, MissingSystemDependency
+from ..loopback import free_port, wait_for_port
 
 __all__ = ["CONTENT_TYPES", "nginx_conf", "running_nginx", "server_block"]
 
@@ -92,12 +91,6 @@ http {{
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def running_nginx(channel: Path, workdir: Path, *, url_prefix: str = "/ft") -> Iterator[str]:
     """Run Debian's nginx on loopback serving ``channel``; yields the channel URL."""
@@ -106,7 +99,7 @@ def running_nginx(channel: Path, workdir: Path, *, url_prefix: str = "/ft") -> I
         raise MissingSystemDependency("nginx is not installed",
                                       hint="sudo apt-get install nginx-light")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     conf = workdir / "nginx.conf"
     conf.write_text(nginx_conf(channel, workdir, port=port, url_prefix=url_prefix))
     check = subprocess.run([binary, "-t", "-c", str(conf), "-p", str(workdir)],
@@ -116,15 +109,7 @@ def running_nginx(channel: Path, workdir: Path, *, url_prefix: str = "/ft") -> I
     proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(workdir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise ChannelError(f"nginx exited: {proc.stderr.read().decode()}") from None
-                time.sleep(0.05)
+        wait_for_port(port, proc, "nginx", timeout=10)
         yield f"http://127.0.0.1:{port}/{url_prefix.strip('/')}"
     finally:
         proc.terminate()

@@ -14,7 +14,6 @@ overwritten.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import subprocess
