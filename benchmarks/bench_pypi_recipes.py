@@ -124,8 +124,11 @@ def main() -> int:
     parser.add_argument("--channel", required=True, help="channel holding the interpreter")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--skip-grayskull", action="store_true")
+    parser.add_argument("--only", nargs="+", help="run these packages of the list only")
     args = parser.parse_args()
     specs = packages(args.limit)
+    if args.only:
+        specs = [s for s in specs if s in args.only]
     rows = []
     with tempfile.TemporaryDirectory(prefix="ftforge-bench-pypi-") as tmp:
         work = Path(tmp)
@@ -148,7 +151,7 @@ def main() -> int:
     print(json.dumps(summary, indent=2))
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
-    (out / "pypi_recipes.json").write_text(json.dumps({"rows": rows, "summary": summary},
+    (out / ("pypi_recipes_subset.json" if args.only else "pypi_recipes.json")).write_text(json.dumps({"rows": rows, "summary": summary},
                                                       indent=2) + "\n")
     return 0
 

@@ -169,3 +169,16 @@ def test_meson_python_package_numpy(tmp_path_factory, channel, pypi_out, numpy_o
     out = run_python(prefix, "import sys, numpy as np; a = np.arange(10**6, dtype=np.int64);"
                      "print(int(a.sum()), sys._is_gil_enabled())")
     assert out.stdout.split() == [str(10**6 * (10**6 - 1) // 2), "False"]
+
+
+def test_dynamic_build_requirements_are_asked_from_the_backend():
+    """frozenlist's in-tree backend adds Cython only from get_requires_for_build_wheel."""
+    from ruamel.yaml import YAML
+
+    from ftforge.recipes.from_pypi import recipe_from_pypi
+
+    name, files = recipe_from_pypi("frozenlist==1.8.0", assign_unknown_names=True)
+    recipe = YAML(typ="safe").load(files["recipe.yaml"])
+    host = [str(h).split()[0] for h in recipe["requirements"]["host"]]
+    assert "cython" in host and "expandvars" in host
+    assert "get_requires_for_build_wheel" in files["recipe.yaml"]

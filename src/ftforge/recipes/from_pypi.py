@@ -6,6 +6,8 @@ is written unless the whole recipe was generated.
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from collections.abc import Mapping
 from typing import Literal, get_args
@@ -13,6 +15,7 @@ from typing import Literal, get_args
 from .. import paths, pypi
 from ..errors import FtforgeError
 from . import pypi as pypi_recipe
+from .pep517 import dynamic_build_requires
 from .sdist import inspect_sdist
 
 __all__ = ["RECIPE_FORMATS", "RecipeFormat", "parse_requirement", "recipe_from_pypi"]
@@ -29,6 +32,10 @@ def parse_requirement(text: str) -> tuple[str, str | None]:
         raise FtforgeError(f"'{text}' is not NAME or NAME==VERSION",
                            hint="for example: ftforge recipe pypi msgpack==1.1.1")
     return match["name"], match["version"]
+
+
+def _is_cython(requirement: str) -> bool:
+    return requirement.strip().lower().startswith("cython")
 
 
 def recipe_from_pypi(
@@ -49,6 +56,18 @@ def recipe_from_pypi(
     version, dist = pypi.select_sdist(project, version)
     sdist = pypi.download(dist, paths.source_mirror_dir(), **kwargs)
     facts = inspect_sdist(sdist)
+    dynamic = dynamic_build_requires(sdist, facts)
+    if dynamic:
+        cython = any(_is_cython(r) for r in dynamic)
+        evidence = facts.compiled_evidence + (
+            ("the build backend asks for Cython (get_requires_for_build_wheel)",) if cython else ())
+        facts = dataclasses.replace(
+            facts, build_requires=facts.build_requires + dynamic,
+            uses_cython=facts.uses_cython or cython,
+            compiled=facts.compiled or cython, compiled_evidence=evidence,
+            notes=facts.notes + (
+                "build requirements the backend adds when asked "
+                f"(get_requires_for_build_wheel): {', '.join(dynamic)}",))
     recipe = pypi_recipe.PypiRecipe(
         facts=facts,
         source_url=pypi.canonical_sdist_url(project.name, dist.filename),

@@ -220,6 +220,7 @@ def _header(recipe: PypiRecipe) -> str:
     if f.limited_api:
         notes.append("# Builds the stable ABI: the GIL build keeps abi3; the free-threaded build "
                      "must be version-specific (no .abi3.so for 3.13t/3.14t).")
+    notes += [f"# Note: {note}." for note in f.notes]
     return "\n".join(notes) + "\n"
 
 
