@@ -386,11 +386,21 @@ def explain_cmd(
 
 
 def _plan(feedstocks: Path, migration: str, channel: list[Path] | None,
-          deny: list[str] | None):
+          deny: list[str] | None, pypi_wheels: Path | None = None):
+    import json
+
     from .migrate.plan import Migration, plan_migration
 
     mig = Migration.parse(migration)
-    return mig, plan_migration(feedstocks, mig, channels=channel or [], denylist=deny or [])
+    wheels = None
+    if pypi_wheels is not None:
+        try:
+            wheels = json.loads(pypi_wheels.read_text())
+        except (OSError, ValueError) as exc:
+            raise FtforgeError(f"{pypi_wheels}: not a readable JSON file ({exc})",
+                               hint="expected {\"feedstock\": [\"wheel file name\", ...]}") from None
+    return mig, plan_migration(feedstocks, mig, channels=channel or [], denylist=deny or [],
+                               pypi_wheels=wheels)
 
 
 def _print_plan(plan) -> None:
@@ -406,25 +416,29 @@ MigrationOpt = Annotated[str, typer.Option(help="python313t | python314t | pytho
 ChannelOpt = Annotated[list[Path] | None, typer.Option(
     "--channel", help="channel whose free-threaded builds count as done")]
 DenyOpt = Annotated[list[str] | None, typer.Option("--deny", help="feedstock never migrated")]
+WheelsOpt = Annotated[Path | None, typer.Option(
+    help="JSON {feedstock: [wheel file names on PyPI]}: cp313t wheels count as evidence")]
 
 
 @migrate_app.command("plan")
 def migrate_plan(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t",
-                 channel: ChannelOpt = None, deny: DenyOpt = None) -> None:
+                 channel: ChannelOpt = None, deny: DenyOpt = None,
+                 pypi_wheels: WheelsOpt = None) -> None:
     """Classify every feedstock (done, ready, awaiting parents, ...) and order them."""
-    _mig, plan = _plan(feedstocks, migration, channel, deny)
+    _mig, plan = _plan(feedstocks, migration, channel, deny, pypi_wheels)
     _print_plan(plan)
 
 
 @migrate_app.command("run")
 def migrate_run(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t",
                 channel: ChannelOpt = None, deny: DenyOpt = None,
+                pypi_wheels: WheelsOpt = None,
                 pr_dir: Annotated[Path, typer.Option(help="where PR bodies go")] = Path("migration-prs"),
                 ) -> None:
     """Make the migration branch + commit in every ready feedstock (idempotent)."""
     from .migrate.run import run_migration
 
-    mig, plan = _plan(feedstocks, migration, channel, deny)
+    mig, plan = _plan(feedstocks, migration, channel, deny, pypi_wheels)
     result = run_migration(plan, mig, pr_dir=pr_dir)
     for name in result.migrated:
         console.print(f"[green]migrated[/green] {name} (branch {mig.branch}, "
@@ -438,12 +452,13 @@ def migrate_run(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t
 @migrate_app.command("status")
 def migrate_status(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t",
                    channel: ChannelOpt = None, deny: DenyOpt = None,
+                   pypi_wheels: WheelsOpt = None,
                    out: Annotated[Path, typer.Option(help="output directory")] = Path("status"),
                    ) -> None:
     """Write the migration status as JSON and a static HTML page."""
     from .migrate.status import write_status
 
-    _mig, plan = _plan(feedstocks, migration, channel, deny)
+    _mig, plan = _plan(feedstocks, migration, channel, deny, pypi_wheels)
     json_path, html_path = write_status(plan, out)
     console.print(f"[green]wrote[/green] {json_path} and {html_path}")
 

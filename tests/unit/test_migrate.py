@@ -191,3 +191,18 @@ def test_cli_plan_run_status(feedstocks, tmp_path):
     run = subprocess.run([*cli, "run", str(root), "--pr-dir", str(tmp_path / "prs")],
                          capture_output=True, text=True, check=True)
     assert "migrated cython" in run.stdout
+
+
+def test_pypi_cp313t_wheels_are_evidence(feedstocks, tmp_path):
+    root = next(iter(feedstocks.values())).parent
+    wheels = tmp_path / "wheels.json"
+    wheels.write_text(json.dumps({
+        "noevidence": ["noevidence-0.1.0-cp313-cp313t-manylinux_2_28_x86_64.whl"],
+        "denied": ["denied-0.3.0-cp313-cp313t-manylinux_2_28_x86_64.whl"]}))
+    result = subprocess.run([sys.executable, "-m", "ftforge.cli", "migrate", "plan", str(root),
+                             "--deny", "denied", "--pypi-wheels", str(wheels)],
+                            capture_output=True, text=True, check=True)
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in result.stdout.splitlines() if line.count("│") >= 3}
+    assert rows["noevidence"] == "ready"
+    assert rows["denied"] == "not-solvable"  # the denylist wins over evidence
