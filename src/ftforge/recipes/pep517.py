@@ -87,4 +87,8 @@ def dynamic_build_requires(sdist: Path, facts: SdistFacts) -> tuple[str, ...]:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(asked))
     static = {_canonical(r) for r in facts.build_requires}
+    if facts.backend == "setuptools":
+        # Wrappers around setuptools pass on its legacy "wheel" answer; setuptools >= 70.1
+        # ships bdist_wheel itself, so it is no build requirement.
+        static.add("wheel")
     return tuple(r for r in asked if _canonical(r) not in static)
