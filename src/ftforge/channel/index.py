@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from pathlib import Path
 
+from ..atomic import write_atomic
 from .layout import PACKAGE_SUFFIXES, internal_dir, served_subdirs
 
 __all__ = ["INDEX_FILES", "read_repodata", "reindex"]
@@ -79,15 +79,6 @@ def read_repodata(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _replace_copy(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
-
-
 def _promote(channel: Path, subdir: str) -> None:
     shadow = _shadow_root(channel, subdir) / subdir
     served = channel / subdir
@@ -97,10 +88,10 @@ def _promote(channel: Path, subdir: str) -> None:
         for shard in shards.iterdir():
             target = served / "shards" / shard.name
             if not target.exists():  # content-addressed: an existing name is the same bytes
-                _replace_copy(shard, target)
+                write_atomic(target, shard.read_bytes())
     for name in INDEX_FILES:
         if (shadow / name).exists():
-            _replace_copy(shadow / name, served / name)
+            write_atomic(served / name, (shadow / name).read_bytes())
     # Leftover temporaries of a crashed promotion are never read; clear them.
     for stale in served.glob(".*.tmp"):
         stale.unlink(missing_ok=True)
@@ -138,8 +129,5 @@ def _compress(repodata: Path) -> None:
     except ImportError:
         from backports import zstd  # a dependency of conda-package-streaming
 
-    data = repodata.read_bytes()
-    target = repodata.with_name("repodata.json.zst")
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(zstd.compress(data, level=ZSTD_LEVEL))
-    os.replace(tmp, target)
+    write_atomic(repodata.with_name("repodata.json.zst"),
+                 zstd.compress(repodata.read_bytes(), level=ZSTD_LEVEL))

@@ -9,10 +9,10 @@ transfer a name.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import write_atomic
 from ..errors import ChannelError
 
 __all__ = ["OWNERS_FILE", "OwnershipRefused", "check_owners", "load_owners"]
@@ -80,6 +80,4 @@ def register(channel: Path, claims: list[Claim]) -> None:
     body = "# package name: the recipe (feedstock) allowed to publish it\n" + "".join(
         f"{json.dumps(name)}: {json.dumps(owners[name])}\n" for name in sorted(owners)
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(body)
-    os.replace(tmp, path)
+    write_atomic(path, body)

@@ -7,10 +7,10 @@ noarch), and its dependencies. Static HTML, no scripts, escaped throughout.
 from __future__ import annotations
 
 import html
-import os
 from collections import defaultdict
 from pathlib import Path
 
+from ..atomic import write_atomic
 from ..variants import variant_of_build_string, variant_of_python_abi_dependency
 from .index import read_repodata
 from .layout import served_subdirs
@@ -88,9 +88,4 @@ def render(channel: Path, title: str | None = None) -> str:
 
 
 def write_page(channel: Path) -> Path:
-    target = channel / "index.html"
-    tmp = target.with_name(f".index.html.{os.getpid()}.tmp")
-    tmp.write_text(render(channel))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
-    return target
+    return write_atomic(channel / "index.html", render(channel))

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import write_atomic
 from ..build.mirror import sha256_of
 from ..errors import ChannelError
 from .audit import AuditReport, Limits, PackageRefused, audit_package, package_stem
@@ -258,21 +259,13 @@ def remove(
             found.extend(matches)
         intent = {"files": found, "by": _who(by), "reason": reason,
                   "stamp": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())}
-        _write_json_atomic(_removing(channel), intent)
+        write_atomic(_removing(channel), json.dumps(intent, indent=2))
         kept = _finish_removals(channel)
     return RemoveResult([channel / f for f in found], kept)
 
 
 def _removing(channel: Path) -> Path:
     return internal_dir(channel) / "removing.json"
-
-
-def _write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _finish_removals(channel: Path) -> list[Path]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import write_atomic
 from ..errors import RecipeDriftError
 
 __all__ = ["check_files", "diff_files", "write_files"]
@@ -48,11 +47,6 @@ def write_files(target: Path, files: dict[str, str]) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in sorted(files.items()):
-        path = target / name
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{name}.")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o755 if name.endswith(".sh") else 0o644)
-        os.replace(tmp, path)
-        written.append(path)
+        written.append(write_atomic(target / name, text,
+                                    mode=0o755 if name.endswith(".sh") else 0o644))
     return written

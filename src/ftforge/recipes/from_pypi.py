@@ -7,7 +7,6 @@ is written unless the whole recipe was generated.
 from __future__ import annotations
 
 import dataclasses
-
 import re
 from collections.abc import Mapping
 from typing import Literal, get_args
