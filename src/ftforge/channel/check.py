@@ -27,7 +27,7 @@ from ..variants import (
     variant_of_build_string,
     variant_of_python_abi_dependency,
 )
-from .page import channel_records
+from .index import channel_records
 
 __all__ = ["CHECKS", "Violation", "check_channels", "check_records"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..atomic import write_atomic
 from .layout import PACKAGE_SUFFIXES, internal_dir, served_subdirs
 
-__all__ = ["INDEX_FILES", "read_repodata", "reindex"]
+__all__ = ["INDEX_FILES", "channel_records", "read_repodata", "reindex"]
 
 INDEX_FILES = ("repodata_shards.msgpack.zst", "repodata.json.zst", "repodata.json")
 """Promotion order: ``repodata.json`` is always the last file replaced."""
@@ -77,6 +77,17 @@ def read_repodata(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def channel_records(channel: Path) -> list[dict]:
+    """Every record in the channel's repodata, with ``subdir`` and ``fn`` set."""
+    records = []
+    for subdir in served_subdirs(channel):
+        repodata = read_repodata(channel / subdir / "repodata.json") or {}
+        for key in ("packages", "packages.conda"):
+            for fn, record in (repodata.get(key) or {}).items():
+                records.append({**record, "fn": fn, "subdir": subdir})
+    return records
 
 
 def _promote(channel: Path, subdir: str) -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from ..variants import variant_of_build_string, variant_of_python_abi_dependency
-from .index import read_repodata
-from .layout import served_subdirs
+from .index import channel_records
 
-__all__ = ["abi_of_record", "channel_records", "write_page"]
+__all__ = ["abi_of_record", "write_page"]
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
@@ -27,17 +26,6 @@ font-size:.8rem}
 .ft{background:#d9f2e3;color:#0b6b32}.gil{background:#e4e9f7;color:#243c8f}
 .noarch{background:#eee;color:#555} code{font-size:.85rem} .deps{color:#555}
 """
-
-
-def channel_records(channel: Path) -> list[dict]:
-    """Every record in the channel's repodata, with ``subdir`` and ``fn`` set."""
-    records = []
-    for subdir in served_subdirs(channel):
-        repodata = read_repodata(channel / subdir / "repodata.json") or {}
-        for key in ("packages", "packages.conda"):
-            for fn, record in (repodata.get(key) or {}).items():
-                records.append({**record, "fn": fn, "subdir": subdir})
-    return records
 
 
 def abi_of_record(record: dict) -> tuple[str, str]:

@@ -10,16 +10,16 @@ ready, in what order — the autotick bot's graph, with its known gaps fixed:
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import networkx as nx
 
+from ..channel.index import channel_records
 from ..errors import FtforgeError
 from ..variants import PythonVariant, parse_series, variant_of_python_abi_dependency
+from .git import default_branch, git_ok, is_dirty
 from .recipe_reader import Recipe, RecipeError, read_recipe
 
 __all__ = ["CATEGORIES", "Migration", "Plan", "FeedstockState", "plan_migration"]
@@ -89,37 +89,17 @@ class Plan:
         }
 
 
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=False)
-
-
-def default_branch(repo: Path) -> str:
-    for name in ("main", "master"):
-        if _git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}").returncode == 0:
-            return name
-    return _git(repo, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
-
-
-def is_dirty(repo: Path) -> bool:
-    return bool(_git(repo, "status", "--porcelain").stdout.strip())
-
-
 def merged(repo: Path, migration: Migration) -> bool:
     """The migration file is on the default branch (an open branch is not done)."""
     ref = f"{default_branch(repo)}:{migration.migration_file}"
-    return _git(repo, "cat-file", "-e", ref).returncode == 0
+    return git_ok(repo, "cat-file", "-e", ref)
 
 
-def _channel_ft_names(repodata_files: Iterable[Path], migration: Migration) -> set[str]:
-    names = set()
-    for path in repodata_files:
-        data = json.loads(Path(path).read_text())
-        for record in {**data.get("packages", {}), **data.get("packages.conda", {})}.values():
-            for dep in record.get("depends", []):
-                if variant_of_python_abi_dependency(dep) == migration.variant:
-                    names.add(record["name"])
-    return names
+def _channel_ft_names(channels: Iterable[Path], migration: Migration) -> set[str]:
+    """Names with a build for the migration's ABI in any of the channels' repodata."""
+    return {record["name"] for channel in channels for record in channel_records(Path(channel))
+            if any(variant_of_python_abi_dependency(d) == migration.variant
+                   for d in record.get("depends", []))}
 
 
 def _needs(recipe: Recipe) -> tuple[bool, str]:
@@ -146,9 +126,12 @@ def plan_migration(
         raise FtforgeError(f"{feedstocks_dir}: no such directory",
                            hint="pass the directory that holds the feedstock checkouts")
     denied = set(denylist)
-    in_channel = _channel_ft_names(
-        [p / sub / "repodata.json" for p in channels for sub in ("linux-64", "noarch")
-         if (p / sub / "repodata.json").exists()], migration)
+    channels = [Path(c) for c in channels]
+    for channel in channels:
+        if not (channel / "noarch").is_dir():
+            raise FtforgeError(f"{channel}: not a channel (no noarch/ subdir)",
+                               hint="pass the channel directory that ftforge publishes to")
+    in_channel = _channel_ft_names(channels, migration)
     states: dict[str, FeedstockState] = {}
     recipes: dict[str, Recipe] = {}
     for repo in sorted(p for p in feedstocks_dir.iterdir() if (p / "recipe").is_dir()):

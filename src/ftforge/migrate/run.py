@@ -14,16 +14,14 @@ overwritten.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FtforgeError
 from ..variants import PYTHON_MIN, PythonVariant
-from .plan import Migration, Plan, default_branch, is_dirty
+from .git import default_branch, git, has_branch, is_dirty
+from .plan import Migration, Plan
 from .recipe_reader import RecipeError
 
 __all__ = ["MigrationRun", "migration_file_text", "run_migration", "variant_files"]
@@ -114,21 +112,6 @@ def bump_build_number(path: Path, text: str) -> str:
     return "".join(lines)
 
 
-def _git(repo: Path, *args: str, env: dict | None = None, input: str | None = None) -> str:
-    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, input=input, check=False)
-    if result.returncode != 0:
-        raise FtforgeError(f"{repo}: git {' '.join(args[:2])} failed: {result.stderr.strip()}",
-                           hint="check the feedstock's git repository")
-    return result.stdout
-
-
-def _branch_exists(repo: Path, branch: str) -> bool:
-    return subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
-                           f"refs/heads/{branch}"], capture_output=True,
-                          check=False).returncode == 0
-
-
 def _commit_files(repo: Path, base: str, branch: str, files: dict[str, str],
                   message: str) -> None:
     """Commit ``files`` on top of ``base`` into ``branch`` without touching the work tree."""
@@ -138,13 +121,13 @@ def _commit_files(repo: Path, base: str, branch: str, files: dict[str, str],
                "GIT_COMMITTER_NAME": BOT[0], "GIT_COMMITTER_EMAIL": BOT[1],
                "GIT_AUTHOR_DATE": f"{MIGRATOR_TS} +0000",
                "GIT_COMMITTER_DATE": f"{MIGRATOR_TS} +0000"}
-        _git(repo, "read-tree", base, env=env)
+        git(repo, "read-tree", base, env=env)
         for rel, text in sorted(files.items()):
-            blob = _git(repo, "hash-object", "-w", "--stdin", input=text).strip()
-            _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}", env=env)
-        tree = _git(repo, "write-tree", env=env).strip()
-        commit = _git(repo, "commit-tree", tree, "-p", base, "-m", message, env=env).strip()
-        _git(repo, "branch", branch, commit)
+            blob = git(repo, "hash-object", "-w", "--stdin", input=text).strip()
+            git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}", env=env)
+        tree = git(repo, "write-tree", env=env).strip()
+        commit = git(repo, "commit-tree", tree, "-p", base, "-m", message, env=env).strip()
+        git(repo, "branch", branch, commit)
 
 
 def _pr_body(name: str, migration: Migration, plan: Plan, changed: list[str]) -> str:
@@ -205,24 +188,22 @@ def run_migration(plan: Plan, migration: Migration, *, pr_dir: Path) -> Migratio
         if is_dirty(repo):
             result.skipped[name] = "uncommitted local changes: not touched"
             continue
-        if _branch_exists(repo, migration.branch):
+        if has_branch(repo, migration.branch):
             result.skipped[name] = f"branch {migration.branch} exists: not overwritten"
             continue
         base = default_branch(repo)
         recipe_rel = "recipe/recipe.yaml" if state.recipe_format == "recipe.yaml" \
             else "recipe/meta.yaml"
-        recipe_text = _git(repo, "show", f"{base}:{recipe_rel}")
+        recipe_text = git(repo, "show", f"{base}:{recipe_rel}")
         files = {
             migration.migration_file: migration_file_text(migration),
             recipe_rel: bump_build_number(repo / recipe_rel, recipe_text),
         }
-        listing = _git(repo, "ls-tree", "--name-only", f"{base}:.ci_support").split() \
-            if _git(repo, "ls-tree", base, ".ci_support").strip() else []
-        existing = {f".ci_support/{f}": _git(repo, "show", f"{base}:.ci_support/{f}")
-                    for f in listing if f.startswith("linux_64_") and f.endswith(".yaml")}
-        regenerated = variant_files(migration, {Path(k).name: v for k, v in existing.items()})
-        for fname, text in regenerated.items():
-            if existing.get(f".ci_support/{fname}") != text:
+        listing = git(repo, "ls-tree", "--name-only", base, "--", ".ci_support/").split()
+        existing = {Path(p).name: git(repo, "show", f"{base}:{p}") for p in listing
+                    if Path(p).name.startswith("linux_64_") and p.endswith(".yaml")}
+        for fname, text in variant_files(migration, existing).items():
+            if existing.get(fname) != text:
                 files[f".ci_support/{fname}"] = text
         _commit_files(repo, base, migration.branch, files,
                       f"Rebuild for python {migration.variant.series} free-threading "

@@ -1,0 +1,46 @@
+"""The few git operations the migration bot needs, on a feedstock checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from ..errors import FtforgeError
+
+__all__ = ["default_branch", "git", "git_ok", "has_branch", "is_dirty"]
+
+
+def _run(repo: Path, args: tuple[str, ...], env: dict | None,
+         input: str | None) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, input=input, check=False)
+
+
+def git(repo: Path, *args: str, env: dict | None = None, input: str | None = None) -> str:
+    """Run git in ``repo``; its stdout, or an error naming the repository."""
+    result = _run(repo, args, env, input)
+    if result.returncode != 0:
+        raise FtforgeError(f"{repo}: git {' '.join(args[:2])} failed: {result.stderr.strip()}",
+                           hint="check the feedstock's git repository")
+    return result.stdout
+
+
+def git_ok(repo: Path, *args: str) -> bool:
+    """Whether a git query (``cat-file -e``, ``rev-parse --verify``) succeeds."""
+    return _run(repo, args, None, None).returncode == 0
+
+
+def has_branch(repo: Path, name: str) -> bool:
+    return git_ok(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}")
+
+
+def default_branch(repo: Path) -> str:
+    for name in ("main", "master"):
+        if has_branch(repo, name):
+            return name
+    return git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
+
+
+def is_dirty(repo: Path) -> bool:
+    return bool(git(repo, "status", "--porcelain").strip())
