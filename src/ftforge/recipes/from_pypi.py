@@ -15,7 +15,7 @@ from .. import paths, pypi
 from ..errors import FtforgeError
 from . import pypi as pypi_recipe
 from .pep517 import dynamic_build_requires
-from .sdist import inspect_sdist
+from .sdist import inspect_sdist, is_cython_requirement
 
 __all__ = ["RECIPE_FORMATS", "RecipeFormat", "parse_requirement", "recipe_from_pypi"]
 
@@ -31,10 +31,6 @@ def parse_requirement(text: str) -> tuple[str, str | None]:
         raise FtforgeError(f"'{text}' is not NAME or NAME==VERSION",
                            hint="for example: ftforge recipe pypi msgpack==1.1.1")
     return match["name"], match["version"]
-
-
-def _is_cython(requirement: str) -> bool:
-    return requirement.strip().lower().startswith("cython")
 
 
 def recipe_from_pypi(
@@ -57,7 +53,7 @@ def recipe_from_pypi(
     facts = inspect_sdist(sdist)
     dynamic = dynamic_build_requires(sdist, facts)
     if dynamic:
-        cython = any(_is_cython(r) for r in dynamic)
+        cython = any(map(is_cython_requirement, dynamic))
         evidence = facts.compiled_evidence + (
             ("the build backend asks for Cython (get_requires_for_build_wheel)",) if cython else ())
         facts = dataclasses.replace(

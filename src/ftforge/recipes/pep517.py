@@ -14,7 +14,6 @@ of it does.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tarfile
@@ -24,13 +23,9 @@ import zipfile
 from pathlib import Path
 
 from .. import paths
-from .sdist import SdistError, SdistFacts
+from .sdist import SdistError, SdistFacts, requirement_name
 
 __all__ = ["dynamic_build_requires"]
-
-
-def _canonical(requirement: str) -> str:
-    return re.split(r"[\s;<>=!~\[]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
 def _unpack(sdist: Path, into: Path) -> Path:
@@ -86,9 +81,9 @@ def dynamic_build_requires(sdist: Path, facts: SdistFacts) -> tuple[str, ...]:
         asked = _ask_backend(sdist, facts.build_requires)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(asked))
-    static = {_canonical(r) for r in facts.build_requires}
+    static = {requirement_name(r) for r in facts.build_requires}
     if facts.backend == "setuptools":
         # Wrappers around setuptools pass on its legacy "wheel" answer; setuptools >= 70.1
         # ships bdist_wheel itself, so it is no build requirement.
         static.add("wheel")
-    return tuple(r for r in asked if _canonical(r) not in static)
+    return tuple(r for r in asked if requirement_name(r) not in static)

@@ -110,6 +110,15 @@ class _Archive:
         return iter(self.files)
 
 
+def requirement_name(requirement: str) -> str:
+    """``"Cython >= 3.1; python_version<'3.14'"`` -> ``"cython"`` (lower case, ``_`` as ``-``)."""
+    return re.split(r"[\s;<>=!~\[]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def is_cython_requirement(requirement: str) -> bool:
+    return re.match(r"(?i)cython\b", requirement.strip()) is not None
+
+
 def _self_hosted(pyproject: dict) -> bool:
     """A backend that builds itself from the source tree (``backend-path``)."""
     return bool((pyproject.get("build-system") or {}).get("backend-path"))
@@ -129,7 +138,7 @@ def _backend(pyproject: dict) -> tuple[Backend, tuple[str, ...], str | None]:
         # backend): it delegates to a real backend named in `requires`.
         by_package = {pkg: backend for backend, pkg in BACKENDS.values()}
         for text in requires:
-            name = re.split(r"[\s;<>=!~\[]", text.strip(), maxsplit=1)[0].lower().replace("_", "-")
+            name = requirement_name(text)
             if name in by_package:
                 return by_package[name], requires, entry
     raise SdistError(
@@ -213,7 +222,7 @@ def _inspect(path: Path) -> SdistFacts:
         evidence.append(f"{backend} builds compiled code")
     if evidence and sources:
         evidence.append(f"{len(sources)} compiled source file(s), e.g. {sources[0]}")
-    uses_cython = any(re.match(r"(?i)cython\b", req) for req in build_requires)
+    uses_cython = any(map(is_cython_requirement, build_requires))
     build_text = "\n".join(archive.read(f) or "" for f in ("setup.py", "setup.cfg", "pyproject.toml"))
     limited = bool(_LIMITED_API.search(build_text))
 
