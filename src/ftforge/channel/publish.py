@@ -144,71 +144,85 @@ def publish(
         _finish_removals(channel)
         staging = _clear_staging(channel) / uuid.uuid4().hex
         staging.mkdir()
-        staged = []
-        for pkg in packages:
-            say(f"staging {pkg.name}")
-            copy = staging / pkg.name
-            shutil.copyfile(pkg, copy)
-            staged.append(copy)
-        reports = []
-        for copy in staged:
-            say(f"auditing {copy.name}")
-            reports.append(audit_package(copy, limits))
-        _check_invariants(reports, channel)
-        refused = [r for r in reports if not r.ok]
-        if refused:
-            for report, original in zip(reports, packages):
-                report.path = original
-            shutil.rmtree(staging)
-            raise PackageRefused(refused)
+        try:
+            return _publish_locked(packages, channel, staging, recipe, by, limits, say)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # emptied by a publish, dropped on refusal
 
-        added, unchanged, moves = [], [], []
-        for report in reports:
-            record = report.record
-            target = channel / record.subdir / record.filename
-            if target.exists():
-                if sha256_of(target) == record.sha256:
-                    unchanged.append(target)
-                    continue
-                shutil.rmtree(staging)
-                raise ChannelError(
-                    f"{record.filename} is already in {channel / record.subdir} "
-                    "with different content",
-                    hint="published packages are immutable: bump the build number and rebuild",
-                )
-            moves.append((report, target))
-        claims = check_owners(channel, [r.record.name for r, _ in moves], recipe)
 
-        for report, target in moves:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(report.path, 0o644)
-            os.replace(report.path, target)
-            added.append(target)
-        register(channel, claims)
-        say(f"indexing {channel}")
-        _refresh(channel, {report.record.subdir for report, _ in moves})
-        who = _who(by)
-        for report, target in moves:
-            _log(channel, action="publish", file=f"{report.record.subdir}/{target.name}",
-                 sha256=report.record.sha256, recipe=recipe, by=who)
-        shutil.rmtree(staging, ignore_errors=True)
-    for report, original in zip(reports, packages):
-        report.path = original
+def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: str | None,
+                    by: str | None, limits: Limits, say: Progress) -> PublishResult:
+    staged = []
+    for pkg in packages:
+        say(f"staging {pkg.name}")
+        copy = staging / pkg.name
+        shutil.copyfile(pkg, copy)
+        staged.append(copy)
+    # what is audited is exactly what is published: the staged copies
+    reports = audit_or_refuse(staged, channel, limits, shown_as=packages, progress=say)
+
+    added, unchanged, moves = [], [], []
+    for report, staged_copy in zip(reports, staged):
+        record = report.record
+        target = channel / record.subdir / record.filename
+        if target.exists():
+            if sha256_of(target) == record.sha256:
+                unchanged.append(target)
+                continue
+            raise ChannelError(
+                f"{record.filename} is already in {channel / record.subdir} "
+                "with different content",
+                hint="published packages are immutable: bump the build number and rebuild",
+            )
+        moves.append((record, staged_copy, target))
+    claims = check_owners(channel, [record.name for record, _, _ in moves], recipe)
+
+    for _record, staged_copy, target in moves:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(staged_copy, 0o644)
+        os.replace(staged_copy, target)
+        added.append(target)
+    register(channel, claims)
+    say(f"indexing {channel}")
+    _refresh(channel, {record.subdir for record, _, _ in moves})
+    who = _who(by)
+    for record, _, target in moves:
+        _log(channel, action="publish", file=f"{record.subdir}/{target.name}",
+             sha256=record.sha256, recipe=recipe, by=who)
     return PublishResult(added, unchanged, reports)
 
 
-def _check_invariants(reports: list[AuditReport], channel: Path) -> None:
-    """The channel check's invariants, on the records about to be published."""
+def audit_or_refuse(paths: list[Path], where: object, limits: Limits = Limits(), *,
+                    shown_as: list[Path] | None = None,
+                    progress: Progress | None = None) -> list[AuditReport]:
+    """Audit each package and check the channel invariants on its metadata; raise
+    :class:`PackageRefused` naming every finding if any package fails. ``shown_as``:
+    the paths to report (the originals, when ``paths`` are staged copies)."""
+    say = progress or (lambda _msg: None)
+    reports = []
+    for path, shown in zip(paths, shown_as or paths):
+        say(f"auditing {path.name}")
+        report = audit_package(path, limits)
+        _check_invariants(report, where)
+        report.path = shown
+        reports.append(report)
+    refused = [r for r in reports if not r.ok]
+    if refused:
+        raise PackageRefused(refused)
+    return reports
+
+
+def _check_invariants(report: AuditReport, where: object) -> None:
+    """The channel check's invariants, on a record about to be published."""
     from .audit import Finding
     from .check import check_record
 
-    for report in reports:
-        if report.record is None:
-            continue
-        record = {**report.record.index, "fn": report.record.filename}
-        for violation in check_record(record, str(channel)):
-            report.findings.append(Finding(f"channel.{violation.check}", violation.message,
-                                           "info/index.json"))
+    if report.record is None:
+        return
+    record = {**report.record.index, "fn": report.record.filename}
+    for violation in check_record(record, str(where)):
+        report.findings.append(Finding(f"channel.{violation.check}", violation.message,
+                                       "info/index.json"))
 
 
 def _refresh(channel: Path, subdirs: set[str] | None = None) -> None:

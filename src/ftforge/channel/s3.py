@@ -1,4 +1,5 @@
-"""Publish to a channel in an S3 bucket: the same audit, then py-rattler's ``index_s3``.
+"""Publish to a channel in an S3 bucket: the same audit and invariant checks as a
+directory publish, then py-rattler's ``index_s3``.
 
 Packages are uploaded with a conditional write (``If-None-Match: *``), so a
 file name is written once even with several publishers; a name that exists
@@ -19,8 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import ChannelError
-from .audit import PackageRefused, audit_package
-from .publish import PublishResult
+from .publish import PublishResult, audit_or_refuse
 
 __all__ = ["publish_s3"]
 
@@ -51,10 +51,7 @@ def publish_s3(packages: Iterable[Path], url: str, *,
     bucket, prefix = _split(url)
     endpoint, region = _endpoint()
     packages = [Path(p) for p in packages]
-    reports = [audit_package(p) for p in packages]
-    refused = [r for r in reports if not r.ok]
-    if refused:
-        raise PackageRefused(refused)
+    reports = audit_or_refuse(packages, url, progress=say)
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region)
     added, unchanged = [], []
     for report in reports:
