@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..build.mirror import sha256_of
 from ..errors import ChannelError
 from ..variants import (
     PythonVariant,
@@ -92,19 +93,37 @@ class Finding:
 
 @dataclass(frozen=True)
 class PackageRecord:
-    """What the channel needs to know about an audited package."""
+    """What the channel needs to know about an audited package: its file and its
+    ``info/index.json``; the fields are read from the index, not copied."""
 
     filename: str
-    name: str
-    version: str
-    build: str
-    subdir: str
-    noarch: str | None
-    depends: tuple[str, ...]
     sha256: str
     size: int
-    index: dict = field(default_factory=dict, compare=False, repr=False)
-    """The whole ``info/index.json``."""
+    index: dict = field(compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.index.get("name", ""))
+
+    @property
+    def version(self) -> str:
+        return str(self.index.get("version", ""))
+
+    @property
+    def build(self) -> str:
+        return str(self.index.get("build", ""))
+
+    @property
+    def subdir(self) -> str:
+        return str(self.index.get("subdir") or "noarch")
+
+    @property
+    def noarch(self) -> str | None:
+        return self.index.get("noarch")
+
+    @property
+    def depends(self) -> tuple[str, ...]:
+        return tuple(self.index.get("depends") or ())
 
 
 @dataclass
@@ -235,7 +254,9 @@ def _stream(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
 
 
 def audit_package(path: Path, limits: Limits = Limits()) -> AuditReport:
-    """Read ``path`` once and return every finding (an empty list means it may publish)."""
+    """Every finding for ``path`` (none: it may publish). The archive is streamed once
+    for the checks; the file's own sha256 (for repodata and immutability) is a second,
+    plain read, since the zip reader seeks."""
     path = Path(path)
     report = AuditReport(path)
     try:
@@ -271,30 +292,12 @@ def audit_package(path: Path, limits: Limits = Limits()) -> AuditReport:
     _check_filename(report, stem, index)
     _check_paths(report, scan)
     _check_abi(report, index, scan.files)
-    sha = _sha256_file(path)
-    report.record = PackageRecord(
-        filename=path.name,
-        name=str(index.get("name", "")),
-        version=str(index.get("version", "")),
-        build=str(index.get("build", "")),
-        subdir=str(index.get("subdir") or "noarch"),
-        noarch=index.get("noarch"),
-        depends=tuple(index.get("depends") or ()),
-        sha256=sha,
-        size=path.stat().st_size,
-        index=index,
-    )
+    report.record = PackageRecord(path.name, sha256_of(path), path.stat().st_size, index)
     return report
 
 
 def audit_packages(paths: Iterable[Path], limits: Limits = Limits()) -> list[AuditReport]:
     return [audit_package(Path(p), limits) for p in paths]
-
-
-def _sha256_file(path: Path) -> str:
-    from ..build.mirror import sha256_of
-
-    return sha256_of(path)
 
 
 def _json(data: bytes | None) -> object:
