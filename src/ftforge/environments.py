@@ -173,16 +173,30 @@ def installed_packages(prefix: Path) -> dict[str, dict]:
     return out
 
 
-def environment_python(prefix: Path) -> tuple[str, PythonVariant] | None:
-    """(python version, ABI) of an environment, from its ``conda-meta``."""
+def _record(records, name: str):
+    return next((r for r in records if r.name.normalized == name), None)
+
+
+def _interpreter(records) -> tuple[str, PythonVariant] | None:
+    """(python version, ABI) from an environment's records (``python_abi`` says the ABI)."""
     from .variants import variant_of_build_string
 
-    installed = installed_packages(prefix)
-    python, abi = installed.get("python"), installed.get("python_abi")
+    python, abi = _record(records, "python"), _record(records, "python_abi")
     if python is None:
         return None
-    variant = variant_of_build_string((abi or python)["build"])
-    return (python["version"], variant) if variant else None
+    variant = variant_of_build_string(str((abi or python).build))
+    return (str(python.version), variant) if variant else None
+
+
+def _prefix_records(prefix: Path) -> list:
+    from rattler import PrefixRecord
+
+    return [PrefixRecord.from_path(p) for p in sorted((prefix / "conda-meta").glob("*.json"))]
+
+
+def environment_python(prefix: Path) -> tuple[str, PythonVariant] | None:
+    """(python version, ABI) of an environment, from its ``conda-meta``."""
+    return _interpreter(_prefix_records(prefix))
 
 
 @dataclass(frozen=True)
@@ -203,14 +217,14 @@ def install_into(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
     constraint unless ``switch_abi``. ``update_all`` re-solves every installed
     package for its newest version (still under the pin).
     """
-    from rattler import PrefixRecord, install
+    from rattler import install
 
     prefix = prefix.resolve()
     if not (prefix / "conda-meta").is_dir():
         raise FtforgeError(f"{prefix} is not an environment (no conda-meta/)",
                            hint="create one first with `ftforge create`")
-    installed = [PrefixRecord.from_path(p) for p in sorted((prefix / "conda-meta").glob("*.json"))]
-    current = environment_python(prefix)
+    installed = _prefix_records(prefix)
+    current = _interpreter(installed)
     pin = current[1].python_abi_spec if current and not switch_abi else None
     names = [r.name.normalized for r in installed]
     wanted = list(specs) + (names if update_all else [])
@@ -238,7 +252,5 @@ def install_into(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
 
 
 def _python_of(records) -> tuple[str, str] | None:
-    for r in records:
-        if r.name.normalized == "python":
-            return str(r.version), str(r.build)
-    return None
+    python = _record(records, "python")
+    return (str(python.version), str(python.build)) if python is not None else None
