@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .variants import PythonVariant, variant_of_build_string, variant_of_python_abi_dependency
+from .variants import PythonVariant, variant_of_build_string, variant_of_package
 
 __all__ = ["Candidate", "explain", "requested_abi"]
 
@@ -30,13 +30,6 @@ class Candidate:
 
 def _channel_name(channel: str) -> str:
     return Path(channel.rstrip("/")).name or channel
-
-
-def _variant(depends: Sequence[str], build: str) -> PythonVariant | None:
-    found = {v for d in depends if (v := variant_of_python_abi_dependency(d))}
-    if len(found) == 1:
-        return found.pop()
-    return variant_of_build_string(build)
 
 
 def requested_abi(specs: Sequence[str]) -> PythonVariant | None:
@@ -77,7 +70,7 @@ def _candidates(channels: Sequence[str], names: Sequence[str]) -> list[Candidate
                 for r in records:
                     out.append(Candidate(r.name.normalized, str(r.version), str(r.build),
                                          _channel_name(channel),
-                                         _variant(list(r.depends), str(r.build))))
+                                         variant_of_package(list(r.depends), str(r.build))))
         return out
 
     return asyncio.run(query())

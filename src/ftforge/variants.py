@@ -13,6 +13,7 @@ and every free-threaded ``python_abi`` is down-weighted, 3.14t/3.15t included.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +34,7 @@ __all__ = [
     "conda_build_config",
     "parse_series",
     "variant_of_build_string",
+    "variant_of_package",
     "variant_of_python_abi_dependency",
 ]
 
@@ -328,3 +330,12 @@ def variant_of_build_string(build: str) -> PythonVariant | None:
             if series in SUPPORTED_SERIES:
                 return PythonVariant(series, bool(match["t"]))
     return None
+
+
+def variant_of_package(depends: Iterable[str], build: str) -> PythonVariant | None:
+    """The ABI a package is built for: its one ``python_abi`` pin, else its build-string
+    marker; None for packages with neither (noarch, or not built against python)."""
+    pins = {v for d in depends if (v := variant_of_python_abi_dependency(d))}
+    if len(pins) == 1:
+        return pins.pop()
+    return variant_of_build_string(build)

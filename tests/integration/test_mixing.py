@@ -32,11 +32,7 @@ from ftforge.channel.synthetic import SyntheticPackage, repack, write_package
 from ftforge.environments import create, install_into, installed_packages, solve
 from ftforge.errors import SolveError
 from ftforge.explain import explain
-from ftforge.variants import (
-    PythonVariant,
-    variant_of_build_string,
-    variant_of_python_abi_dependency,
-)
+from ftforge.variants import PythonVariant, variant_of_package
 
 from .conftest import run_python
 
@@ -60,8 +56,7 @@ def print_matrix():
 
 def _abi_of(pkg: Path) -> PythonVariant | None:
     record = audit_package(pkg).record
-    found = {v for d in record.depends if (v := variant_of_python_abi_dependency(d))}
-    return found.pop() if found else variant_of_build_string(record.build)
+    return variant_of_package(record.depends, record.build)
 
 
 @pytest.fixture(scope="module")

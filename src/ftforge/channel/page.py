@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..atomic import write_atomic
-from ..variants import variant_of_build_string, variant_of_python_abi_dependency
+from ..variants import variant_of_package
 from .index import channel_records
 
 __all__ = ["abi_of_record", "write_page"]
@@ -30,9 +30,7 @@ font-size:.8rem}
 
 def abi_of_record(record: dict) -> tuple[str, str]:
     """(css class, label): ``("ft", "free-threaded cp313t")``, ``("gil", ...)``, noarch."""
-    variants = {v for d in record.get("depends", []) if (v := variant_of_python_abi_dependency(d))}
-    variant = next(iter(variants)) if len(variants) == 1 else variant_of_build_string(
-        record["build"])
+    variant = variant_of_package(record.get("depends", []), record["build"])
     if variant is None:
         return "noarch", f"noarch: {record['noarch']}" if record.get("noarch") else "no python ABI"
     kind = "free-threaded" if variant.freethreaded else "GIL"
