@@ -116,7 +116,7 @@ def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = Fal
     ``exclude``: package file names to leave out of the index (being removed).
     """
     from rattler.index import index_fs
-    from rattler.platform import Platform
+    from rattler import Subdir
 
     served = served_subdirs(channel)
     todo = [s for s in served if subdirs is None or s in subdirs or _stale(channel, s)]
@@ -125,7 +125,7 @@ def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = Fal
         # rattler compresses repodata.json.zst at a level that costs ~1 s per 2,500 records
         # on every publish; the .zst is written below at a level that keeps publishing one
         # package into a 5,000-package channel well under a second (benchmarks/).
-        asyncio.run(index_fs(_shadow_root(channel, subdir), target_platform=Platform(subdir),
+        asyncio.run(index_fs(_shadow_root(channel, subdir), target_platform=Subdir(subdir),
                              write_zst=False, write_shards=True, force=force))
         _compress(_shadow_root(channel, subdir) / subdir / "repodata.json")
         _promote(channel, subdir)
