@@ -41,7 +41,7 @@ CHECKS = {
     "metapackage-abi": "an opt-in metapackage does not pin the python_abi of its ABI",
 }
 
-_METAPACKAGES = {PythonVariant.ft().metapackage: True, PythonVariant.gil().metapackage: False}
+_METAPACKAGES = {v.metapackage: v for v in (PythonVariant.ft(), PythonVariant.gil())}
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def check_record(record: dict, channel: str = "") -> list[Violation]:
                 f"has {abi_deps or 'no python_abi'}")
         return out
     if name in _METAPACKAGES:
-        want = PythonVariant.ft() if _METAPACKAGES[name] else PythonVariant.gil()
+        want = _METAPACKAGES[name]
         if variant is None or variant.freethreaded != want.freethreaded:
             bad("metapackage-abi", f"{name} must pin python_abi *_{want.abi_tag}-style "
                 f"({want.label}); has {abi_deps or 'no python_abi'}")
