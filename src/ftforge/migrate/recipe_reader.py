@@ -12,11 +12,13 @@ evaluated the same way. Errors carry the file and line.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FtforgeError
+from ..variants import DEFAULT_SERIES, PYTHON_MIN
 
 __all__ = ["Recipe", "RecipeError", "read_recipe"]
 
@@ -80,7 +82,9 @@ class _Compiler(str):
     """``compiler('c')`` renders to a name the graph can recognise."""
 
 
+@functools.cache
 def _jinja_env(variable_start: str = "{{", variable_end: str = "}}"):
+    """One sandbox per delimiter style (immutable, so shared by every render)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(variable_start_string=variable_start,
@@ -95,7 +99,7 @@ def _jinja_env(variable_start: str = "{{", variable_end: str = "}}"):
         "load_setup_py_data": lambda *a, **k: {},
         "load_file_regex": lambda *a, **k: None,
         "environ": {}, "os": None,
-        "python_min": "3.10", "PYTHON": "python", "PY_VER": "3.13",
+        "python_min": PYTHON_MIN, "PYTHON": "python", "PY_VER": DEFAULT_SERIES,
     })
     return env
 
