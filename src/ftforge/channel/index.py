@@ -115,8 +115,8 @@ def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = Fal
     ``subdirs``: only these (default: every served subdir, and any without an index);
     ``exclude``: package file names to leave out of the index (being removed).
     """
-    from rattler.index import index_fs
     from rattler import Subdir
+    from rattler.index import index_fs
 
     served = served_subdirs(channel)
     todo = [s for s in served if subdirs is None or s in subdirs or _stale(channel, s)]

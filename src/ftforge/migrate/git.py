@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import FtforgeError
 
-__all__ = ["default_branch", "git", "git_ok", "has_branch", "is_dirty"]
+__all__ = ["DEFAULT_BRANCHES", "default_branch", "exists", "git", "git_ok", "has_branch",
+           "is_dirty"]
 
 
 def _run(repo: Path, args: tuple[str, ...], env: dict | None,
@@ -35,8 +36,18 @@ def has_branch(repo: Path, name: str) -> bool:
     return git_ok(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}")
 
 
+DEFAULT_BRANCHES = ("main", "master")
+"""Looked for in this order; a repository with neither uses its checked-out branch."""
+
+
+def exists(repo: Path, *objects: str) -> list[bool]:
+    """Whether each object (``refs/heads/main``, ``main:path``) exists: one git call."""
+    out = git(repo, "cat-file", "--batch-check", input="".join(f"{o}\n" for o in objects))
+    return [not line.endswith(" missing") for line in out.splitlines()]
+
+
 def default_branch(repo: Path) -> str:
-    for name in ("main", "master"):
+    for name in DEFAULT_BRANCHES:
         if has_branch(repo, name):
             return name
     return git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip()

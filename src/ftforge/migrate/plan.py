@@ -19,7 +19,7 @@ import networkx as nx
 from ..channel.index import channel_records
 from ..errors import FtforgeError
 from ..variants import PythonVariant, parse_series, variant_of_python_abi_dependency
-from .git import default_branch, git_ok, is_dirty
+from .git import DEFAULT_BRANCHES, default_branch, exists, git_ok, is_dirty
 from .recipe_reader import Recipe, RecipeError, read_recipe
 
 __all__ = ["CATEGORIES", "Migration", "Plan", "FeedstockState", "plan_migration"]
@@ -90,9 +90,18 @@ class Plan:
 
 
 def merged(repo: Path, migration: Migration) -> bool:
-    """The migration file is on the default branch (an open branch is not done)."""
-    ref = f"{default_branch(repo)}:{migration.migration_file}"
-    return git_ok(repo, "cat-file", "-e", ref)
+    """The migration file is on the default branch (an open branch is not done).
+
+    One ``git cat-file --batch-check`` asks which default branch exists and whether
+    the file is on it (this runs for every feedstock that needs the migration)."""
+    names = DEFAULT_BRANCHES
+    found = exists(repo, *(f"refs/heads/{b}" for b in names),
+                   *(f"{b}:{migration.migration_file}" for b in names))
+    branches, files = found[:len(names)], found[len(names):]
+    for has, has_file in zip(branches, files):
+        if has:
+            return has_file
+    return git_ok(repo, "cat-file", "-e", f"{default_branch(repo)}:{migration.migration_file}")
 
 
 def _channel_ft_names(channels: Iterable[Path], migration: Migration) -> set[str]:
