@@ -10,16 +10,15 @@ set -euxo pipefail
     --prefix="$PREFIX" \
     --enable-shared \
     --enable-loadable-sqlite-extensions \
-    --with-ensurepip=install \
+    --with-ensurepip=no \
     --without-static-libpython \
     ${CONFIGURE_EXTRA:-} \
     LDFLAGS="-Wl,-rpath,$PREFIX/lib ${LDFLAGS:-}"
 make -j"${CPU_COUNT:-2}"
 make install
 
-# The unversioned names conda users expect.
+# The unversioned name conda users expect. pip is a package of its own.
 ln -sf python3 "$PREFIX/bin/python"
-ln -sf pip3 "$PREFIX/bin/pip"
 
 # noarch: python packages installed by a client that ignores CEP-17's
 # python_site_packages_path land in lib/pythonX.Y/site-packages: put that

@@ -23,6 +23,7 @@ __all__ = [
     "ABI_PREFIX",
     "DEFAULT_SERIES",
     "FREETHREADED_MARKER",
+    "GIL_INTERPRETER_BUILD_NUMBER_OFFSET",
     "PLATFORM_TRIPLETS",
     "PYTHON_MIN",
     "SUPPORTED_SERIES",
@@ -48,6 +49,9 @@ SUPPORTED_SERIES: tuple[str, ...] = ("3.13", "3.14", "3.15")
 """CPython series that have a free-threaded build."""
 
 DEFAULT_SERIES = "3.13"
+
+GIL_INTERPRETER_BUILD_NUMBER_OFFSET = 100
+"""conda-forge raises the GIL interpreter's build number by 100 (python-feedstock)."""
 
 PYTHON_MIN = "3.10"
 """conda-forge's ``python_min`` for noarch: python packages."""
@@ -155,9 +159,20 @@ class PythonVariant:
         """``python-freethreading`` / ``python-gil``: the opt-in names."""
         return "python-freethreading" if self.freethreaded else "python-gil"
 
+    @property
+    def interpreter_build_number_offset(self) -> int:
+        """Added to the interpreter's build number: 100 for the GIL build, 0 for the
+        free-threaded one (conda-forge's practice), so every solver that ranks build
+        numbers prefers the GIL interpreter -- on top of the track features."""
+        return 0 if self.freethreaded else GIL_INTERPRETER_BUILD_NUMBER_OFFSET
+
+    def interpreter_build_number(self, build_number: int) -> int:
+        """The ``python`` package's build number for a recipe build number."""
+        return build_number + self.interpreter_build_number_offset
+
     def python_build_string(self, build_hash: str, build_number: int) -> str:
-        """``h<hash>_<bn>_cp313t``."""
-        return f"h{build_hash}_{build_number}_{self.abi_tag}"
+        """``h<hash>_<bn>_cp313t`` (``bn`` is the interpreter's own build number)."""
+        return f"h{build_hash}_{self.interpreter_build_number(build_number)}_{self.abi_tag}"
 
     def python_abi_build_string(self, build_number: int) -> str:
         """``<bn>_cp313t``."""

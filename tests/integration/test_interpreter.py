@@ -50,7 +50,7 @@ def test_repodata_python_abi_free_threaded(repodata):
 
 def test_repodata_gil_builds_are_not_down_weighted(repodata):
     py = _record(repodata, "python", GIL)
-    assert re.fullmatch(r"h[0-9a-f]{7,}_0_cp313", py["build"])
+    assert re.fullmatch(r"h[0-9a-f]{7,}_100_cp313", py["build"])
     assert not py.get("track_features")
     assert GIL.python_abi_spec in py["depends"]
     assert _record(repodata, "python_abi", GIL)["constrains"] == ["python 3.13.* *_cp313"]

@@ -92,7 +92,10 @@ def test_recipe_renders_for_every_variant_and_profile(tmp_path, version, freethr
     assert abi["requirements"]["run_constraints"] == [v.python_abi_run_constraint]
 
     py = outputs["python"].recipe.to_dict()
-    assert py["build"]["string"].endswith(f"_0_{v.abi_tag}")
+    # conda-forge's practice: the GIL interpreter's build number is raised by 100.
+    expected_number = 0 if v.freethreaded else 100
+    assert py["build"]["number"] == expected_number
+    assert py["build"]["string"].endswith(f"_{expected_number}_{v.abi_tag}")
     assert py["build"]["string"].startswith("h")
     assert py["build"]["python"]["site_packages_path"] == v.site_packages
     assert py["build"]["script"]["env"].get("CONFIGURE_EXTRA", "") == " ".join(v.configure_flags)

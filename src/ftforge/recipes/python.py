@@ -152,6 +152,9 @@ context:
   version: "{src.version}"
   series: "{gil.series}"
   build_number: {recipe.build_number}
+  # The GIL interpreter's build number is raised by {gil.interpreter_build_number_offset} (conda-forge's practice):
+  # solvers that rank build numbers prefer it, on top of the track features.
+  python_build_number: ${{{{ {ft.interpreter_build_number(recipe.build_number)} if freethreading == "yes" else {gil.interpreter_build_number(recipe.build_number)} }}}}
   abi_tag: {_pick("abi_tag", recipe)}
   site_packages: {_pick("site_packages", recipe)}
   python_abi_spec: {_pick("python_abi_spec", recipe)}
@@ -192,7 +195,8 @@ outputs:
       name: python
       version: ${{{{ version }}}}
     build:
-      string: h${{{{ hash }}}}_${{{{ build_number }}}}_${{{{ abi_tag }}}}
+      number: ${{{{ python_build_number }}}}
+      string: h${{{{ hash }}}}_${{{{ python_build_number }}}}_${{{{ abi_tag }}}}
       variant:
         use_keys:
           - freethreading
@@ -235,7 +239,9 @@ outputs:
       - script:
           - python -c "import sys, sysconfig; print(sys.version); assert sysconfig.get_config_var('Py_GIL_DISABLED') == ${{{{ {ft.py_gil_disabled} if freethreading == 'yes' else {gil.py_gil_disabled} }}}}"
           - python -c "import ssl, sqlite3, ctypes, lzma, bz2, zlib, readline, uuid"
-          - python -m pip --version
+          # pip is its own package (conda adds it to every python): none bundled here,
+          # but ensurepip's wheel stays in the standard library.
+          - python -c "import importlib.util, ensurepip; assert importlib.util.find_spec('pip') is None; print('ensurepip', ensurepip.version())"
           - test -f "$PREFIX/{LINKAGE_RECORD}"
     about:
       homepage: https://www.python.org/
@@ -277,16 +283,15 @@ set -euxo pipefail
     --prefix="$PREFIX" \
     --enable-shared \
     --enable-loadable-sqlite-extensions \
-    --with-ensurepip=install \
+    --with-ensurepip=no \
     --without-static-libpython \
     ${CONFIGURE_EXTRA:-} \
     LDFLAGS="-Wl,-rpath,$PREFIX/lib ${LDFLAGS:-}"
 make -j"${CPU_COUNT:-2}"
 make install
 
-# The unversioned names conda users expect.
+# The unversioned name conda users expect. pip is a package of its own.
 ln -sf python3 "$PREFIX/bin/python"
-ln -sf pip3 "$PREFIX/bin/pip"
 
 # noarch: python packages installed by a client that ignores CEP-17's
 # python_site_packages_path land in lib/pythonX.Y/site-packages: put that
