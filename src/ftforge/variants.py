@@ -313,6 +313,23 @@ def classify_extension_module(path: str) -> ExtensionModuleAbi | None:
     return ExtensionModuleAbi(PythonVariant(series, bool(match["t"])), None)
 
 
+MODULE_INIT_PREFIX = "PyInit_"
+"""What every CPython extension module exports (``PyInit_<name>``), whatever its file name."""
+FREETHREADED_ONLY_SYMBOLS = frozenset({"_Py_DecRefShared", "_Py_MergeZeroLocalRefcount"})
+"""Linked only by code compiled for the free-threaded ABI (its inline Py_DECREF)."""
+GIL_REFCOUNT_SYMBOL = "_Py_Dealloc"
+"""The GIL build's inline Py_DECREF calls this and never the free-threaded ones."""
+
+
+def freethreaded_by_symbols(undefined: set[str] | frozenset[str]) -> bool | None:
+    """From the symbols an ELF object links: True free-threaded, False GIL, None unsure."""
+    if undefined & FREETHREADED_ONLY_SYMBOLS:
+        return True
+    if GIL_REFCOUNT_SYMBOL in undefined:
+        return False
+    return None
+
+
 _PYTHON_ABI_DEP_RE = re.compile(
     rf"^python_abi\s+(?P<series>3\.\d{{1,2}})(?:\.\*)?\s+\*_(?P<tag>{ABI_PREFIX}3\d{{1,2}}{FREETHREADED_MARKER}?)$"
 )
