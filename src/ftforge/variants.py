@@ -258,6 +258,15 @@ class PythonVariant:
         return "yes" if self.freethreaded else "no"
 
     @property
+    def pinning_values(self) -> dict[str, object]:
+        """This ABI's value for each conda-forge pinning key that describes an interpreter
+        ABI and is zipped with ``python`` by a migration: ``is_freethreading``, ``is_abi3``
+        (the classic stable ABI can be built) and ``is_python_min``."""
+        return {"python": self.python_spec, "is_freethreading": self.freethreaded,
+                "is_abi3": self.stable_abi_suffix == ".abi3.so",
+                "is_python_min": self.series == PYTHON_MIN}
+
+    @property
     def configure_flags(self) -> tuple[str, ...]:
         return ("--disable-gil",) if self.freethreaded else ()
 
