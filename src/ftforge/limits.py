@@ -21,20 +21,78 @@ __all__ = ["ArchiveLimits", "RecipeLimits", "SourceLimits"]
 
 @dataclass(frozen=True)
 class ArchiveLimits:
-    """Conda packages (``.conda`` / ``.tar.bz2``) read by ``channel audit`` and ``publish``."""
+    """Conda packages (``.conda`` / ``.tar.bz2``) read by ``channel audit`` and ``publish``.
 
-    # Fields are added by the channel audit (owner: channel/audit.py).
+    Crossing any of these refuses the package with a finding naming the member;
+    the audit stops reading at the header that crosses it (nothing is expanded).
+    """
+
+    max_total_bytes: int = 4 << 30
+    """Uncompressed size of every regular member together (default 4 GiB)."""
+    max_members: int = 200_000
+    """Members (files, links, directories) across both components (default 200,000)."""
+    max_header_bytes: int = 1 << 20
+    """One PAX / GNU long-name header's payload, which tar readers hold in memory
+    (default 1 MiB; real ones are a few hundred bytes)."""
+    max_metadata_bytes: int = 64 << 20
+    """One metadata file held in memory: ``metadata.json``, ``info/index.json``,
+    ``info/paths.json`` (default 64 MiB; other ``info/`` files are hashed, not held)."""
+    max_link_hops: int = 40
+    """Symlinks followed while resolving one path (Linux's own limit; a loop is refused)."""
 
 
 @dataclass(frozen=True)
 class SourceLimits:
-    """sdists, PyPI index documents and downloads."""
+    """sdists, PyPI index documents and downloads (``recipe pypi``).
 
-    # Fields are added by the PyPI reader (owner: pypi.py, recipes/sdist.py).
+    Crossing one refuses the sdist or the index document with an error naming
+    the file and the setting; nothing is written.
+    """
+
+    max_index_bytes: int = 64 << 20
+    """One PyPI JSON project document (default 64 MiB; numpy's is about 10 MiB)."""
+    max_sdist_bytes: int = 512 << 20
+    """One downloaded sdist, compressed (default 512 MiB)."""
+    max_members: int = 100_000
+    """Members of one sdist archive (default 100,000)."""
+    max_unpacked_bytes: int = 2 << 30
+    """Uncompressed size of an sdist's members together, when it is unpacked for its
+    PEP 517 backend (default 2 GiB)."""
+    max_header_bytes: int = 1 << 20
+    """One tar PAX / GNU long-name header's payload (default 1 MiB)."""
+    max_metadata_bytes: int = 4 << 20
+    """One text file read from an sdist: ``PKG-INFO``, ``pyproject.toml``, ``setup.py``
+    (default 4 MiB; a longer one is refused, not cut)."""
+    backend_seconds: float = 600.0
+    """Wall time of one sandboxed PEP 517 hook call (default 600 s)."""
+    backend_memory_bytes: int = 2 << 30
+    """Address space of the sandboxed PEP 517 backend process (default 2 GiB)."""
+    backend_processes: int = 256
+    """Processes the sandboxed backend may run at once (default 256)."""
 
 
 @dataclass(frozen=True)
 class RecipeLimits:
-    """Feedstock recipes (``meta.yaml`` / ``recipe.yaml``) read by the migration bot."""
+    """Feedstock recipes (``meta.yaml`` / ``recipe.yaml``) read by the migration bot.
 
-    # Fields are added by the recipe reader (owner: migrate/recipe_reader.py).
+    Crossing one makes that feedstock a ``bot-error`` whose reason names the
+    file and the setting; the rest of the plan goes on. Recipes are rendered
+    in a worker process that holds the time and memory limits.
+    """
+
+    max_recipe_bytes: int = 1 << 20
+    """One ``meta.yaml`` / ``recipe.yaml`` file (default 1 MiB; big real ones are ~30 KB)."""
+    render_seconds: float = 10.0
+    """Wall time to read one feedstock's recipe (default 10 s; a real one takes ~5 ms)."""
+    render_memory_bytes: int = 1 << 30
+    """Address space of the render worker (default 1 GiB)."""
+    max_rendered_chars: int = 4 << 20
+    """Text a Jinja template may produce, and the longest string or list one
+    expression (``*``, ``~``, ``range``, filters) may build (default 4 Mi)."""
+    max_loop_items: int = 100_000
+    """Loop iterations of one render, all ``for`` loops together (default 100,000)."""
+    max_yaml_nodes: int = 1_000_000
+    """YAML nodes after aliases are expanded (default 1,000,000; a billion-laughs
+    document is refused here)."""
+    max_selector_chars: int = 1_000
+    """One ``# [selector]`` or ``if:`` expression (default 1,000 characters)."""

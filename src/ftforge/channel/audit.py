@@ -1,35 +1,52 @@
 """Audit a conda package before it reaches users: archive safety, metadata, ABI.
 
-Each package is streamed with conda-package-streaming and never extracted:
-member headers are checked before their data is read, so a tar bomb is
-refused at the header that crosses the cap. Every refusal is a
-:class:`Finding` that names the rule and the file inside the package.
+Each package is streamed and never extracted: member headers are checked
+before their data is read, so a tar bomb (or a PAX header bomb) is refused at
+the header that crosses its limit (:class:`ftforge.limits.ArchiveLimits`).
+Every refusal is a :class:`Finding` that names the rule and the file inside
+the package.
 
-The ABI rules read their facts from :mod:`ftforge.variants` only.
+What is audited is everything a client installs: a ``.conda`` must hold
+exactly ``metadata.json``, ``info-<stem>.tar.zst`` and ``pkg-<stem>.tar.zst``
+(clients extract every ``*.tar.zst`` they find), each component only its own
+members; a ``.tar.bz2`` is one tar, every member read. Links are resolved as
+paths through the package's own symlinks; every ELF object is classified by
+the symbols it exports and links, not by its name. Metadata must parse under
+conda's rules (py-rattler's parsers are the reference) before anything moves.
+
+The ABI facts come from :mod:`ftforge.variants` only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import os
 import posixpath
+import re
+import stat
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ..build.mirror import sha256_of
 from ..errors import ChannelError
+from ..limits import ArchiveLimits
 from ..variants import (
+    MODULE_INIT_PREFIX,
     PythonVariant,
     classify_extension_module,
+    freethreaded_by_symbols,
     variant_of_build_string,
     variant_of_python_abi_dependency,
 )
 
 __all__ = [
+    "KNOWN_SUBDIRS",
     "RULES",
     "AuditReport",
     "Finding",
@@ -41,17 +58,30 @@ __all__ = [
     "package_stem",
 ]
 
+Limits = ArchiveLimits
+"""The audit's limits (kept under this name for callers of ``channel.audit``)."""
+
 RULES: dict[str, str] = {
+    "input.not-a-file": "the path is missing, a directory, a FIFO or another non-regular file",
     "archive.unreadable": "the file is not a readable .conda / .tar.bz2 archive",
+    "archive.member-set": "a .conda holds other zip members than metadata.json, info-*, pkg-*",
+    "archive.misplaced-member": "an info/ file in the pkg component, or the reverse",
+    "archive.duplicate-member": "two archive members have the same path",
     "archive.absolute-path": "a member has an absolute path",
     "archive.parent-path": "a member path contains '..'",
-    "archive.link-escape": "a symlink or hardlink points outside the install prefix",
+    "archive.bad-name": "a member name is not UTF-8 or holds control characters",
+    "archive.link-escape": "a symlink or hardlink resolves outside the install prefix",
     "archive.special-file": "a member is a device file or FIFO",
     "archive.too-large": "the uncompressed content exceeds the size cap",
     "archive.too-many-members": "the archive has more members than the cap",
+    "archive.header-too-large": "a PAX / GNU long-name header exceeds the header cap",
+    "archive.metadata-too-large": "a metadata file exceeds the metadata cap",
     "metadata.index-missing": "info/index.json is missing or not JSON",
+    "metadata.field": "an index.json field has the wrong type or breaks conda's syntax",
+    "metadata.subdir": "the subdir is not a known conda subdir, or not where the file is",
     "metadata.filename": "index.json name-version-build does not match the file name",
     "metadata.paths-missing": "info/paths.json is missing or not JSON",
+    "metadata.paths-malformed": "a paths.json entry has a wrong type or an unsafe _path",
     "metadata.paths-sha256": "a file's sha256 differs from paths.json",
     "metadata.paths-size": "a file's size differs from paths.json",
     "metadata.paths-unlisted": "a file is in the archive but not in paths.json, or the reverse",
@@ -61,23 +91,21 @@ RULES: dict[str, str] = {
     "abi.gil-module-in-freethreaded": "a free-threaded package ships a GIL-ABI module",
     "abi.freethreaded-module-in-gil": "a GIL package ships a free-threaded module",
     "abi.wrong-series": "an extension module is for another Python series than the package",
-    "abi.compiled-in-noarch": "a noarch: python package ships compiled extension modules",
-    "abi.module-built-for-other-abi": "the module's linked symbols show it was built for the other ABI",
+    "abi.compiled-in-noarch": "a noarch: python package ships ELF objects (compiled code)",
+    "abi.module-built-for-other-abi": "the object's linked symbols show it was built for the other ABI",
 }
 
-# Symbols an extension module links that exist only in one interpreter ABI:
-# free-threaded Py_DECREF calls _Py_DecRefShared / _Py_MergeZeroLocalRefcount;
-# the GIL build's inline Py_DECREF calls _Py_Dealloc and never those.
-_FREETHREADED_ONLY_SYMBOLS = frozenset({"_Py_DecRefShared", "_Py_MergeZeroLocalRefcount"})
-_GIL_REFCOUNT_SYMBOL = "_Py_Dealloc"
+KNOWN_SUBDIRS: frozenset[str] = frozenset()
+"""conda's platform subdirs, as py-rattler knows them (filled on first use)."""
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_total_bytes: int = 4 << 30
-    max_members: int = 200_000
-    max_module_bytes: int = 512 << 20
-    """Extension modules larger than this are not symbol-checked (still name-checked)."""
+def known_subdirs() -> frozenset[str]:
+    global KNOWN_SUBDIRS
+    if not KNOWN_SUBDIRS:
+        from rattler import Subdir
+
+        KNOWN_SUBDIRS = frozenset(str(p) for p in Subdir.all())
+    return KNOWN_SUBDIRS
 
 
 @dataclass(frozen=True)
@@ -87,14 +115,21 @@ class Finding:
     member: str | None = None
 
     def __str__(self) -> str:
-        where = f"{self.member}: " if self.member else ""
+        where = f"{_printable(self.member)}: " if self.member else ""
         return f"[{self.rule}] {where}{self.message}"
+
+
+def _printable(text: str) -> str:
+    """A name as one safe line: control characters and undecodable bytes escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").encode(
+        "unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
 @dataclass(frozen=True)
 class PackageRecord:
     """What the channel needs to know about an audited package: its file and its
-    ``info/index.json``; the fields are read from the index, not copied."""
+    ``info/index.json``; the fields are read from the index, not copied. Only an
+    index that passed the audit's field checks becomes a record."""
 
     filename: str
     sha256: str
@@ -148,7 +183,7 @@ class PackageRefused(ChannelError):
         lines = []
         for report in reports:
             for finding in report.findings:
-                lines.append(f"{report.path.name}: {finding}")
+                lines.append(f"{_printable(report.path.name)}: {finding}")
         super().__init__(
             "refused by the channel audit:\n  " + "\n  ".join(lines),
             hint="fix the recipe and rebuild (bump the build number); "
@@ -159,55 +194,111 @@ class PackageRefused(ChannelError):
 
 def package_stem(filename: str) -> str:
     for ext in (".conda", ".tar.bz2"):
-        if filename.endswith(ext):
+        if filename.endswith(ext) and len(filename) > len(ext):
             return filename[: -len(ext)]
-    raise ChannelError(f"{filename}: not a conda package (.conda or .tar.bz2)")
+    raise ChannelError(f"{_printable(filename)}: not a conda package (.conda or .tar.bz2)",
+                       hint="name a file that `ftforge build` wrote")
 
 
 _MAGIC = {".conda": b"PK\x03\x04", ".tar.bz2": b"BZh"}
+_HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                 tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+_ELF_MAGIC = b"\x7fELF"
+_SPOOL_BYTES = 8 << 20
+"""ELF objects up to this size are classified in memory, larger ones from a temporary file."""
+_KEPT_INFO = ("info/index.json", "info/paths.json")
 
 
 class _Stop(Exception):
     """A cap was crossed: stop reading the archive at once."""
 
 
+class _HeaderTooLarge(Exception):
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(name)
+        self.name, self.size = name, size
+
+
+def _tarinfo_class(max_header: int) -> type[tarfile.TarInfo]:
+    class LimitedTarInfo(tarfile.TarInfo):
+        """Refuses an extended header before tarfile reads its payload into memory."""
+
+        def _proc_member(self, tar):  # noqa: ANN001 -- tarfile's own hook
+            if self.type in _HEADER_TYPES and self.size > max_header:
+                raise _HeaderTooLarge(self.name, self.size)
+            return super()._proc_member(tar)
+
+    return LimitedTarInfo
+
+
 @dataclass
 class _Member:
     sha256: str
     size: int
-    elf: bytes | None
+    elf: _ElfFacts | None = None
+
+
+@dataclass(frozen=True)
+class _ElfFacts:
+    extension: bool
+    """Exports a ``PyInit_*`` symbol: CPython imports it, whatever the file is named."""
+    freethreaded: bool | None
+    """What its linked symbols say (None: nothing ABI-specific)."""
 
 
 class _Scan:
-    def __init__(self, report: AuditReport, limits: Limits) -> None:
+    def __init__(self, report: AuditReport, limits: ArchiveLimits) -> None:
         self.report = report
         self.limits = limits
         self.total = 0
         self.files: dict[str, _Member] = {}
+        self.links: dict[str, str] = {}
+        """symlink path -> its target, as written."""
+        self.hardlinks: dict[str, str] = {}
+        self.seen: set[str] = set()
         self.info: dict[str, bytes] = {}
 
-    def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo, component: str | None) -> None:
         report, name = self.report, m.name
         report.members += 1
         if report.members > self.limits.max_members:
             report.add("archive.too-many-members",
                        f"more than {self.limits.max_members} members; stopped reading")
             raise _Stop
+        if not _clean_name(name) or (m.linkname and not _clean_name(m.linkname)):
+            report.add("archive.bad-name", "member or link name is not UTF-8 or holds control "
+                       "characters; conda indexes and clients cannot handle it", name)
+            return
         if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
             report.add("archive.absolute-path", "absolute path", name)
             return
         if ".." in name.split("/"):
             report.add("archive.parent-path", "path leaves the prefix with '..'", name)
             return
+        norm = posixpath.normpath(name) if name not in ("", ".") else "."
+        if norm != "." and not m.isdir():
+            if norm in self.seen:
+                report.add("archive.duplicate-member", "a second member with this path; "
+                           "which one installs depends on the client", name)
+                return
+            self.seen.add(norm)
+        is_info = norm == "info" or norm.startswith("info/")
+        if component == "info" and not is_info:
+            report.add("archive.misplaced-member",
+                       "the info component may hold only info/ files", name)
+            return
+        if component == "pkg" and is_info:
+            report.add("archive.misplaced-member",
+                       "the pkg component may not hold info/ files", name)
+            return
         if m.ischr() or m.isblk() or m.isfifo() or m.isdev():
             report.add("archive.special-file", "device file or FIFO", name)
             return
-        if m.issym() or m.islnk():
-            base = posixpath.dirname(name) if m.issym() else ""
-            target = posixpath.normpath(posixpath.join(base, m.linkname))
-            if m.linkname.startswith("/") or target == ".." or target.startswith("../"):
-                kind = "symlink" if m.issym() else "hardlink"
-                report.add("archive.link-escape", f"{kind} to '{m.linkname}' leaves the prefix", name)
+        if m.issym():
+            self.links[norm] = m.linkname
+            return
+        if m.islnk():
+            self.hardlinks[norm] = m.linkname
             return
         if not m.isfile():
             return
@@ -217,46 +308,209 @@ class _Scan:
                        f"uncompressed content exceeds {self.limits.max_total_bytes} bytes "
                        f"at this member ({m.size} bytes); stopped reading", name)
             raise _Stop
+        keep = norm in _KEPT_INFO
+        if keep and m.size > self.limits.max_metadata_bytes:
+            report.add("archive.metadata-too-large",
+                       f"{m.size} bytes; metadata files are capped at "
+                       f"{self.limits.max_metadata_bytes} bytes", name)
+            raise _Stop
+        self._read(tar, m, norm, keep, is_info)
+
+    def _read(self, tar: tarfile.TarFile, m: tarfile.TarInfo, norm: str, keep: bool,
+              is_info: bool) -> None:
         handle = tar.extractfile(m)
         digest = hashlib.sha256()
-        keep = (name.startswith("info/") and name.count("/") == 1) or (
-            classify_extension_module(name) is not None and m.size <= self.limits.max_module_bytes
-        )
-        chunks = [] if keep else None
         size = 0
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-            if chunks is not None:
-                chunks.append(chunk)
-        data = b"".join(chunks) if chunks is not None else None
-        if name.startswith("info/"):
-            if data is not None:
-                self.info[name] = data
-            return
-        self.files[name] = _Member(digest.hexdigest(), size, data)
+        held: list[bytes] = []
+        spool: IO[bytes] | None = None
+        try:
+            while chunk := handle.read(1 << 20):
+                if size == 0 and not is_info and chunk.startswith(_ELF_MAGIC):
+                    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
+                digest.update(chunk)
+                size += len(chunk)
+                if keep:
+                    held.append(chunk)
+                if spool is not None:
+                    spool.write(chunk)
+            if is_info:
+                if keep:
+                    self.info[norm] = b"".join(held)
+                return
+            elf = _elf_facts(spool) if spool is not None else None
+            self.files[norm] = _Member(digest.hexdigest(), size, elf)
+        finally:
+            if spool is not None:
+                spool.close()
 
 
-def _stream(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-    from conda_package_streaming.package_streaming import stream_conda_component
-
-    if path.name.endswith(".conda"):
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if not any(n.startswith("info-") for n in names) or not any(
-                n.startswith("pkg-") for n in names
-            ):
-                raise zipfile.BadZipFile("no info-*.tar.zst / pkg-*.tar.zst components")
-            for component in ("info", "pkg"):
-                yield from stream_conda_component(str(path), component=component, zf=zf)
-    else:
-        yield from stream_conda_component(str(path))
+def _clean_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # tarfile decodes bad bytes as surrogates
+        return False
+    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
 
 
-def audit_package(path: Path, limits: Limits = Limits()) -> AuditReport:
-    """Every finding for ``path`` (none: it may publish). The archive is streamed once
-    for the checks; the file's own sha256 (for repodata and immutability) is a second,
-    plain read, since the zip reader seeks."""
+def _elf_facts(spool: IO[bytes]) -> _ElfFacts:
+    """Exports and links of an ELF object, from its dynamic symbol table."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    spool.seek(0)
+    undefined: set[str] = set()
+    extension = False
+    try:
+        elffile = ELFFile(spool)
+        for section in elffile.iter_sections():
+            if not isinstance(section, SymbolTableSection) or section.name != ".dynsym":
+                continue
+            for symbol in section.iter_symbols():
+                if not symbol.name:
+                    continue
+                if symbol["st_shndx"] == "SHN_UNDEF":
+                    undefined.add(symbol.name)
+                elif symbol.name.startswith(MODULE_INIT_PREFIX):
+                    extension = True
+    except (ELFError, ValueError, OSError, KeyError, AttributeError, IndexError, TypeError):
+        # A malformed ELF still counts as compiled code; its ABI is unknown.
+        return _ElfFacts(False, None)
+    return _ElfFacts(extension, freethreaded_by_symbols(undefined))
+
+
+class _Input:
+    """The package file, opened without blocking and checked to be a regular file
+    (a FIFO or a device would block or never end)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> _Input:
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except IsADirectoryError:
+            raise _NotAFile("a directory, not a package file") from None
+        except FileNotFoundError:
+            raise _NotAFile("no such file") from None
+        except OSError as exc:
+            raise _NotAFile(f"cannot be read ({exc.strerror})") from None
+        mode = os.fstat(self.fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(self.fd)
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(
+                mode) else "a special file"
+            raise _NotAFile(f"{kind}, not a package file")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+    def open(self) -> IO[bytes]:
+        return os.fdopen(os.dup(self.fd), "rb")
+
+
+class _NotAFile(Exception):
+    pass
+
+
+def _zstd():
+    try:
+        from compression import zstd  # Python 3.14+
+    except ImportError:
+        from backports import zstd  # a dependency of conda-package-streaming
+    return zstd
+
+
+def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
+            scan: _Scan) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str | None]]:
+    tarinfo = _tarinfo_class(limits.max_header_bytes)
+    if suffix == ".tar.bz2":
+        with tarfile.open(fileobj=source, mode="r|bz2", tarinfo=tarinfo) as tar:
+            for member in tar:
+                yield tar, member, None
+        return
+    with zipfile.ZipFile(source) as zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        allowed = {"metadata.json", f"info-{stem}.tar.zst", f"pkg-{stem}.tar.zst"}
+        unexpected = sorted({n for n in names if n not in allowed})
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        missing = sorted(allowed - set(names))
+        if unexpected or duplicated or missing:
+            problems = []
+            if unexpected:
+                problems.append("unexpected " + ", ".join(map(_printable, unexpected)))
+            if duplicated:
+                problems.append("duplicated " + ", ".join(duplicated))
+            if missing:
+                problems.append("missing " + ", ".join(missing))
+            scan.report.add("archive.member-set",
+                            "; ".join(problems) + f"; a .conda holds exactly metadata.json, "
+                            f"info-{stem}.tar.zst and pkg-{stem}.tar.zst (clients install "
+                            "every *.tar.zst)")
+            raise _Stop
+        gap = _zip_gap(zf, source)
+        if gap:
+            scan.report.add("archive.member-set", gap + "; a streaming client would read what "
+                            "the central directory does not list")
+            raise _Stop
+        meta = zf.getinfo("metadata.json")
+        if meta.file_size > limits.max_metadata_bytes:
+            scan.report.add("archive.metadata-too-large",
+                            f"{meta.file_size} bytes; capped at {limits.max_metadata_bytes}",
+                            "metadata.json")
+            raise _Stop
+        metadata = _json(zf.read(meta))
+        if not isinstance(metadata, dict) or metadata.get("conda_pkg_format_version") != 2:
+            scan.report.add("archive.unreadable", "metadata.json is not "
+                            "{\"conda_pkg_format_version\": 2}", "metadata.json")
+            raise _Stop
+        zstd = _zstd()
+        for component in ("info", "pkg"):
+            with zstd.open(zf.open(f"{component}-{stem}.tar.zst")) as reader, tarfile.open(
+                    fileobj=reader, mode="r|", tarinfo=tarinfo) as tar:
+                for member in tar:
+                    yield tar, member, component
+
+
+def _zip_gap(zf: zipfile.ZipFile, source: IO[bytes]) -> str | None:
+    """Clients such as rattler read a .conda front to back, local header after local
+    header; the zip module reads the central directory. The two must see the same
+    members: the local entries must tile the file from offset 0 to the central directory."""
+    import struct
+
+    offset = 0
+    for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
+        if info.header_offset != offset:
+            return f"{info.header_offset - offset} unlisted bytes before {info.filename}"
+        source.seek(offset)
+        header = source.read(30)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            return f"no local header for {info.filename}"
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        offset += 30 + name_len + extra_len + info.compress_size
+        if info.flag_bits & 0x08:  # a data descriptor follows the data
+            source.seek(offset)
+            signed = source.read(4) == b"PK\x07\x08"
+            offset += (4 if signed else 0) + (20 if info.file_size >= 0xFFFFFFFF
+                                               or info.compress_size >= 0xFFFFFFFF else 12)
+    if offset != zf.start_dir:
+        return f"{zf.start_dir - offset} unlisted bytes before the central directory"
+    return None
+
+
+def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
+                  subdir_here: str | None = None) -> AuditReport:
+    """Every finding for ``path`` (none: it may publish).
+
+    ``subdir_here``: the subdir the file sits in (or will be published into, when
+    known); the package's own ``subdir`` must be it. The archive is streamed once
+    for the checks; the file's own sha256 is a second plain read of the same
+    open file (the zip reader seeks).
+    """
     path = Path(path)
     report = AuditReport(path)
     try:
@@ -264,39 +518,64 @@ def audit_package(path: Path, limits: Limits = Limits()) -> AuditReport:
     except ChannelError as exc:
         report.add("archive.unreadable", exc.message)
         return report
-    magic = _MAGIC[".conda" if path.name.endswith(".conda") else ".tar.bz2"]
-    with open(path, "rb") as handle:
-        head = handle.read(len(magic))
-    if head != magic:
-        report.add("archive.unreadable",
-                   f"wrong magic bytes {head!r}: a {path.suffix} package starts with {magic!r}")
-        return report
+    suffix = ".conda" if path.name.endswith(".conda") else ".tar.bz2"
+    magic = _MAGIC[suffix]
     scan = _Scan(report, limits)
     try:
-        for tar, member in _stream(path):
-            scan.member(tar, member)
-    except _Stop:
-        return report
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, KeyError) as exc:
-        report.add("archive.unreadable",
-                   f"truncated or corrupt archive ({type(exc).__name__}: {exc})")
-        return report
-    except Exception as exc:  # zstd / bz2 decoders raise their own error types
-        report.add("archive.unreadable", f"{type(exc).__name__}: {exc}")
+        with _Input(path) as source:
+            with source.open() as handle:
+                head = handle.read(len(magic))
+                if head != magic:
+                    what = "an empty file" if not head else f"starts with {head!r}"
+                    report.add("archive.unreadable",
+                               f"{what}; a {suffix} package starts with {magic!r}")
+                    return report
+                handle.seek(0)
+                try:
+                    for tar, member, component in _stream(handle, stem, suffix, limits, scan):
+                        scan.member(tar, member, component)
+                except _Stop:
+                    return report
+                except _HeaderTooLarge as big:
+                    report.add("archive.header-too-large",
+                               f"an extended header of {big.size} bytes; headers are capped at "
+                               f"{limits.max_header_bytes} bytes", big.name or None)
+                    return report
+                except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError,
+                        KeyError, RuntimeError, NotImplementedError) as exc:
+                    report.add("archive.unreadable",
+                               f"truncated or corrupt archive ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''})")
+                    return report
+                except Exception as exc:  # zstd / bz2 decoders raise their own error types
+                    report.add("archive.unreadable", f"{type(exc).__name__}: {exc}".splitlines()[0])
+                    return report
+                handle.seek(0)
+                sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+                size = os.fstat(handle.fileno()).st_size
+    except _NotAFile as exc:
+        report.add("input.not-a-file", str(exc))
         return report
     index = _json(scan.info.get("info/index.json"))
     if not isinstance(index, dict):
         report.add("metadata.index-missing", "info/index.json is missing or not a JSON object",
                    "info/index.json")
         return report
+    fields_ok = _check_fields(report, index, subdir_here)
+    if not fields_ok:
+        _check_paths(report, scan)
+        return report
     _check_filename(report, stem, index)
     _check_paths(report, scan)
+    _check_links(report, scan)
     _check_abi(report, index, scan.files)
-    report.record = PackageRecord(path.name, sha256_of(path), path.stat().st_size, index)
+    if report.ok:
+        _check_rattler_reads(report, index)
+    report.record = PackageRecord(path.name, sha256, size, index)
     return report
 
 
-def audit_packages(paths: Iterable[Path], limits: Limits = Limits()) -> list[AuditReport]:
+def audit_packages(paths: Iterable[Path], limits: ArchiveLimits = Limits()) -> list[AuditReport]:
     return [audit_package(Path(p), limits) for p in paths]
 
 
@@ -305,49 +584,250 @@ def _json(data: bytes | None) -> object:
         return None
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+
+
+# -- metadata: conda's rules, checked before anything moves --------------------------------
+
+_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.\-]*$")
+_BUILD_RE = re.compile(r"^[A-Za-z0-9_.+]+$")
+_VERSION_CHARS_RE = re.compile(r"^[A-Za-z0-9_.+!]+$")
+
+
+def _check_fields(report: AuditReport, index: dict, subdir_here: str | None) -> bool:
+    """Types and syntax of the fields the channel and every client rely on."""
+    where = "info/index.json"
+    before = len(report.findings)
+
+    def bad(message: str) -> None:
+        report.add("metadata.field", message, where)
+
+    name, version, build = index.get("name"), index.get("version"), index.get("build")
+    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 200:
+        bad(f"name {_shown(name)} is not a conda package name (lower-case letters, digits, "
+            "'_', '.', '-')")
+    if not isinstance(version, str) or not _VERSION_CHARS_RE.match(version) or not _parses(
+            "Version", version):
+        bad(f"version {_shown(version)} is not a conda version")
+    if not isinstance(build, str) or not _BUILD_RE.match(build):
+        bad(f"build {_shown(build)} is not a conda build string (letters, digits, '_', '.', '+')")
+    number = index.get("build_number", 0)
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 2**31:
+        bad(f"build_number {_shown(number)} is not a non-negative integer")
+    for key in ("depends", "constrains"):
+        specs = index.get(key, [])
+        if specs is None:
+            continue
+        if not isinstance(specs, list):
+            bad(f"{key} is {type(specs).__name__}, not a list of match specs")
+            continue
+        for spec in specs:
+            if not isinstance(spec, str) or not _is_match_spec(spec):
+                bad(f"{key} entry {_shown(spec)} is not a conda match spec")
+    for key in ("track_features", "features"):
+        value = index.get(key)
+        if value is not None and (not isinstance(value, str) or not _clean_name(value)):
+            bad(f"{key} {_shown(value)} is not a string of feature names")
+    noarch = index.get("noarch")
+    if noarch is not None and noarch not in ("python", "generic"):
+        bad(f"noarch {_shown(noarch)} is neither 'python' nor 'generic'")
+    subdir = index.get("subdir", "noarch" if noarch else None)
+    if not isinstance(subdir, str) or subdir not in known_subdirs():
+        report.add("metadata.subdir", f"subdir {_shown(subdir)} is not a conda subdir "
+                   f"(e.g. noarch, linux-64, linux-aarch64)", where)
+    elif noarch and subdir != "noarch":
+        report.add("metadata.subdir", f"a noarch: {noarch} package has subdir {subdir}", where)
+    elif subdir_here is not None and subdir != subdir_here:
+        report.add("metadata.subdir", f"the package says subdir {subdir} but the file is in "
+                   f"{subdir_here}/", where)
+    return len(report.findings) == before
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parses(kind: str, text: str) -> bool:
+    import rattler
+
+    try:
+        getattr(rattler, kind)(text)
+    except Exception:
+        return False
+    return True
+
+
+def _is_match_spec(spec: str) -> bool:
+    if not spec.strip() or not _clean_name(spec) or len(spec) > 1000:
+        return False
+    first = spec.split()[0].split("[")[0]
+    for sep in ("=", "<", ">", "!", "~"):  # "name>=1" written without a space
+        first = first.split(sep)[0]
+    if not _NAME_RE.match(first.split("::")[-1]):
+        return False
+    return _parses("MatchSpec", spec)
+
+
+def _check_rattler_reads(report: AuditReport, index: dict) -> None:
+    """The indexer's own reader (py-rattler) must accept index.json, or publishing this
+    package would break every later re-index of its subdir."""
+    from rattler import PackageRecord as RattlerRecord
+
+    with tempfile.TemporaryDirectory(prefix="ftforge-index-") as tmp:
+        copy = Path(tmp) / "index.json"
+        copy.write_text(json.dumps(index))
+        try:
+            RattlerRecord.from_index_json(copy)
+        except Exception as exc:
+            report.add("metadata.field", "py-rattler cannot read index.json "
+                       f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                       "info/index.json")
 
 
 def _check_filename(report: AuditReport, stem: str, index: dict) -> None:
     expected = f"{index.get('name')}-{index.get('version')}-{index.get('build')}"
     if stem != expected:
         report.add("metadata.filename",
-                   f"file is named {stem} but index.json says {expected}", "info/index.json")
+                   f"file is named {_printable(stem)} but index.json says {expected}",
+                   "info/index.json")
+
+
+def _safe_relative(rel: str) -> bool:
+    return (bool(rel) and _clean_name(rel) and not rel.startswith("/")
+            and ".." not in rel.split("/") and not (len(rel) > 1 and rel[1] == ":"))
+
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _check_paths(report: AuditReport, scan: _Scan) -> None:
     paths = _json(scan.info.get("info/paths.json"))
+    where = "info/paths.json"
     if not isinstance(paths, dict) or not isinstance(paths.get("paths"), list):
-        report.add("metadata.paths-missing", "info/paths.json is missing or malformed",
-                   "info/paths.json")
+        report.add("metadata.paths-missing", "info/paths.json is missing or malformed", where)
         return
     listed: set[str] = set()
     for entry in paths["paths"]:
-        if not isinstance(entry, dict) or "_path" not in entry:
-            report.add("metadata.paths-missing", "an entry without _path", "info/paths.json")
+        if not isinstance(entry, dict) or not isinstance(entry.get("_path"), str):
+            report.add("metadata.paths-malformed",
+                       f"an entry without a string _path ({_shown(entry)})", where)
             continue
         rel = entry["_path"]
+        if not _safe_relative(rel):
+            report.add("metadata.paths-malformed",
+                       f"_path {_shown(rel)} is absolute, leaves the prefix or is not a clean "
+                       "name", where)
+            continue
+        rel = posixpath.normpath(rel)
         listed.add(rel)
-        if entry.get("path_type", "hardlink") != "hardlink":
+        path_type = entry.get("path_type", "hardlink")
+        sha, size = entry.get("sha256"), entry.get("size_in_bytes")
+        if path_type not in ("hardlink", "softlink", "directory"):
+            report.add("metadata.paths-malformed", f"path_type {_shown(path_type)} is not "
+                       "hardlink, softlink or directory", rel)
+            continue
+        if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
+            report.add("metadata.paths-malformed", f"sha256 {_shown(sha)} is not 64 hex digits",
+                       rel)
+            continue
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+            report.add("metadata.paths-malformed", f"size_in_bytes {_shown(size)} is not an "
+                       "integer", rel)
+            continue
+        for key in ("prefix_placeholder", "file_mode"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                report.add("metadata.paths-malformed", f"{key} {_shown(entry[key])} is not a "
+                           "string", rel)
+        if path_type == "directory":
+            continue
+        if path_type == "softlink":
+            if rel not in scan.links:
+                report.add("metadata.paths-unlisted",
+                           "listed as a softlink in paths.json but not a symlink in the archive",
+                           rel)
             continue
         member = scan.files.get(rel)
         if member is None:
-            report.add("metadata.paths-unlisted", "listed in paths.json but not in the archive", rel)
+            if rel not in scan.links and rel not in scan.hardlinks:
+                report.add("metadata.paths-unlisted",
+                           "listed in paths.json but not in the archive", rel)
             continue
-        if entry.get("sha256") and entry["sha256"] != member.sha256:
+        if sha and sha != member.sha256:
             report.add("metadata.paths-sha256",
-                       f"sha256 {member.sha256[:12]}… but paths.json says {entry['sha256'][:12]}…",
-                       rel)
-        if "size_in_bytes" in entry and entry["size_in_bytes"] != member.size:
+                       f"sha256 {member.sha256[:12]}… but paths.json says {sha[:12]}…", rel)
+        if size is not None and size != member.size:
             report.add("metadata.paths-size",
-                       f"{member.size} bytes but paths.json says {entry['size_in_bytes']}", rel)
-    for rel in sorted(set(scan.files) - listed):
+                       f"{member.size} bytes but paths.json says {size}", rel)
+    installed = set(scan.files) | set(scan.links) | set(scan.hardlinks)
+    for rel in sorted(installed - listed):
         report.add("metadata.paths-unlisted", "in the archive but not in paths.json", rel)
 
 
+# -- links: resolved as paths through the package's own symlinks ---------------------------
+
+class _Escape(Exception):
+    pass
+
+
+def _resolve(path: str, links: dict[str, str], hops: list[int], max_hops: int) -> list[str]:
+    """``path`` (relative to the prefix) resolved component by component, following the
+    package's symlinks; raises :class:`_Escape` if it ever leaves the prefix."""
+    parts: list[str] = []
+    for component in path.split("/"):
+        if component in ("", "."):
+            continue
+        if component == "..":
+            if not parts:
+                raise _Escape("climbs above the prefix")
+            parts.pop()
+            continue
+        parts.append(component)
+        here = "/".join(parts)
+        if here in links:
+            hops[0] += 1
+            if hops[0] > max_hops:
+                raise _Escape(f"more than {max_hops} symlink hops (a loop?)")
+            target = links[here]
+            if target.startswith("/"):
+                raise _Escape(f"reaches the absolute path {target}")
+            base = "/".join(parts[:-1])
+            parts = _resolve(f"{base}/{target}" if base else target, links, hops, max_hops)
+    return parts
+
+
+def _check_links(report: AuditReport, scan: _Scan) -> None:
+    max_hops = scan.limits.max_link_hops
+    for name, target in sorted(scan.links.items()):
+        try:
+            _resolve(name, scan.links, [0], max_hops)
+        except _Escape as why:
+            report.add("archive.link-escape", f"symlink to '{_printable(target)}' {why}; it "
+                       "must stay inside the install prefix", name)
+    for name, target in sorted(scan.hardlinks.items()):
+        if target.startswith("/") or ".." in target.split("/"):
+            report.add("archive.link-escape",
+                       f"hardlink to '{_printable(target)}' leaves the prefix", name)
+            continue
+        try:
+            _resolve(target, scan.links, [0], max_hops)
+        except _Escape as why:
+            report.add("archive.link-escape", f"hardlink to '{_printable(target)}' {why}", name)
+    # a regular file written through a symlinked directory must land inside too
+    for name in sorted(scan.files):
+        parent = posixpath.dirname(name)
+        if parent and any(parent == link or parent.startswith(link + "/") for link in scan.links):
+            try:
+                _resolve(name, scan.links, [0], max_hops)
+            except _Escape as why:
+                report.add("archive.link-escape", f"written through a symlink that {why}", name)
+
+
+# -- ABI -------------------------------------------------------------------------------------
+
 def _python_abi_variants(depends: list[str]) -> tuple[list[str], list[PythonVariant | None]]:
-    deps = [d for d in depends if d.split()[0] == "python_abi"]
+    deps = [d for d in depends if d.split() and d.split()[0] == "python_abi"]
     return deps, [variant_of_python_abi_dependency(d) for d in deps]
 
 
@@ -356,21 +836,25 @@ def _check_abi(report: AuditReport, index: dict, files: dict[str, _Member]) -> N
     build = str(index.get("build", ""))
     depends = [str(d) for d in index.get("depends") or ()]
     modules = {p: abi for p in files if (abi := classify_extension_module(p)) is not None}
+    elves = {p: m.elf for p, m in files.items() if m.elf is not None}
+    extensions = {p for p, elf in elves.items() if elf.extension}
 
     if index.get("noarch") == "python":
-        for rel in sorted(modules):
-            report.add("abi.compiled-in-noarch",
-                       "compiled extension module in a noarch: python package", rel)
+        for rel in sorted(set(modules) | set(elves)):
+            what = ("an extension module (exports PyInit_*)" if rel in extensions
+                    else "compiled extension module" if rel in modules else "an ELF object")
+            report.add("abi.compiled-in-noarch", f"{what} in a noarch: python package", rel)
         return
 
     abi_deps, abi_variants = _python_abi_variants(depends)
     marker = variant_of_build_string(build)
-    builds_against_python = bool(modules) or marker is not None or bool(abi_deps)
+    builds_against_python = bool(modules) or bool(extensions) or marker is not None or bool(
+        abi_deps)
     if not builds_against_python:
         return
-    variant: PythonVariant | None = None
     if name == "python_abi":  # its own build string is the claim; it ships no modules
         return
+    variant: PythonVariant | None
     if len(abi_deps) != 1 or abi_variants[0] is None:
         what = ", ".join(abi_deps) if abi_deps else "none"
         report.add("abi.python-abi-count",
@@ -386,10 +870,12 @@ def _check_abi(report: AuditReport, index: dict, files: dict[str, _Member]) -> N
                        f"'{abi_deps[0]}' ({variant.abi_tag})", "info/index.json")
     if variant is None:
         return
+    named_wrong: set[str] = set()
     for rel, abi in sorted(modules.items()):
         if abi.stable is not None:
             allowed = variant.stable_abi_suffix
             if allowed is None or not rel.endswith(allowed):
+                named_wrong.add(rel)
                 if variant.freethreaded:
                     report.add("abi.abi3-in-freethreaded",
                                f"stable-ABI module in a {variant.label} package; "
@@ -403,43 +889,24 @@ def _check_abi(report: AuditReport, index: dict, files: dict[str, _Member]) -> N
         if abi.variant is None:
             continue
         if abi.variant.series != variant.series:
+            named_wrong.add(rel)
             report.add("abi.wrong-series",
                        f"module for {abi.variant.label} in a {variant.label} package", rel)
             continue
         if abi.variant.freethreaded != variant.freethreaded:
+            named_wrong.add(rel)
             rule = ("abi.gil-module-in-freethreaded" if variant.freethreaded
                     else "abi.freethreaded-module-in-gil")
             report.add(rule, f"module for {abi.variant.label} in a {variant.label} package", rel)
+    # Every ELF object, whatever its name (``_x.so``, ``.so.1``, upper case, musl tags):
+    # what it links decides which interpreter it was built against.
+    for rel, elf in sorted(elves.items()):
+        if rel in named_wrong or elf.freethreaded is None:
             continue
-        built_for = _abi_from_symbols(files[rel].elf)
-        if built_for is not None and built_for != variant.freethreaded:
+        if elf.freethreaded != variant.freethreaded:
+            kind = "an extension module" if elf.extension else "an ELF object"
             report.add("abi.module-built-for-other-abi",
-                       f"named for {variant.label} but it links "
-                       + ("free-threaded refcounting (_Py_DecRefShared)" if built_for
+                       f"{kind} in a {variant.label} package, but it links "
+                       + ("free-threaded refcounting (_Py_DecRefShared)" if elf.freethreaded
                           else "GIL refcounting (_Py_Dealloc) and no free-threaded symbols")
                        + "; it was built against the other interpreter", rel)
-
-
-def _abi_from_symbols(elf: bytes | None) -> bool | None:
-    """True if the module links free-threaded-only symbols, False if GIL-only, None if unsure."""
-    if not elf or not elf.startswith(b"\x7fELF"):
-        return None
-    try:
-        from elftools.elf.elffile import ELFFile
-        from elftools.elf.sections import SymbolTableSection
-
-        undefined = set()
-        elffile = ELFFile(io.BytesIO(elf))
-        section = elffile.get_section_by_name(".dynsym")
-        if not isinstance(section, SymbolTableSection):
-            return None
-        for symbol in section.iter_symbols():
-            if symbol["st_shndx"] == "SHN_UNDEF" and symbol.name:
-                undefined.add(symbol.name)
-    except Exception:
-        return None
-    if undefined & _FREETHREADED_ONLY_SYMBOLS:
-        return True
-    if _GIL_REFCOUNT_SYMBOL in undefined:
-        return False
-    return None
