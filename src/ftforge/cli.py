@@ -87,7 +87,7 @@ def recipe_python(
 
 @recipe_app.command("pypi")
 def recipe_pypi(
-    spec: Annotated[str, typer.Argument(help="NAME or NAME==VERSION")],
+    spec: Annotated[str, typer.Argument(help="NAME, NAME==VERSION, or a local sdist path")],
     output_dir: Annotated[Path, typer.Option(help="where recipe directories go")] = Path("recipes"),
     fmt: Annotated[str, typer.Option("--format", help="recipe.yaml (v1) or meta.yaml")] = "recipe.yaml",
     map_: Annotated[list[str] | None, typer.Option(
@@ -100,6 +100,12 @@ def recipe_pypi(
     with_deps: Annotated[bool, typer.Option(
         "--with-deps", help="also write recipes for every host/run requirement")] = False,
     check: Annotated[bool, typer.Option("--check", help="exit non-zero on drift")] = False,
+    strict_names: Annotated[bool, typer.Option(
+        "--strict-names", help="refuse dependencies with no known conda name (default: use "
+        "the PyPI name, marked as assumed in the recipe)")] = False,
+    pure_build_ok: Annotated[str | None, typer.Option(
+        help="reason the package may ship no extension module although its build declares "
+        "some")] = None,
 ) -> None:
     """Write a recipe for a PyPI sdist, built per python ABI (free-threaded aware)."""
     from .build.variant_config import parse_override
@@ -110,18 +116,22 @@ def recipe_pypi(
         raise FtforgeError(f"--format {fmt}: expected {' or '.join(RECIPE_FORMATS)}")
     names = dict(parse_override(m) for m in map_ or [])
     if with_deps:
-        from .recipes.from_pypi import closure_from_pypi
+        from .recipes.from_pypi import RootOptions, closure_from_pypi
 
+        root = RootOptions(gil_reenabled_ok=gil_reenabled_ok, pure_build_ok=pure_build_ok,
+                           apt=tuple(apt or ()))
         with _progress() as progress:
             progress.add_task(f"resolving the requirement closure of {spec}", total=None)
-            planned = closure_from_pypi(spec, names=names, fmt=fmt)  # type: ignore[arg-type]
+            planned = closure_from_pypi(spec, names=names, fmt=fmt,  # type: ignore[arg-type]
+                                        root=root, strict_names=strict_names)
         console.print("build order:")
         for index, (plan, files) in enumerate(planned, start=1):
             paths_written = recipe_files.write_files(output_dir / plan.conda_name, files)
             console.print(f"  {index:2}. {plan.conda_name} {plan.version}  -> {paths_written[0].parent}")
         return
     name, files = recipe_from_pypi(spec, fmt=fmt, names=names,  # type: ignore[arg-type]
-                                   gil_reenabled_ok=gil_reenabled_ok, apt=tuple(apt or ()))
+                                   gil_reenabled_ok=gil_reenabled_ok, apt=tuple(apt or ()),
+                                   strict_names=strict_names, pure_build_ok=pure_build_ok)
     target = output_dir / name
     _write_or_check(target, files, check=check, command=f"ftforge recipe pypi {spec}")
 
@@ -312,11 +322,15 @@ def create(
     specs: Annotated[list[str], typer.Argument(help="match specs, e.g. python-freethreading")],
     prefix: Annotated[Path, typer.Option("--prefix", "-p", help="environment directory")],
     channel: Annotated[list[str], typer.Option("--channel", "-c", help="URL or directory")],
-    channel_priority: Annotated[str, typer.Option(help="strict|disabled")] = "strict",
+    channel_priority: Annotated[str, typer.Option(help="strict|flexible|disabled")] = "strict",
     force: Annotated[bool, typer.Option(help="replace an existing prefix")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="solve only")] = False,
+    pip: Annotated[bool, typer.Option("--pip/--no-pip",
+                                      help="python brings pip, as conda does by default")] = True,
 ) -> None:
-    """Solve and install an environment with py-rattler, as `conda create` would."""
+    """Solve and install an environment with py-rattler, as `conda create` would.
+
+    The environment's python_abi is written to conda-meta/pinned."""
     from .environments import CHANNEL_PRIORITIES, solve
     from .environments import create as create_env
 
@@ -324,10 +338,11 @@ def create(
         raise FtforgeError(f"--channel-priority {channel_priority}: expected "
                            f"{' or '.join(CHANNEL_PRIORITIES)}")
     if dry_run:
-        solved = solve(channel, specs, priority=channel_priority)  # type: ignore[arg-type]
+        solved = solve(channel, specs, priority=channel_priority,  # type: ignore[arg-type]
+                       with_pip=pip)
     else:
         solved = create_env(prefix, channel, specs, priority=channel_priority,  # type: ignore[arg-type]
-                            force=force)
+                            force=force, with_pip=pip)
     table = Table("package", "version", "build", "channel")
     for pkg in solved:
         table.add_row(pkg.name, pkg.version, pkg.build, pkg.channel)
@@ -341,10 +356,11 @@ def install_cmd(
     specs: Annotated[list[str] | None, typer.Argument(help="match specs to add")] = None,
     prefix: Annotated[Path, typer.Option("--prefix", "-p", help="environment directory")] = Path(),
     channel: Annotated[list[str] | None, typer.Option("--channel", "-c")] = None,
-    channel_priority: Annotated[str, typer.Option(help="strict|disabled")] = "strict",
+    channel_priority: Annotated[str, typer.Option(help="strict|flexible|disabled")] = "strict",
     update_all: Annotated[bool, typer.Option("--update-all", help="update everything")] = False,
     switch_abi: Annotated[bool, typer.Option("--switch-abi",
                                              help="allow changing the interpreter ABI")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="solve only")] = False,
 ) -> None:
     """Add packages to an environment; its python_abi stays pinned unless --switch-abi."""
     from .environments import CHANNEL_PRIORITIES, install_into
@@ -355,7 +371,7 @@ def install_cmd(
     if not channel:
         raise FtforgeError("no channel given", hint="pass --channel DIR-or-URL (repeatable)")
     result = install_into(prefix, channel, specs or [], priority=channel_priority,  # type: ignore[arg-type]
-                          update_all=update_all, switch_abi=switch_abi)
+                          update_all=update_all, switch_abi=switch_abi, dry_run=dry_run)
     table = Table("package", "version", "build", "channel")
     for pkg in result.packages:
         table.add_row(pkg.name, pkg.version, pkg.build, pkg.channel)
@@ -475,7 +491,11 @@ def demo(
         result = run_demo(work_dir, reporter=RichReporter(progress), iterations=iterations)
     s = result.scaling
     table = Table(title="ftforge demo", show_header=False)
-    table.add_row("python", f"{result.python.version} {result.python.build}")
+    table.add_row("python-freethreading", f"python {result.python.version} {result.python.build}")
+    table.add_row("plain `python`", f"{result.default_python.version} "
+                  f"{result.default_python.build} (the GIL build)")
+    pip = next((p for p in result.installed if p.name == "pip"), None)
+    table.add_row("pip", f"{pip.version} {pip.build}" if pip else "not installed")
     table.add_row("channel", str(result.work_dir / "channel"))
     table.add_row("environment", str(result.work_dir / "env"))
     table.add_row("build", "from cache" if result.build_cached else f"{result.build_seconds:.0f}s")

@@ -1,7 +1,9 @@
-"""``ftforge demo``: build the free-threaded interpreter, publish, install, prove it.
+"""``ftforge demo``: build the interpreters and pip, publish, install, prove it.
 
-recipe (generated) -> ftforge build (freethreading=yes) -> channel publish ->
-ftforge create python-freethreading -> a CPU-bound workload on 1 and 2 threads.
+recipes (generated) -> ftforge build (both ABIs, then pip's backend and pip) ->
+channel publish (variant-complete) -> a dry-run solve of plain ``python``
+(must be the GIL build) -> ftforge create python-freethreading (pip comes
+with it, as with conda) -> a CPU-bound workload on 1 and 2 threads.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build.driver import BuildReporter, BuildRequest, build
+from .bootstrap import build_bootstrap, write_bootstrap_recipes
+from .build.driver import BuildReporter
 from .channel.publish import publish
-from .environments import SolvedPackage, create
-from .recipes import files as recipe_files
-from .recipes import python as python_recipe
+from .environments import SolvedPackage, create, solve
+from .errors import FtforgeError
 from .recipes.cpython_sources import DEFAULT_VERSION
 from .variants import PythonVariant
 from .workload import ThreadScaling, env_python, measure
@@ -26,10 +28,17 @@ __all__ = ["DemoResult", "run_demo"]
 class DemoResult:
     work_dir: Path
     python: SolvedPackage
+    """The interpreter ``python-freethreading`` installed."""
+    default_python: SolvedPackage
+    """What a plain ``python`` request gets from the same channel (the GIL build)."""
     installed: list[SolvedPackage]
     scaling: ThreadScaling
     build_cached: bool
     build_seconds: float
+
+
+def _python(packages: list[SolvedPackage]) -> SolvedPackage:
+    return next(p for p in packages if p.name == "python")
 
 
 def run_demo(work_dir: Path, *, reporter: BuildReporter, version: str = DEFAULT_VERSION,
@@ -39,22 +48,22 @@ def run_demo(work_dir: Path, *, reporter: BuildReporter, version: str = DEFAULT_
     # (a rebuilt package must not meet the previous run's immutable channel).
     for owned in ("output", "channel", "env"):
         shutil.rmtree(work_dir / owned, ignore_errors=True)
-    variant = PythonVariant.ft(version)
-    name, files = python_recipe.files_for(version)
-    recipe_dir = work_dir / "recipes" / name
-    recipe_files.write_files(recipe_dir, files)
-
-    outcome = build(
-        BuildRequest(recipe_dir, work_dir / "output",
-                     overrides=(("freethreading", variant.recipe_freethreading),)),
-        reporter=reporter,
-    )
-    reporter.step(f"publishing {len(outcome.packages)} packages to {work_dir / 'channel'}")
-    publish(outcome.packages, work_dir / "channel")
-    reporter.step(f"installing {variant.metapackage} into {work_dir / 'env'}")
-    installed = create(work_dir / "env", [str(work_dir / "channel")], [variant.metapackage],
-                       force=True)
-    python = next(p for p in installed if p.name == "python")
+    ft, gil = PythonVariant.ft(version), PythonVariant.gil(version)
+    reporter.step("writing the interpreter and pip recipes")
+    recipe_dirs = write_bootstrap_recipes(work_dir / "recipes", version=version)
+    built = build_bootstrap(recipe_dirs, work_dir / "output", reporter=reporter)
+    channel = work_dir / "channel"
+    reporter.step(f"publishing {len(built.packages)} packages to {channel}")
+    publish(built.packages, channel)
+    reporter.step("solving plain `python` from the channel (must be the GIL build)")
+    default_python = _python(solve([str(channel)], ["python"]))
+    if not default_python.build.endswith(f"_{gil.abi_tag}"):
+        raise FtforgeError(
+            f"{channel}: a plain `python` request got {default_python.build}, not the GIL build",
+            hint="the channel's down-weighting is broken; run `ftforge channel check`")
+    reporter.step(f"installing {ft.metapackage} into {work_dir / 'env'}")
+    installed = create(work_dir / "env", [str(channel)], [ft.metapackage], force=True)
     reporter.step("running the workload on 1 and 2 threads")
     scaling = measure(env_python(work_dir / "env"), iterations=iterations)
-    return DemoResult(work_dir, python, installed, scaling, outcome.cached, outcome.seconds)
+    return DemoResult(work_dir, _python(installed), default_python, installed, scaling,
+                      built.cached, built.seconds)

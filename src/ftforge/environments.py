@@ -27,7 +27,7 @@ __all__ = [
     "solve",
 ]
 
-ChannelPriorityName = Literal["strict", "disabled"]
+ChannelPriorityName = Literal["strict", "flexible", "disabled"]
 CHANNEL_PRIORITIES: tuple[str, ...] = get_args(ChannelPriorityName)
 
 
@@ -93,7 +93,8 @@ def _gateway():
 def _priority(name: ChannelPriorityName):
     from rattler import ChannelPriority
 
-    return ChannelPriority.Strict if name == "strict" else ChannelPriority.Disabled
+    return {"strict": ChannelPriority.Strict, "flexible": ChannelPriority.Flexible,
+            "disabled": ChannelPriority.Disabled}[name]
 
 
 def _to_solved(record) -> SolvedPackage:
@@ -106,7 +107,8 @@ def _to_solved(record) -> SolvedPackage:
 
 async def _solve_records(channels: Sequence[str], specs: Sequence[str],
                          priority: ChannelPriorityName, pinned: Sequence = (),
-                         locked: Sequence = (), constraints: Sequence[str] = ()) -> list:
+                         locked: Sequence = (), constraints: Sequence[str] = (),
+                         with_pip: bool = True) -> list:
     from rattler import Channel, VirtualPackage
     from rattler import solve as rattler_solve
     from rattler.exceptions import SolverError
@@ -121,6 +123,8 @@ async def _solve_records(channels: Sequence[str], specs: Sequence[str],
             locked_packages=list(locked),
             constraints=list(constraints),
             channel_relations="disabled",
+            # conda's default (add_pip_as_python_dependency): every python brings pip.
+            add_pip_as_python_dependency=with_pip,
         )
     except SolverError as exc:
         raise SolveError(
@@ -131,15 +135,22 @@ async def _solve_records(channels: Sequence[str], specs: Sequence[str],
 
 def solve(channels: Sequence[str], specs: Sequence[str], *,
           priority: ChannelPriorityName = "strict",
-          constraints: Sequence[str] = ()) -> list[SolvedPackage]:
-    """Solve without installing (a dry run)."""
-    records = asyncio.run(_solve_records(channels, specs, priority, constraints=constraints))
+          constraints: Sequence[str] = (), with_pip: bool = True) -> list[SolvedPackage]:
+    """Solve without installing (a dry run); like conda, python brings pip unless
+    ``with_pip`` is False."""
+    records = asyncio.run(_solve_records(channels, specs, priority, constraints=constraints,
+                                         with_pip=with_pip))
     return sorted((_to_solved(r) for r in records), key=lambda p: p.name)
 
 
 def create(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
-           priority: ChannelPriorityName = "strict", force: bool = False) -> list[SolvedPackage]:
-    """Solve ``specs`` and install them into a new environment at ``prefix``."""
+           priority: ChannelPriorityName = "strict", force: bool = False,
+           with_pip: bool = True) -> list[SolvedPackage]:
+    """Solve ``specs`` and install them into a new environment at ``prefix``.
+
+    As conda does by default, python brings ``pip`` (``with_pip=False`` leaves it
+    out). The environment's ``python_abi`` is written to ``conda-meta/pinned``, so
+    conda and mamba keep its interpreter ABI too."""
     from rattler import install
 
     if not specs:
@@ -154,12 +165,13 @@ def create(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
         shutil.rmtree(prefix)
 
     async def run() -> list:
-        records = await _solve_records(channels, specs, priority)
+        records = await _solve_records(channels, specs, priority, with_pip=with_pip)
         await install(records, target_prefix=prefix, cache_dir=paths.pkgs_dir(),
                       show_progress=False, client=_client())
         return records
 
     records = asyncio.run(run())
+    write_abi_pin(prefix, _interpreter(records))
     return sorted((_to_solved(r) for r in records), key=lambda p: p.name)
 
 
@@ -188,6 +200,24 @@ def _interpreter(records) -> tuple[str, PythonVariant] | None:
     return (str(python.version), variant) if variant else None
 
 
+PINNED_FILE = "conda-meta/pinned"
+
+
+def write_abi_pin(prefix: Path, interpreter: tuple[str, PythonVariant] | None) -> str | None:
+    """Keep ``conda-meta/pinned`` holding the environment's ``python_abi`` (conda's and
+    mamba's pin file: one match spec per line); other lines a user wrote are kept."""
+    if interpreter is None:
+        return None
+    from .atomic import write_atomic
+
+    pin = interpreter[1].python_abi_spec
+    path = prefix / PINNED_FILE
+    lines = path.read_text().splitlines() if path.is_file() else []
+    kept = [line for line in lines if line.split()[:1] != ["python_abi"]]
+    write_atomic(path, "\n".join([*kept, pin]) + "\n")
+    return pin
+
+
 def _prefix_records(prefix: Path) -> list:
     from rattler import PrefixRecord
 
@@ -210,12 +240,13 @@ class InstallResult:
 
 def install_into(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
                  priority: ChannelPriorityName = "strict", update_all: bool = False,
-                 switch_abi: bool = False) -> InstallResult:
+                 switch_abi: bool = False, dry_run: bool = False) -> InstallResult:
     """Add ``specs`` to an existing environment, keeping its interpreter ABI.
 
     Like conda's ``pinned`` file: the environment's ``python_abi`` is a solver
     constraint unless ``switch_abi``. ``update_all`` re-solves every installed
-    package for its newest version (still under the pin).
+    package for its newest version (still under the pin). ``dry_run`` solves and
+    changes nothing.
     """
     from rattler import install
 
@@ -245,8 +276,11 @@ def install_into(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
         raise SolveError("\n".join(story), hint=(
             f"this environment is pinned to {pin} (pass --switch-abi to change the "
             "interpreter)" if pin else None)) from None
-    asyncio.run(install(records, target_prefix=prefix, cache_dir=paths.pkgs_dir(),
-                        installed_packages=installed, show_progress=False, client=_client()))
+    if not dry_run:
+        asyncio.run(install(records, target_prefix=prefix, cache_dir=paths.pkgs_dir(),
+                            installed_packages=installed, show_progress=False,
+                            client=_client()))
+        write_abi_pin(prefix, _interpreter(records))
     return InstallResult(before, _python_of(records),
                          sorted((_to_solved(r) for r in records), key=lambda p: p.name), pin)
 

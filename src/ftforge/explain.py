@@ -10,6 +10,7 @@ the channels (py-rattler's gateway), sorts every candidate by interpreter ABI
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,11 @@ def _channel_name(channel: str) -> str:
 
 def requested_abi(specs: Sequence[str]) -> PythonVariant | None:
     """The interpreter ABI a request names, if any (``python-freethreading``,
-    ``python_abi=*=*_cp313t``, ``python=3.13=*_cp313t``, ``python-gil``)."""
+    ``python_abi=*=*_cp313t``, ``python=3.13.*=*_cp313t``, ``python[build=*_cp313t]``,
+    ``python-gil``)."""
     for spec in specs:
-        text = spec.replace("=", " ").split()
+        # conda's name=version=build, the space form, and name[build=...] alike.
+        text = [t for t in re.split(r"[=\s\[\],'\"]+", spec) if t and t != "build"]
         if not text:
             continue
         if text[0] == PythonVariant.ft().metapackage:

@@ -35,9 +35,14 @@ def ftforge(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def interpreter_packages(tmp_path_factory) -> list[Path]:
-    """Both ABIs from the one recipe, in one `ftforge build` (no --variant)."""
-    outcome = build(BuildRequest(RECIPE, tmp_path_factory.mktemp("output")))
-    return outcome.packages
+    """Both ABIs from the one committed recipe, then pip's backend and pip from PyPI
+    (ftforge.bootstrap): what every channel starts with, as `ftforge demo` builds it."""
+    from ftforge.bootstrap import build_bootstrap, write_bootstrap_recipes
+
+    recipes = tmp_path_factory.mktemp("bootstrap-recipes")
+    dirs = write_bootstrap_recipes(recipes)
+    assert (dirs[0] / "recipe.yaml").read_text() == (RECIPE / "recipe.yaml").read_text()
+    return build_bootstrap([RECIPE, *dirs[1:]], tmp_path_factory.mktemp("output")).packages
 
 
 @pytest.fixture(scope="session")

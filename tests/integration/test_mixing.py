@@ -1,26 +1,35 @@
-"""No accidental variant mixing, proven by real solves and installs.
+"""No accidental free-threading, no interpreter switch, no mixed environment: real solves.
 
-Two channels built from this project's own recipes:
+Channels built from this project's own recipes:
 
-- **base** (stand-in for conda-forge): the GIL interpreter (python 3.13.5
-  ``_cp313``), ``python_abi`` cp313, ``python-gil``, the GIL builds of the
-  PyPI extension packages, and every noarch package;
-- **ft**: the free-threaded interpreter (``_cp313t``), ``python_abi`` cp313t,
-  ``python-freethreading``, the free-threaded builds (pyyaml left out: it is
-  the package with only GIL builds), and a *newer* free-threaded interpreter,
-  python 3.13.6: the real 3.13.5 cp313t package repacked with its
-  ``index.json`` version raised (the same files, so it installs and runs;
-  ``ftforge.channel.synthetic.repack``) — the real risk of a newer FT python.
+- **base** (a stand-in for a channel with GIL builds only): the GIL interpreter,
+  ``python_abi`` cp313, ``python-gil``, the GIL builds of the PyPI extension
+  packages (pyyaml among them) and every noarch package (pip included);
+- **ft**: the variant-complete channel ftforge publishes -- both interpreters,
+  both ``python_abi``, both metapackages, both builds of every extension
+  package (pyyaml left out entirely: it is the package with only a GIL build,
+  in base), and the noarch packages (pip);
+- **ft-newer**: ft plus python 3.13.6 for *both* ABIs (the real 3.13.5 packages
+  repacked with a higher version, ``ftforge.channel.synthetic.repack``): a
+  newer release in the ft channel, which the channel's invariant only admits
+  with its GIL twin.
 
-"flexible" priority is rattler's ``ChannelPriority.Disabled`` (rattler has
-strict and disabled; conda's flexible sits between them).
+Every request is solved (dry run, like ``conda create --dry-run``) for every
+channel priority rattler has (strict, flexible, disabled) x channel order x
+newer-or-not, with conda's ``add_pip_as_python_dependency`` on. A case fails
+when a GIL request gets the free-threaded interpreter, an existing environment
+changes interpreter, or an environment would hold a package built for the
+other ABI. The table printed at the end is the one in docs/user-guide.md
+(``FTFORGE_UPDATE_DOCS=1`` rewrites it there; otherwise the test checks it).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,34 +38,100 @@ from ftforge.channel.audit import PackageRefused, audit_package
 from ftforge.channel.check import check_channels
 from ftforge.channel.publish import publish
 from ftforge.channel.synthetic import SyntheticPackage, repack, write_package
-from ftforge.environments import create, install_into, installed_packages, solve
+from ftforge.environments import (
+    SolvedPackage,
+    create,
+    install_into,
+    installed_packages,
+    solve,
+)
 from ftforge.errors import SolveError
 from ftforge.explain import explain
 from ftforge.variants import PythonVariant, variant_of_package
 
-from .conftest import run_python
+from .conftest import REPO, run_python
 
 pytestmark = pytest.mark.integration
 
 FT = PythonVariant.ft("3.13")
 GIL = PythonVariant.gil("3.13")
-PRIORITIES = {"flexible": "disabled", "strict": "strict"}
-MATRIX: list[tuple[str, str, str, str]] = []
+PRIORITIES = ("strict", "flexible", "disabled")
+ORDERS = ("ft+base", "base+ft")
+GUIDE = REPO / "docs" / "user-guide.md"
+
+GIL_REQUESTS = ("python", "python=3.13", "msgpack-python", "python-gil", "python_abi=*=*_cp313")
+FT_REQUESTS = ("python-freethreading", "python_abi=*=*_cp313t", "python=3.13.*=*_cp313t",
+               "python[build=*_cp313t]")
+
+
+@dataclass
+class Case:
+    group: str
+    request: str
+    priority: str
+    order: str
+    newer: bool
+    outcome: str
+    failure: str | None
+
+
+CASES: list[Case] = []
+
+
+def _summary() -> list[str]:
+    """One line per (group, request): the outcome in every setting, and the failures."""
+    rows: dict[tuple[str, str], list[Case]] = {}
+    for case in CASES:
+        rows.setdefault((case.group, case.request), []).append(case)
+    lines = ["| request | settings | outcome | failures |", "|---|---|---|---|"]
+    for (group, request), cases in rows.items():
+        outcomes = sorted({c.outcome for c in cases})
+        failures = sum(c.failure is not None for c in cases)
+        lines.append(f"| {group}: `{request}` | {len(cases)} | {'; '.join(outcomes)} | "
+                     f"{failures} |")
+    return lines
 
 
 @pytest.fixture(scope="module", autouse=True)
 def print_matrix():
     yield
-    if MATRIX:
-        width = max(len(r[0]) for r in MATRIX)
-        print("\n\nscenario matrix (scenario x priority x order -> chosen python build)")
-        for scenario, priority, order, outcome in MATRIX:
-            print(f"  {scenario:<{width}}  {priority:<8}  {order:<9}  {outcome}")
+    if not CASES:
+        return
+    failures = [c for c in CASES if c.failure]
+    print(f"\n\nmixing matrix: {len(CASES)} cases, {len(failures)} failures "
+          f"(priorities {', '.join(PRIORITIES)}; orders {', '.join(ORDERS)}; ft newer or not)")
+    print("\n".join(_summary()))
+    for case in failures:
+        print(f"  FAILED {case}")
 
 
-def _abi_of(pkg: Path) -> PythonVariant | None:
+def _abi(pkg: SolvedPackage) -> PythonVariant | None:
+    return variant_of_package(pkg.depends, pkg.build)
+
+
+def _abi_of_file(pkg: Path) -> PythonVariant | None:
     record = audit_package(pkg).record
     return variant_of_package(record.depends, record.build)
+
+
+def _python(solved) -> SolvedPackage:
+    return next(p for p in solved if p.name == "python")
+
+
+def _describe(solved) -> str:
+    python = _python(solved)
+    abi = _abi(python)
+    kind = "FT" if abi and abi.freethreaded else "GIL"
+    # the hash is left out: the table must not change with every recipe edit
+    number = python.build.split("_")[-2]
+    return f"{kind} python {python.version} (build {number})"
+
+
+def _mixed(solved) -> list[str]:
+    """Packages built for another ABI than the environment's interpreter."""
+    want = _abi(_python(solved))
+    return [f"{p.name} {p.build}" for p in solved
+            if (abi := _abi(p)) is not None and abi != want]
 
 
 @pytest.fixture(scope="module")
@@ -65,171 +140,201 @@ def channels(tmp_path_factory, interpreter_packages, pypi_out):
     base, ft = [], []
     packages = list(interpreter_packages) + sorted(pypi_out.glob("*/*.conda"))
     for pkg in packages:
-        abi = _abi_of(pkg)
-        if abi is None:
-            base.append(pkg)  # noarch: python packages live in the base channel
-        elif abi.freethreaded:
+        abi = _abi_of_file(pkg)
+        if abi is None:  # noarch: python packages (pip among them) live in both
+            base.append(pkg)
+            ft.append(pkg)
+        elif not abi.freethreaded:
+            base.append(pkg)
             if not pkg.name.startswith("pyyaml-"):
                 ft.append(pkg)
-        else:
-            base.append(pkg)
-    ft_python = next(p for p in ft if re.match(r"python-3\.13\.5-.*_cp313t\.conda$", p.name))
-    newer = repack(ft_python, root / "newer", version="3.13.6")
-    ft.append(newer)
+        elif not pkg.name.startswith("pyyaml-"):
+            ft.append(pkg)
     publish(base, root / "base")
     publish(ft, root / "ft")
-    return {"base": str(root / "base"), "ft": str(root / "ft")}
+    pythons = [p for p in interpreter_packages if re.match(r"python-3\.13\.5-.*_cp313t?\.conda$",
+                                                           p.name)]
+    assert len(pythons) == 2, pythons
+    newer = [repack(p, root / "newer", version="3.13.6") for p in pythons]
+    publish([*ft, *newer], root / "ft-newer")
+    return {"base": str(root / "base"), "ft": str(root / "ft"),
+            "ft-newer": str(root / "ft-newer")}
 
 
-def _order(channels, order: str) -> list[str]:
-    return [channels[name] for name in order.split("+")]
+def _channels(channels, order: str, newer: bool) -> list[str]:
+    ft = channels["ft-newer" if newer else "ft"]
+    return [ft if name == "ft" else channels["base"] for name in order.split("+")]
 
 
-def _python(solved) -> tuple[str, str]:
-    python = next(p for p in solved if p.name == "python")
-    return python.version, python.build
+def _settings():
+    for priority in PRIORITIES:
+        for order in ORDERS:
+            for newer in (False, True):
+                yield priority, order, newer
 
 
-def _gil_enabled(prefix: Path) -> str:
-    return run_python(prefix, "import sys; print(sys._is_gil_enabled())").stdout.strip()
+@pytest.mark.parametrize("request_spec", GIL_REQUESTS)
+def test_a_request_that_does_not_name_free_threading_gets_the_gil_build(channels,
+                                                                         request_spec):
+    failures = []
+    for priority, order, newer in _settings():
+        failure = None
+        try:
+            solved = solve(_channels(channels, order, newer), [request_spec], priority=priority)
+            outcome = _describe(solved)
+            if _abi(_python(solved)) != GIL:
+                failure = "accidental free-threading"
+            elif _mixed(solved):
+                failure = f"mixed: {_mixed(solved)}"
+            elif not any(p.name == "pip" for p in solved):
+                failure = "no pip (conda adds pip to every python)"
+        except SolveError as exc:
+            outcome, failure = "unsolvable", f"unsolvable: {exc.message.splitlines()[0]}"
+        CASES.append(Case("new env", request_spec, priority, order, newer, outcome, failure))
+        if failure:
+            failures.append((priority, order, newer, failure))
+    assert failures == []
 
 
-@pytest.mark.parametrize("priority,order,expected", [
-    ("flexible", "base+ft", "3.13.5 _cp313"),
-    ("flexible", "ft+base", "3.13.5 _cp313"),
-    ("strict", "base+ft", "3.13.5 _cp313"),
-    # the documented opt-in: the ft channel first under strict priority
-    ("strict", "ft+base", "3.13.6 _cp313t"),
-])
-def test_python_from_both_channels(channels, tmp_path, priority, order, expected):
-    prefix = tmp_path / "env"
-    solved = create(prefix, _order(channels, order), ["python"], priority=PRIORITIES[priority])
-    version, build = _python(solved)
-    MATRIX.append(("install python (ft has 3.13.6)", priority, order, f"{version} {build}"))
-    want_version, want_tag = expected.split()
-    assert version == want_version and build.endswith(want_tag), (version, build)
-    assert _gil_enabled(prefix) == ("False" if want_tag.endswith("t") else "True")
-
-
-@pytest.mark.parametrize("spec", ["python-freethreading", "python_abi=*=*_cp313t",
-                                  "python=3.13=*_cp313t"])
-@pytest.mark.parametrize("priority,order", [("flexible", "base+ft"), ("flexible", "ft+base"),
-                                            ("strict", "ft+base")])
-def test_asking_for_free_threading_gives_only_py313t_builds(channels, tmp_path, spec,
-                                                            priority, order):
-    prefix = tmp_path / "env"
-    solved = create(prefix, _order(channels, order), [spec, "msgpack-python", "markupsafe"],
-                    priority=PRIORITIES[priority])
-    version, build = _python(solved)
-    MATRIX.append((f"install {spec} msgpack markupsafe", priority, order, f"{version} {build}"))
-    assert build.endswith("_cp313t")
-    for pkg in solved:
-        if pkg.name in ("msgpack-python", "markupsafe"):
-            assert pkg.build.startswith(FT.extension_build_prefix + "h"), pkg
-    assert _gil_enabled(prefix) == "False"
-    run_python(prefix, "import msgpack, markupsafe, sys; assert not sys._is_gil_enabled()")
-
-
-def test_strict_base_first_cannot_give_free_threading(channels):
-    """Strict priority with base first hides ft's python_abi: stated, and explained."""
-    with pytest.raises(SolveError):
-        solve(_order(channels, "base+ft"), ["python-freethreading"], priority="strict")
-    MATRIX.append(("install python-freethreading", "strict", "base+ft", "unsolvable"))
+@pytest.mark.parametrize("request_spec", FT_REQUESTS)
+def test_asking_for_free_threading_gets_only_free_threaded_builds(channels, request_spec):
+    failures = []
+    for priority, order, newer in _settings():
+        failure = None
+        specs = [request_spec, "msgpack-python", "markupsafe"]
+        try:
+            solved = solve(_channels(channels, order, newer), specs, priority=priority)
+            outcome = _describe(solved)
+            if _abi(_python(solved)) != FT:
+                failure = "asked for free-threading, got the GIL build"
+            elif _mixed(solved):
+                failure = f"mixed: {_mixed(solved)}"
+        except SolveError:
+            # Strict priority with base first hides ft's python_abi cp313t: a request
+            # that cannot be met must say why.
+            story = explain(specs, _channels(channels, order, newer))
+            outcome = "unsolvable, explained" if story else "unsolvable, unexplained"
+            if not story or (priority, order) != ("strict", "base+ft"):
+                failure = outcome
+        CASES.append(Case("new env", f"{request_spec} msgpack-python markupsafe", priority,
+                          order, newer, outcome, failure))
+        if failure:
+            failures.append((priority, order, newer, failure))
+    assert failures == []
 
 
 @pytest.fixture(scope="module")
-def gil_env(channels, tmp_path_factory):
-    prefix = tmp_path_factory.mktemp("gil") / "env"
-    create(prefix, [channels["base"]], ["python"])
-    return prefix
+def envs(channels, tmp_path_factory):
+    """A GIL and a free-threaded environment, made as a user would (ft + base)."""
+    made = {}
+    for kind, spec in (("gil", "python"), ("ft", "python-freethreading")):
+        prefix = tmp_path_factory.mktemp(kind) / "env"
+        create(prefix, [channels["ft"], channels["base"]], [spec], priority="flexible")
+        made[kind] = prefix
+    return made
 
 
-@pytest.fixture(scope="module")
-def ft_env(channels, tmp_path_factory):
-    prefix = tmp_path_factory.mktemp("ft") / "env"
-    create(prefix, [channels["ft"], channels["base"]], ["python-freethreading"],
-           priority="disabled")
-    return prefix
+ACTIONS = ("install msgpack-python", "install -c ft msgpack-python", "update --all")
 
 
-def test_install_from_ft_into_a_gil_env_refuses_and_explains(channels, gil_env):
-    before = installed_packages(gil_env)["python"]["build"]
+@pytest.mark.parametrize("kind", ["gil", "ft"])
+@pytest.mark.parametrize("action", ACTIONS)
+def test_an_existing_environment_keeps_its_interpreter(channels, envs, kind, action):
+    prefix = envs[kind]
+    want = FT if kind == "ft" else GIL
+    before = installed_packages(prefix)["python"]["build"]
+    failures = []
+    for priority, order, newer in _settings():
+        chans = _channels(channels, order, newer)
+        if "-c ft" in action:
+            if order != ORDERS[0]:
+                continue  # one channel: the order does not matter
+            chans = [channels["ft-newer" if newer else "ft"]]
+        specs = [] if action == "update --all" else ["msgpack-python"]
+        failure = None
+        try:
+            result = install_into(prefix, chans, specs, priority=priority,
+                                  update_all=action == "update --all", dry_run=True)
+            outcome = _describe(result.packages)
+            if _abi(_python(result.packages)) != want:
+                failure = "interpreter switched"
+            elif _mixed(result.packages):
+                failure = f"mixed: {_mixed(result.packages)}"
+        except SolveError as exc:
+            outcome, failure = "unsolvable", f"unsolvable: {exc.message.splitlines()[0]}"
+        CASES.append(Case(f"{kind.upper()} env", action, priority,
+                          "ft" if "-c ft" in action else order, newer, outcome, failure))
+        if failure:
+            failures.append((priority, order, newer, failure))
+    assert installed_packages(prefix)["python"]["build"] == before  # dry runs change nothing
+    assert failures == []
+
+
+def test_a_plain_resolve_of_a_gil_environment_does_not_switch(channels, envs):
+    """What a client without ftforge's pin does: re-solve the environment's names plus
+    one package. The variant-complete ft channel has a GIL build of everything it has
+    a free-threaded build of, so even strict priority with ft first keeps GIL."""
+    names = sorted(installed_packages(envs["gil"]))
+    failures = []
+    for priority, order, newer in _settings():
+        solved = solve(_channels(channels, order, newer), [*names, "msgpack-python"],
+                       priority=priority)
+        failure = None if _abi(_python(solved)) == GIL and not _mixed(solved) else "switched"
+        CASES.append(Case("GIL env", "plain re-solve + msgpack-python (no pin)", priority,
+                          order, newer, _describe(solved), failure))
+        if failure:
+            failures.append((priority, order, newer))
+    assert failures == []
+
+
+def test_real_installs_keep_the_interpreter_and_write_the_pin(channels, envs, tmp_path):
+    for kind, want in (("gil", GIL), ("ft", FT)):
+        prefix = tmp_path / kind
+        shutil.copytree(envs[kind], prefix, symlinks=True)
+        assert (prefix / "conda-meta" / "pinned").read_text() == want.python_abi_spec + "\n"
+        result = install_into(prefix, [channels["ft-newer"]], ["msgpack-python"],
+                              priority="strict")
+        assert result.before[1] == result.after[1] and result.after[1].endswith(want.abi_tag)
+        msgpack = next(p for p in result.packages if p.name == "msgpack-python")
+        assert msgpack.build.startswith(want.extension_build_prefix + "h"), msgpack
+        out = run_python(prefix, "import msgpack, sys; print(sys._is_gil_enabled())")
+        assert out.stdout.strip() == str(not want.freethreaded)
+        assert (prefix / "conda-meta" / "pinned").read_text() == want.python_abi_spec + "\n"
+
+
+def test_the_pip_package_is_the_only_owner_of_pip(envs):
+    """python bundles no pip: the pip package owns every pip file, and works."""
+    for kind, variant in (("gil", GIL), ("ft", FT)):
+        prefix = envs[kind]
+        owners = [name for name, record in installed_packages(prefix).items()
+                  if any(f.startswith(f"{variant.site_packages}/pip/")
+                         for f in record.get("files", []))]
+        assert owners == ["pip"], owners
+        out = run_python(prefix, "import pip, sys; print(pip.__file__)")
+        assert f"{variant.site_packages}/pip/__init__.py" in out.stdout
+
+
+def test_ft_env_and_a_gil_only_package_is_refused_naming_the_abi(channels, envs):
     with pytest.raises(SolveError) as err:
-        install_into(gil_env, [channels["ft"]], ["msgpack-python"])
-    assert str(err.value.message) == (
-        "msgpack-python 1.2.4 in channel ft is built for cp313t (free-threaded); this "
-        "environment has python 3.13.5 cp313 (GIL). Install python-freethreading into a "
-        "new environment, or use the base channel's build.")
-    assert "python_abi 3.13.* *_cp313" in err.value.hint
-    assert installed_packages(gil_env)["python"]["build"] == before
-    MATRIX.append(("GIL env: install -c ft msgpack (pinned)", "strict", "ft", "refused, explained"))
-
-
-def test_install_with_both_channels_into_a_gil_env_takes_the_gil_build(channels, gil_env):
-    result = install_into(gil_env, [channels["ft"], channels["base"]], ["msgpack-python"],
-                          priority="disabled")
-    assert result.before == result.after and result.after[1].endswith("_cp313")
-    msgpack = next(p for p in result.packages if p.name == "msgpack-python")
-    assert msgpack.build.startswith(GIL.extension_build_prefix + "h")
-    MATRIX.append(("GIL env: install msgpack (pinned)", "flexible", "ft+base",
-                   " ".join(result.after)))
-    run_python(gil_env, "import msgpack")
-
-
-@pytest.mark.parametrize("priority,order,expected", [
-    ("flexible", "ft+base", "3.13.5 h678468c_0_cp313"),
-    ("flexible", "base+ft", "3.13.5 h678468c_0_cp313"),
-    # the danger ftforge's pin removes: strict priority with ft first switches python
-    ("strict", "ft+base", "3.13.6 h7d65154_0_cp313t"),
-    ("strict", "base+ft", "3.13.5 h678468c_0_cp313"),
-])
-def test_plain_solve_without_the_pin_is_recorded(channels, gil_env, priority, order, expected):
-    """What a client without ftforge's pin does when it re-solves the environment's
-    package names plus msgpack-python (what `conda install` does, minus the pin)."""
-    names = sorted(installed_packages(gil_env))
-    try:
-        solved = solve(_order(channels, order), [*names, "msgpack-python"],
-                       priority=PRIORITIES[priority])
-        version, build = _python(solved)
-        outcome = f"{version} {build}"
-    except SolveError:
-        outcome = "unsolvable"
-    MATRIX.append(("GIL env + msgpack, plain solve (no pin)", priority, order, outcome))
-    assert outcome == expected
-
-
-def test_ft_env_and_a_gil_only_package_is_unsatisfiable_naming_the_abi(channels, ft_env):
-    with pytest.raises(SolveError) as err:
-        install_into(ft_env, [channels["ft"], channels["base"]], ["pyyaml"],
-                     priority="disabled")
+        install_into(envs["ft"], [channels["ft"], channels["base"]], ["pyyaml"],
+                     priority="flexible", dry_run=True)
     assert err.value.message == (
         "pyyaml 6.0.3 in channel base is built for cp313 (GIL); this environment has python "
         "3.13.5 cp313t (free-threaded). Install python-gil into a new environment, or build a "
         "free-threaded one (`ftforge recipe pypi pyyaml` then `ftforge build`).")
-    assert installed_packages(ft_env)["python"]["build"].endswith("_cp313t")
-    MATRIX.append(("FT env: install GIL-only pyyaml", "flexible", "ft+base", "refused, explained"))
+    assert installed_packages(envs["ft"])["python"]["build"].endswith("_cp313t")
+    CASES.append(Case("FT env", "install pyyaml (GIL-only)", "flexible", "ft+base", False,
+                      "refused, explained", None))
 
 
-def test_noarch_package_into_the_ft_env(channels, ft_env):
-    install_into(ft_env, [channels["ft"], channels["base"]], ["idna"], priority="disabled")
-    assert (ft_env / FT.site_packages / "idna" / "__init__.py").is_file()
-    assert not (ft_env / GIL.site_packages / "idna").exists()
-    out = run_python(ft_env, "import idna, sys; print(idna.__file__, sys._is_gil_enabled())")
+def test_noarch_package_into_the_ft_env(channels, envs, tmp_path):
+    prefix = tmp_path / "ft"
+    shutil.copytree(envs["ft"], prefix, symlinks=True)
+    install_into(prefix, [channels["ft"], channels["base"]], ["idna"], priority="flexible")
+    assert (prefix / FT.site_packages / "idna" / "__init__.py").is_file()
+    assert not (prefix / GIL.site_packages / "idna").exists()
+    out = run_python(prefix, "import idna, sys; print(idna.__file__, sys._is_gil_enabled())")
     assert "python3.13t/site-packages/idna" in out.stdout and out.stdout.strip().endswith("False")
-
-
-@pytest.mark.parametrize("env_kind", ["gil", "ft"])
-def test_update_all_keeps_the_abi(channels, env_kind, tmp_path):
-    prefix = tmp_path / "env"
-    spec = "python" if env_kind == "gil" else "python-freethreading"
-    create(prefix, [channels["ft"], channels["base"]], [spec], priority="disabled")
-    result = install_into(prefix, [channels["ft"], channels["base"]], [], update_all=True,
-                          priority="disabled")
-    tag = "_cp313t" if env_kind == "ft" else "_cp313"
-    assert result.before[1].endswith(tag) and result.after[1].endswith(tag), result
-    MATRIX.append((f"{env_kind} env: install --update-all", "flexible", "ft+base",
-                   " ".join(result.after)))
-    assert _gil_enabled(prefix) == ("False" if env_kind == "ft" else "True")
 
 
 def test_a_python_only_pin_never_reaches_the_solver(tmp_path, channels):
@@ -248,8 +353,9 @@ def test_a_python_only_pin_never_reaches_the_solver(tmp_path, channels):
 
 
 def test_published_channels_pass_the_check(channels):
-    count, violations = check_channels([Path(channels["base"]), Path(channels["ft"])])
-    assert count > 20 and violations == []
+    count, violations = check_channels([Path(channels["base"]), Path(channels["ft"]),
+                                        Path(channels["ft-newer"])])
+    assert count > 40 and violations == []
 
 
 def test_explain_for_conflicting_requests(channels):
@@ -258,3 +364,26 @@ def test_explain_for_conflicting_requests(channels):
     assert lines == [
         "'python_abi=*=*_cp313' needs cp313 (GIL); 'python-freethreading' needs cp313t "
         "(free-threaded). One environment holds one interpreter ABI: ask for one of them."]
+
+
+GUIDE_BEGIN = "<!-- mixing-matrix: begin (written by tests/integration/test_mixing.py) -->"
+GUIDE_END = "<!-- mixing-matrix: end -->"
+
+
+def test_zz_the_user_guide_table_is_the_measured_one():
+    """Runs last in this module (name order within the file is definition order, and
+    this is defined last): the guide's table is the one measured above."""
+    assert len(CASES) > 150, len(CASES)
+    assert [c for c in CASES if c.failure] == []
+    table = "\n".join(_summary())
+    text = GUIDE.read_text()
+    head, _, rest = text.partition(GUIDE_BEGIN)
+    _, _, tail = rest.partition(GUIDE_END)
+    block = f"{GUIDE_BEGIN}\n{table}\n{GUIDE_END}"
+    if os.environ.get("FTFORGE_UPDATE_DOCS") == "1":
+        GUIDE.write_text(head + block + tail)
+    assert GUIDE_BEGIN in text and GUIDE_END in text, f"{GUIDE}: no mixing-matrix markers"
+    current = rest.partition(GUIDE_END)[0].strip()
+    assert current == table, (
+        f"{GUIDE}: the mixing table differs from the measured one; rerun with "
+        "FTFORGE_UPDATE_DOCS=1 to rewrite it")

@@ -3,8 +3,11 @@
 Compiled packages get one build per ``python`` variant in conda_build_config.yaml
 with a build string that carries the ABI marker (``py313th<hash>_0``, which
 conda-forge's extension packages lack), and a recipe test that imports every
-extension module and fails if any of them turned the GIL back on.
-Pure-Python packages become ``noarch: python``.
+extension module, fails if any of them turned the GIL back on, and fails if the
+build declared extension modules but shipped none (unless the recipe records
+why that is meant, as for Cython). Pure-Python packages become ``noarch: python``.
+A dependency whose conda name ftforge does not know gets its normalised PyPI
+name, marked as assumed in the recipe (``strict_names`` refuses instead).
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ from packaging.specifiers import SpecifierSet
 from ..errors import FtforgeError
 from ..pypi import normalize
 from ..variants import DEFAULT_SERIES, FREETHREADED_MARKER, PythonVariant
-from . import gil_check
-from .conda_names import conda_name
+from . import gil_check, installer
+from .conda_names import conda_name, conda_name_or_assumed
 from .sdist import BACKENDS, SdistFacts
 
 __all__ = [
     "PypiRecipe",
     "UnmappedDependencies",
     "UnsupportedBuild",
+    "assumed_names",
     "conda_requirements",
     "conda_spec",
     "generate",
@@ -35,7 +39,14 @@ __all__ = [
 
 
 class UnmappedDependencies(FtforgeError):
-    """Requires-Dist names with no known conda name."""
+    """Requires-Dist names with no known conda name (strict mode only)."""
+
+
+# Packages whose build declares extension modules but that build pure Python on
+# free-threaded CPython on purpose (normalised PyPI name -> why).
+PURE_BUILD_OK: dict[str, str] = {
+    "cython": "Cython's setup.py compiles Cython only for GIL interpreters, by design",
+}
 
 
 class UnsupportedBuild(FtforgeError):
@@ -52,13 +63,18 @@ class PypiRecipe:
     extra_names: Mapping[str, str] = field(default_factory=dict)
     apt_build_dependencies: tuple[str, ...] = ()
     """Debian packages the `system` profile links (e.g. libyaml-dev); checked before a build."""
-    assign_unknown_names: bool = False
-    """Closure mode: unknown names are packages ftforge generates itself, under their
-    PEP 503 name; otherwise an unknown name is an error."""
+    strict_names: bool = False
+    """Refuse dependencies with no known conda name instead of assuming the PyPI name."""
+    pure_build_ok: str | None = None
+    """Why a build that declares extension modules may ship none (default: PURE_BUILD_OK)."""
 
     @property
     def package_name(self) -> str:
-        return conda_name(self.facts.name, self.extra_names) or self.facts.name.lower()
+        return conda_name(self.facts.name, self.extra_names) or normalize(self.facts.name)
+
+    @property
+    def pure_build_reason(self) -> str | None:
+        return self.pure_build_ok or PURE_BUILD_OK.get(normalize(self.facts.name))
 
 
 def conda_spec(specifier: SpecifierSet) -> str:
@@ -89,78 +105,98 @@ def _applies(req: Requirement, series: str) -> bool:
     return req.marker is None or req.marker.evaluate(_environment(series))
 
 
-def _conda_dependency(req: Requirement, names: Mapping[str, str],
-                      assign_unknown: bool) -> str | None:
-    """``"name spec"`` for a requirement, or None when its conda name is unknown."""
-    name = conda_name(req.name, names)
-    if name is None and assign_unknown:
-        name = normalize(req.name)
-    if name is None:
-        return None
-    return f"{name} {conda_spec(req.specifier)}".strip()
+def _conda_dependency(req: Requirement, names: Mapping[str, str]) -> tuple[str, bool]:
+    """``("name spec", assumed)`` for a requirement."""
+    name, assumed = conda_name_or_assumed(req.name, names)
+    return f"{name} {conda_spec(req.specifier)}".strip(), assumed
 
 
-def conda_requirements(requirements: tuple[str, ...], *, names: Mapping[str, str],
-                       package: str, series: str = DEFAULT_SERIES,
-                       assign_unknown: bool = False) -> list[str]:
-    """Requires-Dist -> conda run requirements; markers evaluated for ``series`` on linux."""
-    out, unknown = [], []
+def _refuse_unknown(package: str, unknown: list[str], what: str = "") -> None:
+    if unknown:
+        raise UnmappedDependencies(
+            f"{package}: no known conda name for {what}{', '.join(sorted(set(unknown)))} "
+            "(--strict-names)",
+            hint="pass --map PYPI=CONDA for each, or drop --strict-names to use the PyPI "
+            "name, marked as assumed in the recipe",
+        )
+
+
+def _requirements(requirements: tuple[str, ...], names: Mapping[str, str], package: str,
+                  series: str) -> list[tuple[str, bool]]:
+    out = []
     for text in requirements:
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
             raise FtforgeError(f"{package}: Requires-Dist '{text}' is not valid ({exc})") from None
-        if not _applies(req, series):
-            continue
-        dependency = _conda_dependency(req, names, assign_unknown)
-        if dependency is None:
-            unknown.append(req.name)
-        else:
-            out.append(dependency)
-    if unknown:
-        raise UnmappedDependencies(
-            f"{package}: no known conda name for {', '.join(sorted(set(unknown)))}",
-            hint="pass --map PYPI=CONDA for each (or add them to ftforge.recipes.conda_names)",
-        )
-    return sorted(set(out))
+        if _applies(req, series):
+            out.append(_conda_dependency(req, names))
+    return out
+
+
+def conda_requirements(requirements: tuple[str, ...], *, names: Mapping[str, str],
+                       package: str, series: str = DEFAULT_SERIES,
+                       strict: bool = False) -> list[str]:
+    """Requires-Dist -> conda run requirements; markers evaluated for ``series`` on linux.
+
+    An unknown name becomes the normalised PyPI name (see ``assumed_names``);
+    ``strict`` refuses it instead."""
+    found = _requirements(requirements, names, package, series)
+    if strict:
+        _refuse_unknown(package, [dep.split()[0] for dep, assumed in found if assumed])
+    return sorted({dep for dep, _ in found})
 
 
 def _run(recipe: PypiRecipe) -> list[str]:
     return conda_requirements(recipe.facts.requires_dist, names=recipe.extra_names,
-                              package=recipe.facts.name,
-                              assign_unknown=recipe.assign_unknown_names)
+                              package=recipe.facts.name, strict=recipe.strict_names)
 
 
-def _host(recipe: PypiRecipe) -> list[str]:
+def _build_requirements(recipe: PypiRecipe) -> list[tuple[str, bool]]:
     facts = recipe.facts
-    host = ["python"]
-    if facts.self_hosted_backend:
-        # The backend builds itself from its source tree: its own runtime
-        # requirements must be importable at build time.
-        return host + _run(recipe)
+    out = []
     for text in facts.build_requires:
         try:
             req = Requirement(text)
         except InvalidRequirement:
             continue
-        if not _applies(req, DEFAULT_SERIES):
-            continue
-        dependency = _conda_dependency(req, recipe.extra_names, recipe.assign_unknown_names)
-        if dependency is None:
-            raise UnmappedDependencies(
-                f"{facts.name}: no known conda name for build requirement {req.name}",
-                hint="pass --map PYPI=CONDA for it",
-            )
-        host.append(dependency)
+        if _applies(req, DEFAULT_SERIES):
+            out.append(_conda_dependency(req, recipe.extra_names))
+    return out
+
+
+def assumed_names(recipe: PypiRecipe) -> list[str]:
+    """Conda names in the recipe that are the PyPI name by assumption, not checked."""
+    found = _requirements(recipe.facts.requires_dist, recipe.extra_names, recipe.facts.name,
+                          DEFAULT_SERIES)
+    if not recipe.facts.self_hosted_backend:
+        found += _build_requirements(recipe)
+    return sorted({dep.split()[0] for dep, assumed in found if assumed})
+
+
+def _host(recipe: PypiRecipe) -> list[str]:
+    facts = recipe.facts
+    host = ["python", *installer.host_requirements(recipe.package_name)]
+    if facts.self_hosted_backend:
+        # The backend builds itself from its source tree: its own runtime
+        # requirements must be importable at build time.
+        return host + _run(recipe)
+    found = _build_requirements(recipe)
+    if recipe.strict_names:
+        _refuse_unknown(facts.name, [d.split()[0] for d, assumed in found if assumed],
+                        "build requirement ")
+    host += [dependency for dependency, _ in found]
     backend_pkg = next(pkg for b, pkg in BACKENDS.values() if b == facts.backend)
     if not any(h.split()[0] == backend_pkg for h in host):
         host.append(backend_pkg)
     return host
 
 
-def _yaml_list(items: list[str], indent: int) -> str:
+def _yaml_list(items: list[str], indent: int, assumed: frozenset[str] = frozenset()) -> str:
     pad = " " * indent
-    return "\n".join(f'{pad}- {item}' for item in items) if items else f"{pad}[]"
+    note = "  # assumed conda name (the PyPI name)"
+    return "\n".join(f'{pad}- {item}{note if item.split()[0] in assumed else ""}'
+                     for item in items) if items else f"{pad}[]"
 
 
 # Trove classifiers -> SPDX, for sdists whose License field is free text.
@@ -211,12 +247,23 @@ def _quote(text: str) -> str:
 
 def _header(recipe: PypiRecipe) -> str:
     f = recipe.facts
-    wrapper = f" (through the in-tree backend {f.backend_wrapper})" if f.backend_wrapper else ""
+    wrapper = (f" (through the sdist's own wrapper module `{f.backend_wrapper}`)"
+               if f.backend_wrapper else "")
     notes = [f"# Generated by `ftforge recipe pypi {f.name}=={f.version}`; regenerate, do not edit.",
              f"# Build backend: {f.backend}{wrapper}. Requires-Dist markers evaluated for Python "
              f"{DEFAULT_SERIES} on linux."]
     if f.compiled:
         notes.append(f"# Compiled: {'; '.join(f.compiled_evidence)}.")
+        if f.extension_modules:
+            notes.append(f"# Declared extension modules: {', '.join(f.extension_modules)}.")
+        notes.append("# Compilers: C and C++ (C++ sources or build files)." if f.cxx
+                     else "# Compilers: C only (no C++ source or build setting).")
+        if recipe.pure_build_reason:
+            notes.append(f"# May ship no extension module: {recipe.pure_build_reason}.")
+    assumed = assumed_names(recipe)
+    if assumed:
+        notes.append(f"# Assumed conda names (not in ftforge's table; conda-forge usually keeps "
+                     f"the PyPI name): {', '.join(assumed)}. Check them, or pass --map.")
     if f.limited_api:
         notes.append("# Builds the stable ABI: the GIL build keeps abi3; the free-threaded build "
                      "must be version-specific (no .abi3.so for 3.13t/3.14t).")
@@ -233,6 +280,7 @@ def generate(recipe: PypiRecipe) -> dict[str, str]:
             hint="choose a package without Rust extensions, or package the Rust toolchain first",
         )
     run = _run(recipe)
+    assumed = frozenset(assumed_names(recipe))
     imports = list(facts.top_level)
     common = f"""{_header(recipe)}schema_version: 1
 
@@ -250,7 +298,7 @@ source:
   url: {recipe.source_url}
   sha256: {recipe.sha256}
 """
-    script = "$PYTHON -m pip install . -vv --no-deps --no-build-isolation"
+    script = installer.install_script(recipe.package_name)
     if not facts.compiled:
         text = common + source + f"""
 build:
@@ -260,11 +308,11 @@ build:
 
 requirements:
   host:
-{_yaml_list(_host(recipe), 4)}
+{_yaml_list(_host(recipe), 4, assumed)}
   run:
-{_yaml_list(["python >=${{ python_min }}", *run], 4)}
+{_yaml_list(["python >=${{ python_min }}", *run], 4, assumed)}
 
-{_tests(imports)}
+{_tests(recipe, imports)}
 {_about(facts)}"""
         return {"recipe.yaml": text}
 
@@ -279,16 +327,30 @@ build:
 
 requirements:
   build:
-    - ${{{{ compiler('c') }}}}
-    - ${{{{ compiler('cxx') }}}}
+{_yaml_list(_compilers(facts, "${{{{ compiler('{}') }}}}"), 4)}
   host:
-{_yaml_list(_host(recipe), 4)}
+{_yaml_list(_host(recipe), 4, assumed)}
   run:
-{_yaml_list(["python", *run], 4)}
+{_yaml_list(["python", *run], 4, assumed)}
 
-{_tests(imports)}{ft_tests}
+{_tests(recipe, imports)}{ft_tests}
 {_about(facts)}"""
     return {"recipe.yaml": text + _extra(recipe), **_gil_check_files(facts)}
+
+
+def _compilers(facts: SdistFacts, template: str) -> list[str]:
+    return [template.format(lang) for lang in (("c", "cxx") if facts.cxx else ("c",))]
+
+
+def _gil_check_args(recipe: PypiRecipe, imports: list[str]) -> str:
+    args = []
+    if recipe.gil_reenabled_ok:
+        args.append("--allow-gil")
+    if not recipe.pure_build_reason:
+        args.append("--require-extensions")
+    if recipe.facts.extension_modules:
+        args.append(f"--declared {','.join(recipe.facts.extension_modules)}")
+    return " ".join([*args, *imports])
 
 
 def _gil_check_files(facts: SdistFacts) -> dict[str, str]:
@@ -305,6 +367,8 @@ def _extra(recipe: PypiRecipe) -> str:
     lines = []
     if recipe.gil_reenabled_ok:
         lines.append(f"    gil_reenabled_ok: {_quote(recipe.gil_reenabled_ok)}")
+    if recipe.facts.compiled and recipe.pure_build_reason:
+        lines.append(f"    pure_build_ok: {_quote(recipe.pure_build_reason)}")
     if recipe.apt_build_dependencies:
         lines.append("    # Debian packages this build links (system profile): not self-contained.")
         lines.append("    apt_build_dependencies:\n" +
@@ -312,21 +376,22 @@ def _extra(recipe: PypiRecipe) -> str:
     return "\nextra:\n  ftforge:\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def _tests(imports: list[str]) -> str:
+def _tests(recipe: PypiRecipe, imports: list[str]) -> str:
+    commands, requires = installer.pip_check_test(recipe.package_name)
+    needs = ("    requirements:\n      run:\n" + _yaml_list(requires, 8) + "\n") if requires else ""
     return f"""tests:
   - python:
       imports:
 {_yaml_list(imports, 8)}
-      # ftforge's python ships pip (ensurepip), so pip check runs as a script.
+      # pip is a package of its own (recipes.installer): pip check runs as a script.
       pip_check: false
   - script:
-      - python -m pip check
-"""
+{_yaml_list(commands, 6)}
+{needs}"""
 
 
 def _ft_tests(recipe: PypiRecipe, imports: list[str]) -> str:
     ft = PythonVariant.ft(DEFAULT_SERIES)
-    allow = " --allow-gil" if recipe.gil_reenabled_ok else ""
     return f"""  # Free-threaded build only: import every extension module; the GIL must stay
   # off, and no stable-ABI module may ship ({ft.abi_tag} has no stable ABI).
   - if: is_freethreading == "true"
@@ -335,7 +400,7 @@ def _ft_tests(recipe: PypiRecipe, imports: list[str]) -> str:
           recipe:
             - {gil_check.FILE_NAME}
         script:
-          - python {gil_check.FILE_NAME}{allow} {' '.join(imports)}
+          - python {gil_check.FILE_NAME} {_gil_check_args(recipe, imports)}
 """
 
 
@@ -344,6 +409,7 @@ def generate_meta_yaml(recipe: PypiRecipe) -> str:
     facts = recipe.facts
     run = _run(recipe)
     host = _host(recipe)
+    assumed = frozenset(assumed_names(recipe))
     imports = list(facts.top_level)
     head = _header(recipe) + (
         f'{{% set name = "{recipe.package_name}" %}}\n'
@@ -351,12 +417,13 @@ def generate_meta_yaml(recipe: PypiRecipe) -> str:
         "package:\n  name: {{ name }}\n  version: {{ version }}\n\n"
         f"source:\n  url: {recipe.source_url}\n  sha256: {recipe.sha256}\n\n"
     )
-    script = "{{ PYTHON }} -m pip install . -vv --no-deps --no-build-isolation"
+    script = installer.install_script(recipe.package_name, python="{{ PYTHON }}")
     if not facts.compiled:
         body = (f"build:\n  number: {recipe.build_number}\n  noarch: python\n  script: {script}\n\n"
                 "requirements:\n  host:\n" + _yaml_list(
-                    ["python {{ python_min }}", *host[1:]], 4) +
-                "\n  run:\n" + _yaml_list(["python >={{ python_min }}", *run], 4) + "\n\n")
+                    ["python {{ python_min }}", *host[1:]], 4, assumed) +
+                "\n  run:\n" + _yaml_list(["python >={{ python_min }}", *run], 4, assumed) +
+                "\n\n")
     else:
         body = (
             f"build:\n  number: {recipe.build_number}\n"
@@ -364,16 +431,17 @@ def generate_meta_yaml(recipe: PypiRecipe) -> str:
             "  # [is_freethreading]\n"
             "  string: py{{ CONDA_PY }}h{{ PKG_HASH }}_{{ PKG_BUILDNUM }}  # [not is_freethreading]\n"
             f"  script: {script}\n\n"
-            "requirements:\n  build:\n    - {{ compiler('c') }}\n    - {{ stdlib('c') }}\n"
-            "    - {{ compiler('cxx') }}\n  host:\n" + _yaml_list(host, 4) +
-            "\n  run:\n" + _yaml_list(["python", *run], 4) + "\n\n")
-    commands = ["pip check"]
+            "requirements:\n  build:\n" +
+            _yaml_list([*_compilers(facts, "{{{{ compiler('{}') }}}}"), "{{ stdlib('c') }}"], 4) +
+            "\n  host:\n" + _yaml_list(host, 4, assumed) +
+            "\n  run:\n" + _yaml_list(["python", *run], 4, assumed) + "\n\n")
+    commands, requires = installer.pip_check_test(recipe.package_name)
     files = ""
     if facts.compiled:
-        allow = " --allow-gil" if recipe.gil_reenabled_ok else ""
-        commands.append(f"python {gil_check.FILE_NAME}{allow} {' '.join(imports)}"
+        commands.append(f"python {gil_check.FILE_NAME} {_gil_check_args(recipe, imports)}"
                         "  # [is_freethreading]")
         files = f"  files:\n    - {gil_check.FILE_NAME}\n"
-    test = ("test:\n  imports:\n" + _yaml_list(imports, 4) + "\n" + files +
-            "  requires:\n    - pip\n  commands:\n" + _yaml_list(commands, 4) + "\n")
+    needs = ("  requires:\n" + _yaml_list(requires, 4) + "\n") if requires else ""
+    test = ("test:\n  imports:\n" + _yaml_list(imports, 4) + "\n" + files + needs +
+            "  commands:\n" + _yaml_list(commands, 4) + "\n")
     return head + body + test + "\n" + _about(facts)
