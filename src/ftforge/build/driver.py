@@ -43,6 +43,7 @@ __all__ = [
     "build_in_order",
     "recipe_hash",
     "render",
+    "runtime_packages_for",
     "system_toolchain",
 ]
 
@@ -104,7 +105,8 @@ def _gcc_version() -> str:
 
 
 def system_toolchain() -> toolchain_recipe.Toolchain:
-    return toolchain_recipe.Toolchain(gcc_version=_gcc_version())
+    return toolchain_recipe.Toolchain(gcc_version=_gcc_version(),
+                                      glibc_version=toolchain_recipe.build_machine_glibc())
 
 
 def ensure_toolchain_channel(tc: toolchain_recipe.Toolchain, channel: Path) -> Path:
@@ -382,6 +384,9 @@ def build(
         raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
                            hint="check the --variant values")
     packages = [p for key in keys for p in _copy_out(paths.builds_dir() / key, output_dir)]
+    with _key_lock(paths.toolchain_channel_dir()):
+        toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
+        packages += runtime_packages_for(packages, toolchain_channel, output_dir)
     index_channel(output_dir)
     return BuildOutcome(packages, ",".join(keys), all_cached, time.monotonic() - started,
                         paths.builds_dir() / keys[-1] / "build.log", variants)
@@ -428,6 +433,14 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
             except RattlerBuildError as exc:
                 sink.handle.flush()
                 log = log_path.read_text(errors="replace") if log_path.exists() else ""
+                from .failure import diagnose
+
+                cause = diagnose(log)
+                if cause is not None:
+                    raise BuildFailedError(
+                        f"{name}: building {variant.recipe.package.name} ({label}) failed: "
+                        f"{cause.summary()}", hint=cause.hint(f"{cache_dir}.failed/build.log"),
+                    ) from None
                 missing = _missing_header(log)
                 if missing:
                     raise BuildFailedError(
@@ -457,6 +470,40 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
         {"packages": [str(p.relative_to(work)) for p in packages]}, indent=2))
     shutil.rmtree(cache_dir, ignore_errors=True)
     work.rename(cache_dir)
+
+
+def runtime_packages_for(packages: list[Path], toolchain_channel: Path,
+                         output_dir: Path) -> list[Path]:
+    """The toolchain's runtime packages (libgcc, libstdcxx) that ``packages`` depend on,
+    copied next to them, so that publishing a build's packages publishes what they run on."""
+    from rattler.package import IndexJson
+
+    wanted: set[str] = set()
+    for pkg in packages:
+        for dep in IndexJson.from_package_archive(pkg).depends:
+            name = dep.split()[0]
+            if name in toolchain_recipe.RUNTIME_PACKAGES:
+                wanted.add(name)
+    copied: list[Path] = []
+    done: set[str] = set()
+    while wanted - done:
+        name = sorted(wanted - done)[0]
+        done.add(name)
+        found = [p for p in _collect(toolchain_channel)
+                 if IndexJson.from_package_archive(p).name == name]
+        if not found:
+            raise FtforgeError(
+                f"{toolchain_channel}: the toolchain channel has no {name} package",
+                hint=f"delete {toolchain_channel} so that the next build remakes it")
+        for source in found:
+            target = output_dir / source.parent.name / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            target.chmod(0o644)
+            copied.append(target)
+            wanted.update(d.split()[0] for d in IndexJson.from_package_archive(source).depends
+                          if d.split()[0] in toolchain_recipe.RUNTIME_PACKAGES)
+    return copied
 
 
 def _copy_out(cache_dir: Path, output_dir: Path) -> list[Path]:
