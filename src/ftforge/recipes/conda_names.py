@@ -1,8 +1,9 @@
 """PyPI distribution names -> conda package names.
 
 Most conda-forge names are the PEP 503-normalised PyPI name; this table holds
-the ones that are not, plus every name ftforge has checked. A requirement whose
-name is in neither ``KNOWN`` nor an extra mapping is *reported*, never guessed.
+the ones that are not, plus every name ftforge has checked. A name in neither
+``KNOWN`` nor an extra mapping defaults to its normalised PyPI name, *marked as
+assumed* (the recipe says so, line by line); strict mode refuses it instead.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 
 from ..pypi import normalize
 
-__all__ = ["KNOWN", "conda_name"]
+__all__ = ["KNOWN", "conda_name", "conda_name_or_assumed"]
 
 # normalised PyPI name -> conda-forge name (checked against conda-forge's feedstocks)
 KNOWN: dict[str, str] = {
@@ -75,6 +76,13 @@ KNOWN: dict[str, str] = {
     "editables": "editables",
     "flit-scm": "flit-scm",
     "mypy": "mypy",
+    "pytest": "pytest",
+    "pytest-run-parallel": "pytest-run-parallel",
+    "iniconfig": "iniconfig",
+    "pygments": "pygments",
+    "exceptiongroup": "exceptiongroup",
+    "hypothesis": "hypothesis",
+    "sortedcontainers": "sortedcontainers",
 }
 
 
@@ -84,3 +92,10 @@ def conda_name(pypi_name: str, extra: Mapping[str, str] | None = None) -> str | 
     if extra and key in {normalize(k): v for k, v in extra.items()}:
         return {normalize(k): v for k, v in extra.items()}[key]
     return KNOWN.get(key)
+
+
+def conda_name_or_assumed(pypi_name: str, extra: Mapping[str, str] | None = None
+                          ) -> tuple[str, bool]:
+    """``(conda name, assumed)``: a known name, else the normalised PyPI name, assumed."""
+    known = conda_name(pypi_name, extra)
+    return (known, False) if known is not None else (normalize(pypi_name), True)

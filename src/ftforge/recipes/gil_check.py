@@ -5,7 +5,9 @@ recipe's test in the free-threaded environment. A module without ``Py_mod_gil``
 makes CPython re-enable the GIL with a RuntimeWarning when it is imported; the
 script imports extension modules one at a time and names the first that does
 it. It also refuses shipped modules built for another ABI (``.abi3.so`` where
-the interpreter has no stable ABI, a GIL-ABI ``.cpython-3XY-`` module).
+the interpreter has no stable ABI, a GIL-ABI ``.cpython-3XY-`` module), and,
+with ``--require-extensions``, a package whose build declares extension modules
+but ships none (a silent "falling back to pure Python" build).
 Every fact comes from the running interpreter (sysconfig), not from a table.
 """
 
@@ -24,6 +26,10 @@ parser = argparse.ArgumentParser()
 parser.add_argument("packages", nargs="+")
 parser.add_argument("--allow-gil", action="store_true",
                     help="the recipe declares gil_reenabled_ok: report, do not fail")
+parser.add_argument("--require-extensions", action="store_true",
+                    help="the build declares extension modules: at least one must ship")
+parser.add_argument("--declared", default="",
+                    help="comma-separated extension modules the build files declare")
 args = parser.parse_args()
 
 if not sysconfig.get_config_var("Py_GIL_DISABLED"):
@@ -33,6 +39,7 @@ gil_suffix = ext_suffix.replace("t-", "-", 1)                # .cpython-313-x86_
 stable_ok = sys.version_info >= (3, 15)                      # abi3t (PEP 803)
 problems = []
 modules = []
+extensions = []
 for name in args.packages:
     spec = importlib.util.find_spec(name)
     if spec is None:
@@ -41,6 +48,8 @@ for name in args.packages:
     roots = list(spec.submodule_search_locations or [])
     if not roots:  # a single-file module: import it (and whatever it imports) by name
         modules.append(name)
+        if (spec.origin or "").endswith((ext_suffix, ".abi3t.so")):
+            extensions.append(name)
         continue
     for root in roots:
         for path in sorted(pathlib.Path(root).rglob("*.so")):
@@ -53,6 +62,7 @@ for name in args.packages:
             elif path.name.endswith(ext_suffix) or path.name.endswith(".abi3t.so"):
                 dotted = ".".join(rel.with_name(path.name.split(".")[0]).parts)
                 modules.append(dotted)
+                extensions.append(dotted)
 
 reenabled = []
 for module in modules:
@@ -74,7 +84,18 @@ for module in modules:
             if args.allow_gil:
                 break
 
-print(f"ftforge_gil_check: {len(modules)} extension module(s) imported: {', '.join(modules) or '-'}")
+print(f"ftforge_gil_check: {len(extensions)} extension module(s) imported: "
+      f"{', '.join(extensions) or '-'}")
+declared = [d for d in args.declared.split(",") if d]
+shipped = {e.rsplit(".", 1)[-1] for e in extensions}
+missing = [d for d in declared if d.rsplit(".", 1)[-1] not in shipped]
+if missing:
+    print(f"ftforge_gil_check: declared but not shipped: {', '.join(missing)}")
+if args.require_extensions and not extensions:
+    problems.append("the build declares extension modules but the package ships none "
+                    f"({', '.join(declared) or 'see the recipe header'}): it fell back to pure "
+                    "Python; the build log says why (a missing header or library). If the "
+                    "package means to, declare pure_build_ok with a reason in the recipe")
 for problem in problems:
     print(f"ftforge_gil_check: {problem}")
 if reenabled and not args.allow_gil:
