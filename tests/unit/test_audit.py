@@ -142,8 +142,10 @@ def _snapshot(channel: Path) -> dict[str, str]:
 @pytest.fixture
 def channel(tmp_path, modules) -> Path:
     channel = tmp_path / "channel"
-    good = write_package(compiled(FT, {ext(FT): modules["ft"]}, name="good"), tmp_path / "good")
-    publish([good], channel)
+    good = [write_package(compiled(FT, {ext(FT): modules["ft"]}, name="good"), tmp_path / "good"),
+            write_package(compiled(GIL, {ext(GIL): modules["gil"]}, name="good"),
+                          tmp_path / "good")]
+    publish(good, channel)
     return channel
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from ftforge.channel.check import CHECKS, check_channels, check_records
+from ftforge.channel.check import CHECKS, check_channels, check_records, missing_twins
 from ftforge.variants import PythonVariant
 
 FT, GIL = PythonVariant.ft("3.13"), PythonVariant.gil("3.13")
@@ -29,6 +29,17 @@ GOOD = [
     rec("msgpack-python", "1.2.4", FT.extension_build_string("d66913e", 0),
         ["python >=3.13,<3.14.0a0", FT.python_abi_spec]),
     rec("idna", "3.20", "pyh7511447_0", ["python >=3.10"], subdir="noarch", noarch="python"),
+    # the GIL twins that make the channel variant-complete
+    rec(GIL.metapackage, "3.13.5", "0_cp313", ["python 3.13.5.*", GIL.python_abi_spec],
+        subdir="noarch"),
+    rec("msgpack-python", "1.2.4", GIL.extension_build_string("d66913e", 0),
+        ["python >=3.13,<3.14.0a0", GIL.python_abi_spec]),
+    # ... and of the free-threaded records planted below for other checks
+    rec("python", "3.13.6", GIL.python_build_string("abc1234", 100), [GIL.python_abi_spec]),
+    rec("python", "3.13.7", GIL.python_build_string("abc1234", 100), [GIL.python_abi_spec]),
+    rec(GIL.metapackage, "3.13.6", "0_cp313", ["python 3.13.6.*", GIL.python_abi_spec],
+        subdir="noarch"),
+    rec("both", "1.0", GIL.extension_build_string("1234567", 0), [GIL.python_abi_spec]),
 ]
 
 PLANTED = {
@@ -45,16 +56,22 @@ PLANTED = {
                            [GIL.python_abi_spec], track_features="python-p-0"),
     "metapackage-abi": rec(FT.metapackage, "3.13.6", "0_cp313t", ["python 3.13.6.*"],
                            subdir="noarch"),
+    "variant-incomplete": rec("lonely", "1.0", FT.extension_build_string("1234567", 0),
+                              [FT.python_abi_spec]),
 }
 
 
+def all_violations(records, channel=""):
+    return check_records(records, channel) + missing_twins(records, channel)
+
+
 def test_the_good_records_pass():
-    assert check_records(GOOD) == []
+    assert all_violations(GOOD) == []
 
 
 def test_every_planted_violation_is_found_by_file_name():
     assert set(PLANTED) == set(CHECKS)
-    violations = check_records(GOOD + list(PLANTED.values()), "planted")
+    violations = all_violations(GOOD + list(PLANTED.values()), "planted")
     found = {(v.check, v.fn) for v in violations}
     for check, record in PLANTED.items():
         assert (check, record["fn"]) in found, check
@@ -80,3 +97,27 @@ def test_cli_prints_every_violation_and_fails(tmp_path):
     for record in PLANTED.values():
         assert record["fn"] in result.stdout
     assert f"{len(PLANTED)} violation(s)" in result.stderr
+
+
+def test_a_gil_twin_in_another_subdir_or_version_does_not_count():
+    ext = rec("lonely", "1.0", FT.extension_build_string("1234567", 0), [FT.python_abi_spec])
+    elsewhere = [
+        rec("lonely", "1.0", GIL.extension_build_string("1234567", 0), [GIL.python_abi_spec],
+            subdir="linux-aarch64"),
+        rec("lonely", "0.9", GIL.extension_build_string("1234567", 0), [GIL.python_abi_spec]),
+        rec("lonely", "1.0", PythonVariant.gil("3.14").extension_build_string("1234567", 0),
+            [PythonVariant.gil("3.14").python_abi_spec]),
+    ]
+    found = missing_twins([ext, *elsewhere])
+    assert [(v.check, v.fn) for v in found] == [("variant-incomplete", ext["fn"])]
+    assert "python_abi 3.13.* *_cp313" in found[0].message and "linux-64/" in found[0].message
+    twin = rec("lonely", "1.0", GIL.extension_build_string("7654321", 2), [GIL.python_abi_spec])
+    assert missing_twins([ext, *elsewhere, twin]) == []
+
+
+def test_check_on_a_missing_or_non_channel_directory_is_an_error(tmp_path):
+    for path in (tmp_path / "missing", tmp_path):
+        result = subprocess.run([sys.executable, "-m", "ftforge.cli", "channel", "check",
+                                 str(path)], capture_output=True, text=True, check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert str(path) in result.stderr and "ok" not in result.stdout

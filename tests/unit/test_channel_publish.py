@@ -68,17 +68,23 @@ def test_immutability(tmp_path):
 
 def test_ownership(tmp_path):
     channel = tmp_path / "ch"
-    publish([write_package(noarch("alpha"), tmp_path / "1")], channel, recipe="alpha-feedstock")
+    first = publish([write_package(noarch("alpha"), tmp_path / "1")], channel,
+                    recipe="alpha-feedstock")
     assert load_owners(channel) == {"alpha": "alpha-feedstock"}
+    token = first.tokens["alpha-feedstock"]
+    assert len(token) >= 40
+    stored = (channel / ".ftforge" / "recipe-tokens.json").read_text()
+    assert token not in stored, "only the token's hash is kept"
     newer = write_package(noarch("alpha", "2.0"), tmp_path / "2")
     checked = 0
-    for recipe in ("beta-feedstock", None):
+    for recipe, given in (("beta-feedstock", None), (None, None), ("alpha-feedstock", None),
+                          ("alpha-feedstock", "a-guess")):
         with pytest.raises(OwnershipRefused, match="alpha belongs to recipe 'alpha-feedstock'"):
-            publish([newer], channel, recipe=recipe)
+            publish([newer], channel, recipe=recipe, token=given)
         assert newer.name not in indexed(channel)
         checked += 1
-    publish([newer], channel, recipe="alpha-feedstock")
-    assert newer.name in indexed(channel)
+    again = publish([newer], channel, recipe="alpha-feedstock", token=token)
+    assert newer.name in indexed(channel) and again.tokens == {}
     # a recipe publishing two names, one of them taken, publishes neither
     both = [write_package(noarch("gamma"), tmp_path / "3"),
             write_package(noarch("alpha", "3.0"), tmp_path / "3")]
@@ -86,22 +92,42 @@ def test_ownership(tmp_path):
         publish(both, channel, recipe="gamma-feedstock")
     assert not {p.name for p in both} & set(indexed(channel))
     assert "gamma" not in load_owners(channel)
-    print(f"\nownership: {checked + 2} publishes checked")
+    # deleting owners.yaml does not reset the claims
+    (channel / "owners.yaml").unlink()
+    with pytest.raises(ChannelError, match="owners.yaml: missing, but this channel has"):
+        publish([write_package(noarch("alpha", "4.0"), tmp_path / "4")], channel,
+                recipe="beta-feedstock")
+    print(f"\nownership: {checked + 3} publishes checked")
 
 
 def test_remove_keeps_the_file_and_records_who_and_why(tmp_path):
     channel = tmp_path / "ch"
     pkgs = [write_package(noarch(n), tmp_path / "p") for n in ("alpha", "beta")]
-    publish(pkgs, channel)
-    result = remove([pkgs[0].name], channel, reason="broken metadata", by="maintainer-x")
+    tokens = publish(pkgs, channel).tokens  # no --recipe: each name is its own recipe
+    assert set(tokens) == {"alpha", "beta"}
+    with pytest.raises(OwnershipRefused, match="removing alpha needs recipe 'alpha''s token"):
+        remove([pkgs[0].name], channel, reason="broken", recipe="alpha", token="guess")
+    with pytest.raises(OwnershipRefused, match="alpha belongs to recipe 'alpha'; give --recipe"):
+        remove([pkgs[0].name], channel, reason="broken")
+    result = remove([pkgs[0].name], channel, reason="broken metadata", by="maintainer-x",
+                    recipe="alpha", token=tokens["alpha"])
     assert set(indexed(channel)) == {pkgs[1].name}
     assert not (channel / "noarch" / pkgs[0].name).exists()
     assert result.kept_at[0].read_bytes() == pkgs[0].read_bytes()
     record = read_log(channel)[-1]
     assert record["action"] == "remove" and record["by"] == "maintainer-x"
     assert record["reason"] == "broken metadata" and record["file"] == f"noarch/{pkgs[0].name}"
-    with pytest.raises(ChannelError, match="is not published"):
+    with pytest.raises(ChannelError, match="is not published") as again:
         remove([pkgs[0].name], channel, reason="again")
+    assert "channel list" not in again.value.hint and "repodata.json" in again.value.hint
+    # the removed file name stays burned: other content under that name never publishes
+    other = write_package(noarch("alpha", payload=b"# other\n"), tmp_path / "other")
+    assert other.name == pkgs[0].name
+    with pytest.raises(ChannelError, match="was published .* and removed"):
+        publish([other], channel, recipe="alpha", token=tokens["alpha"])
+    with pytest.raises(ChannelError, match="was published .* and removed"):
+        publish([pkgs[0]], channel, recipe="alpha", token=tokens["alpha"])
+    assert set(indexed(channel)) == {pkgs[1].name}
 
 
 def test_parallel_publishers_lose_nothing(tmp_path):

@@ -11,7 +11,13 @@ For every record of one or more channels:
   depends on the ``python_abi`` of its own tag, and the opt-in metapackages
   (``python-freethreading`` / ``python-gil``) pin the matching tag: with these,
   no environment can hold two ABI tags;
-- no record depends on two different ``python_abi`` tags.
+- no record depends on two different ``python_abi`` tags;
+- the channel is **variant-complete**: every package that pins a free-threaded
+  ``python_abi`` (interpreter, ``python_abi``, metapackage, extension) has, in
+  the same channel and subdir, a build of the same name and version for the
+  GIL ABI of the same series (``python-freethreading``'s twin is
+  ``python-gil``). So the channel is safe on its own, listed first or last,
+  under any priority: no free-threaded build is ever newer than its GIL twin.
 
 The ABI facts come from :mod:`ftforge.variants`.
 """
@@ -22,14 +28,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ChannelError
 from ..variants import (
     PythonVariant,
     variant_of_build_string,
+    variant_of_package,
     variant_of_python_abi_dependency,
 )
 from .index import channel_records
+from .layout import CHANNEL_MARKER, is_channel
 
-__all__ = ["CHECKS", "Violation", "check_channels", "check_records"]
+__all__ = ["CHECKS", "Violation", "check_channels", "check_records", "missing_twins"]
 
 CHECKS = {
     "python-abi-missing": "built against python but depends on no python_abi",
@@ -39,6 +48,8 @@ CHECKS = {
     "abi-not-constrained": "python_abi does not constrain python to its own ABI tag",
     "interpreter-abi": "the interpreter does not depend on the python_abi of its own tag",
     "metapackage-abi": "an opt-in metapackage does not pin the python_abi of its ABI",
+    "variant-incomplete": "a free-threaded build without its GIL twin (same name, version, "
+    "subdir) in the channel",
 }
 
 _METAPACKAGES = {v.metapackage: v for v in (PythonVariant.ft(), PythonVariant.gil())}
@@ -59,9 +70,14 @@ def _name(spec: str) -> str:
     return spec.split()[0] if spec.strip() else ""
 
 
+def _strings(value: object) -> list[str]:
+    """A repodata list of specs, minus anything that is not a string (hand-edited repodata)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _constrains_python_to(record: dict, variant: PythonVariant) -> bool:
     want_tag = f"*_{variant.abi_tag}"
-    for spec in record.get("constrains", []):
+    for spec in _strings(record.get("constrains")):
         parts = spec.split()
         if parts and parts[0] == "python" and len(parts) >= 3 and parts[2] == want_tag:
             return True
@@ -69,14 +85,14 @@ def _constrains_python_to(record: dict, variant: PythonVariant) -> bool:
 
 
 def check_record(record: dict, channel: str = "") -> list[Violation]:
-    fn = record.get("fn") or f"{record['name']}-{record['version']}-{record['build']}"
+    name, build = str(record.get("name", "")), str(record.get("build", ""))
+    fn = str(record.get("fn") or f"{name}-{record.get('version')}-{build}")
     out: list[Violation] = []
 
     def bad(check: str, message: str) -> None:
         out.append(Violation(check, fn, channel, message))
 
-    name, build = record["name"], record["build"]
-    depends = list(record.get("depends", []))
+    depends = _strings(record.get("depends"))
     abi_deps = [d for d in depends if _name(d) == "python_abi"]
     abi_variants = {v for d in abi_deps if (v := variant_of_python_abi_dependency(d))}
     marker = variant_of_build_string(build)
@@ -98,7 +114,7 @@ def check_record(record: dict, channel: str = "") -> list[Violation]:
     variant = next(iter(abi_variants), None)
     if name == "python":
         if marker is not None and marker.freethreaded and not record.get("track_features"):
-            bad("not-down-weighted", f"free-threaded python {record['version']} ({build}) has "
+            bad("not-down-weighted", f"free-threaded python {record.get('version')} ({build}) has "
                 "no track_features: it would win over the GIL build as the newer package")
         if marker is not None and variant != marker:
             bad("interpreter-abi", f"python {build} must depend on '{marker.python_abi_spec}', "
@@ -125,11 +141,65 @@ def check_records(records: Iterable[dict], channel: str = "") -> list[Violation]
     return [v for record in records for v in check_record(record, channel)]
 
 
+def _twin_name(name: str) -> str:
+    ft, gil = PythonVariant.ft(), PythonVariant.gil()
+    return gil.metapackage if name == ft.metapackage else name
+
+
+def _variant(record: dict) -> PythonVariant | None:
+    return variant_of_package(_strings(record.get("depends")), str(record.get("build", "")))
+
+
+def missing_twins(records: Iterable[dict], channel: str = "", *,
+                  only: set[str] | None = None, without: set[str] = frozenset()
+                  ) -> list[Violation]:
+    """Variant completeness over one channel's records (each with ``subdir`` and ``fn``).
+
+    ``only``: report just these file names (a publish checks its own packages);
+    ``without``: file names to leave out, as if removed (a removal checks what stays).
+    """
+    kept = [r for r in records if r.get("fn") not in without]
+    gil_builds = set()
+    for record in kept:
+        variant = _variant(record)
+        if variant is not None and not variant.freethreaded:
+            gil_builds.add((record.get("subdir"), record.get("name"), record.get("version"),
+                            variant.series))
+    out = []
+    for record in kept:
+        if only is not None and record.get("fn") not in only:
+            continue
+        variant = _variant(record)
+        if variant is None or not variant.freethreaded:
+            continue
+        twin = _twin_name(str(record.get("name")))
+        subdir = record.get("subdir")
+        if (subdir, twin, record.get("version"), variant.series) in gil_builds:
+            continue
+        gil = PythonVariant.gil(variant.series)
+        out.append(Violation(
+            "variant-incomplete", str(record.get("fn")), channel,
+            f"free-threaded {record.get('name')} {record.get('version')} has no GIL twin: "
+            f"{twin} {record.get('version')} built for {gil.abi_tag} ('{gil.python_abi_spec}') "
+            f"is missing from {subdir}/; publish both variants together (`ftforge build` "
+            "builds both)"))
+    return out
+
+
 def check_channels(channels: Iterable[Path]) -> tuple[int, list[Violation]]:
     """(records checked, violations) over every channel's repodata."""
     count, violations = 0, []
     for channel in channels:
-        records = channel_records(Path(channel))
+        channel = Path(channel)
+        if not channel.is_dir():
+            raise ChannelError(f"{channel}: no such channel directory",
+                               hint="give the directory a channel was published into")
+        records = channel_records(channel)
+        if not records and not is_channel(channel):
+            raise ChannelError(f"{channel}: not a channel (no {CHANNEL_MARKER} and no "
+                               "repodata.json in any subdir)",
+                               hint="give the directory a channel was published into")
         count += len(records)
         violations.extend(check_records(records, str(channel)))
+        violations.extend(missing_twins(records, str(channel)))
     return count, violations

@@ -85,8 +85,12 @@ def channel_records(channel: Path) -> list[dict]:
     for subdir in served_subdirs(channel):
         repodata = read_repodata(channel / subdir / "repodata.json") or {}
         for key in ("packages", "packages.conda"):
-            for fn, record in (repodata.get(key) or {}).items():
-                records.append({**record, "fn": fn, "subdir": subdir})
+            entries = repodata.get(key)
+            if not isinstance(entries, dict):
+                continue
+            for fn, record in entries.items():
+                if isinstance(record, dict):
+                    records.append({**record, "fn": fn, "subdir": subdir})
     return records
 
 

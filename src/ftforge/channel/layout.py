@@ -16,7 +16,9 @@ __all__ = [
     "index_channel",
     "internal_dir",
     "is_channel",
+    "known_subdirs",
     "mark_channel",
+    "require_channel",
     "served_subdirs",
     "subdir_of",
 ]
@@ -25,6 +27,20 @@ CHANNEL_MARKER = ".ftforge-channel"
 """Written by ``ftforge channel publish`` at a channel's root."""
 
 SUBDIRS = ("noarch", "linux-64", "linux-aarch64")
+"""The subdirs ftforge builds for; a channel serves any of :func:`known_subdirs`."""
+
+_KNOWN: frozenset[str] = frozenset()
+
+
+def known_subdirs() -> frozenset[str]:
+    """Every conda platform subdir, as py-rattler knows them (``noarch``, ``linux-64``...).
+    A package's ``subdir`` must be one of these: it becomes a directory name."""
+    global _KNOWN
+    if not _KNOWN:
+        from rattler import Subdir
+
+        _KNOWN = frozenset(str(s) for s in Subdir.all())
+    return _KNOWN
 
 PACKAGE_SUFFIXES = (".conda", ".tar.bz2")
 
@@ -38,11 +54,43 @@ def internal_dir(root: Path) -> Path:
 
 def served_subdirs(root: Path) -> list[str]:
     """The platform subdirs of a channel (``noarch`` always first)."""
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name in SUBDIRS)
+    known = known_subdirs()
+    found = sorted(p.name for p in root.iterdir()
+                   if p.name in known and p.is_dir() and not p.is_symlink())
     return ["noarch"] + [s for s in found if s != "noarch"]
 
 
 def mark_channel(root: Path) -> None:
+    """Make ``root`` a channel: it must not exist, be empty, or be a channel already."""
+    root = Path(root)
+    if root.exists() or root.is_symlink():
+        if not root.is_dir():
+            raise ChannelError(f"{root}: is a file, not a channel directory",
+                               hint="give a directory (new or already a channel)")
+        if not is_channel(root) and any(root.iterdir()):
+            raise ChannelError(f"{root}: a directory with files that is not a channel "
+                               f"(no {CHANNEL_MARKER})",
+                               hint="publish into a new or empty directory, or an existing "
+                               "channel")
+    try:
+        _make(root)
+    except OSError as exc:
+        raise ChannelError(f"{root}: cannot create the channel ({exc.strerror})",
+                           hint="check that the directory is writable") from None
+
+
+def require_channel(root: Path) -> None:
+    """Refuse (before touching anything) a path that is not an ftforge channel."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ChannelError(f"{root}: no such channel directory",
+                           hint="give the directory you publish into")
+    if not is_channel(root):
+        raise ChannelError(f"{root}: not a channel published by ftforge (no {CHANNEL_MARKER})",
+                           hint="publish into it first with `ftforge channel publish`")
+
+
+def _make(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "noarch").mkdir(exist_ok=True)
     marker = root / CHANNEL_MARKER

@@ -4,12 +4,17 @@ One publish, under the channel's lock:
 
 1. copy every input into ``.ftforge/staging/`` and audit the *copy* (what is
    audited is exactly what is published);
-2. refuse on any audit finding, on a file name already published with other
-   content (immutability), or on a name owned by another recipe;
-3. move the staged files into their subdirs (``os.replace``, same filesystem);
+2. refuse on any audit finding (metadata checked under conda's rules, the
+   package's subdir matching its place), on a channel invariant the
+   transaction would break (a free-threaded build without its GIL twin), on a
+   file name already published with other content or ever removed
+   (immutability: a removed name stays burned), or on a name owned by another
+   recipe or a wrong recipe token;
+3. move the staged files into their subdirs (``os.replace``, same filesystem)
+   and register the claims;
 4. re-index through the shadow index and promote atomically
-   (:mod:`ftforge.channel.index`), then check the channel's ABI invariants
-   and write the browsable page;
+   (:mod:`ftforge.channel.index`) and write the browsable page; if indexing
+   fails, the moves and claims are rolled back and the old index re-made;
 5. append a record to ``.ftforge/log.jsonl``.
 
 A crash anywhere leaves the previous ``repodata.json`` serving and every
@@ -20,6 +25,7 @@ under ``.ftforge/removed/`` with a record of who removed them and why.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import getpass
 import json
@@ -35,10 +41,26 @@ from pathlib import Path
 from ..atomic import write_atomic
 from ..build.mirror import sha256_of
 from ..errors import ChannelError
-from .audit import AuditReport, Limits, PackageRefused, audit_package, package_stem
-from .index import reindex
-from .layout import PACKAGE_SUFFIXES, internal_dir, mark_channel, served_subdirs
-from .owners import check_owners, register
+from .audit import AuditReport, Finding, Limits, PackageRefused, audit_package, package_stem
+from .check import missing_twins
+from .index import channel_records, reindex
+from .layout import (
+    INTERNAL_DIR,
+    PACKAGE_SUFFIXES,
+    internal_dir,
+    known_subdirs,
+    mark_channel,
+    require_channel,
+    served_subdirs,
+)
+from .owners import (
+    LAST_OWNERS,
+    OWNERS_FILE,
+    TOKENS_FILE,
+    check_owners,
+    register,
+    require_owner,
+)
 
 __all__ = ["PublishResult", "RemoveResult", "channel_lock", "publish", "read_log", "remove"]
 
@@ -50,12 +72,34 @@ class PublishResult:
     added: list[Path]
     unchanged: list[Path]
     reports: list[AuditReport] = field(default_factory=list)
+    tokens: dict[str, str] = field(default_factory=dict)
+    """Tokens minted by this publish, ``{recipe: token}``: shown once, stored hashed."""
 
 
 @dataclass(frozen=True)
 class RemoveResult:
     removed: list[Path]
     kept_at: list[Path]
+
+
+@contextmanager
+def os_errors(channel: Path) -> Iterator[None]:
+    """A full disk, a read-only or unwritable channel: one line naming the file."""
+    try:
+        yield
+    except ChannelError:
+        raise
+    except OSError as exc:
+        where = exc.filename or channel
+        what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EROFS: "the file system is read-only",
+                errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(
+                    exc.errno, exc.strerror or type(exc).__name__)
+        raise ChannelError(f"{where}: {what}; the channel {channel} was left as it was "
+                           "(or as the last whole publish left it)",
+                           hint="free space or fix permissions, then run the command again "
+                           "(`ftforge channel reindex` finishes anything left half-done)"
+                           ) from None
 
 
 @contextmanager
@@ -108,8 +152,10 @@ def _validate_inputs(packages: list[Path]) -> list[Path]:
             raise ChannelError(f"{pkg}: not a conda package (.conda or .tar.bz2)",
                                hint="publish the files `ftforge build` wrote")
         if not pkg.is_file():
-            raise ChannelError(f"{pkg}: no such package file",
-                               hint="build it first with `ftforge build`")
+            what = "a directory" if pkg.is_dir() else "not a regular file" if pkg.exists() \
+                else "no such package file"
+            raise ChannelError(f"{pkg}: {what}",
+                               hint="publish the .conda files `ftforge build` wrote")
     unique: dict[str, Path] = {}
     for pkg in packages:
         first = unique.setdefault(pkg.name, pkg)
@@ -132,26 +178,40 @@ def publish(
     channel: Path,
     *,
     recipe: str | None = None,
+    token: str | None = None,
     by: str | None = None,
     limits: Limits = Limits(),
     progress: Progress | None = None,
 ) -> PublishResult:
-    """Audit and publish ``packages`` into ``channel``; all or nothing."""
+    """Audit and publish ``packages`` into ``channel``; all or nothing.
+
+    ``recipe`` / ``token``: who publishes; a recipe's first publish mints its token
+    (returned in :attr:`PublishResult.tokens`), later ones must give it.
+    """
+    channel = Path(channel)
     packages = _validate_inputs([Path(p) for p in packages])
     say = progress or (lambda _msg: None)
     mark_channel(channel)
-    with channel_lock(channel):
+    with os_errors(channel), channel_lock(channel):
         _finish_removals(channel)
         staging = _clear_staging(channel) / uuid.uuid4().hex
         staging.mkdir()
         try:
-            return _publish_locked(packages, channel, staging, recipe, by, limits, say)
+            return _publish_locked(packages, channel, staging, recipe, token, by, limits, say)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # emptied by a publish, dropped on refusal
 
 
+def _subdir_here(package: Path) -> str | None:
+    """The subdir a package file sits in, when its folder is named like one
+    (``output/linux-64/x.conda``): its index.json must agree."""
+    parent = package.parent.name
+    return parent if parent in known_subdirs() else None
+
+
 def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: str | None,
-                    by: str | None, limits: Limits, say: Progress) -> PublishResult:
+                    token: str | None, by: str | None, limits: Limits,
+                    say: Progress) -> PublishResult:
     staged = []
     for pkg in packages:
         say(f"staging {pkg.name}")
@@ -159,9 +219,12 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
         shutil.copyfile(pkg, copy)
         staged.append(copy)
     # what is audited is exactly what is published: the staged copies
-    reports = audit_or_refuse(staged, channel, limits, shown_as=packages, progress=say)
+    reports = audit_or_refuse(staged, channel, limits, shown_as=packages, progress=say,
+                              existing=channel_records(channel),
+                              subdirs_here=[_subdir_here(p) for p in packages])
 
     added, unchanged, moves = [], [], []
+    burned = _burned(channel)
     for report, staged_copy in zip(reports, staged):
         record = report.record
         target = channel / record.subdir / record.filename
@@ -174,47 +237,118 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
                 "with different content",
                 hint="published packages are immutable: bump the build number and rebuild",
             )
+        if f"{record.subdir}/{record.filename}" in burned:
+            raise ChannelError(
+                f"{record.filename} was published in {channel / record.subdir} and removed; "
+                "a removed file name is never published again",
+                hint="bump the build number and rebuild (clients may have cached the old file)")
         moves.append((record, staged_copy, target))
-    claims = check_owners(channel, [record.name for record, _, _ in moves], recipe)
+    claims = check_owners(channel, [record.name for record, _, _ in moves], recipe, token)
 
-    for _record, staged_copy, target in moves:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(staged_copy, 0o644)
-        os.replace(staged_copy, target)
-        added.append(target)
-    register(channel, claims)
-    say(f"indexing {channel}")
-    _refresh(channel, {record.subdir for record, _, _ in moves})
+    saved = _save_ownership(channel)
+    minted: dict[str, str] = {}
+    touched = {record.subdir for record, _, _ in moves}
+    try:
+        for _record, staged_copy, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(staged_copy, 0o644)
+            os.replace(staged_copy, target)
+            added.append((staged_copy, target))
+        if moves:
+            minted = register(channel, claims, {recipe} if recipe else set())
+        say(f"indexing {channel}")
+        _refresh(channel, touched)
+    except Exception as exc:
+        _roll_back(channel, added, saved, touched)
+        raise ChannelError(
+            f"{channel}: publishing {', '.join(r.filename for r, _, _ in moves)} failed while "
+            f"indexing ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "the publish was rolled back",
+            hint="the channel serves what it served before; fix the package and publish again"
+        ) from None
     who = _who(by)
     for record, _, target in moves:
         _log(channel, action="publish", file=f"{record.subdir}/{target.name}",
              sha256=record.sha256, recipe=recipe, by=who)
-    return PublishResult(added, unchanged, reports)
+    return PublishResult([t for _, t in added], unchanged, reports, minted)
+
+
+def _burned(channel: Path) -> set[str]:
+    """Every ``subdir/file`` ever removed from the channel (kept files and log records)."""
+    burned = {str(r.get("file")) for r in read_log(channel) if r.get("action") == "remove"}
+    removed = internal_dir(channel) / "removed"
+    if removed.is_dir():
+        for stamp in removed.iterdir():
+            for kept in stamp.glob("*/*"):
+                burned.add(f"{kept.parent.name}/{kept.name}")
+    return burned
+
+
+_OWNERSHIP_FILES = (OWNERS_FILE, f"{INTERNAL_DIR}/{TOKENS_FILE}", f"{INTERNAL_DIR}/{LAST_OWNERS}")
+
+
+def _save_ownership(channel: Path) -> dict[str, bytes | None]:
+    return {rel: (channel / rel).read_bytes() if (channel / rel).is_file() else None
+            for rel in _OWNERSHIP_FILES}
+
+
+def _roll_back(channel: Path, moved: list[tuple[Path, Path]], saved: dict[str, bytes | None],
+               touched: set[str]) -> None:
+    """Undo a publish whose indexing failed: files back to staging, claims and tokens as
+    they were, and the index re-made from what is served again."""
+    for staged_copy, target in reversed(moved):
+        os.replace(target, staged_copy)
+    for rel, data in saved.items():
+        path = channel / rel
+        if data is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomic(path, data)
+    _refresh(channel, touched)
 
 
 def audit_or_refuse(paths: list[Path], where: object, limits: Limits = Limits(), *,
                     shown_as: list[Path] | None = None,
-                    progress: Progress | None = None) -> list[AuditReport]:
+                    progress: Progress | None = None,
+                    existing: list[dict] | None = None,
+                    subdirs_here: list[str | None] | None = None) -> list[AuditReport]:
     """Audit each package and check the channel invariants on its metadata; raise
     :class:`PackageRefused` naming every finding if any package fails. ``shown_as``:
-    the paths to report (the originals, when ``paths`` are staged copies)."""
+    the paths to report (the originals, when ``paths`` are staged copies);
+    ``existing``: the channel's records, for the invariants across packages (variant
+    completeness); ``subdirs_here``: the subdir each input sits in, if known."""
     say = progress or (lambda _msg: None)
     reports = []
-    for path, shown in zip(paths, shown_as or paths):
+    places = subdirs_here or [None] * len(paths)
+    for path, shown, here in zip(paths, shown_as or paths, places):
         say(f"auditing {path.name}")
-        report = audit_package(path, limits)
+        report = audit_package(path, limits, subdir_here=here)
         _check_invariants(report, where)
         report.path = shown
         reports.append(report)
+    _check_variant_complete(reports, existing or [], str(where))
     refused = [r for r in reports if not r.ok]
     if refused:
         raise PackageRefused(refused)
     return reports
 
 
+def _check_variant_complete(reports: list[AuditReport], existing: list[dict],
+                            where: str) -> None:
+    """Every free-threaded package of the transaction has its GIL twin, in the
+    transaction or already in the channel."""
+    staged = {r.record.filename: r for r in reports if r.record is not None}
+    if not staged:
+        return
+    records = [r for r in existing if r.get("fn") not in staged] + [
+        {**r.record.index, "fn": fn, "subdir": r.record.subdir} for fn, r in staged.items()]
+    for violation in missing_twins(records, where, only=set(staged)):
+        staged[violation.fn].findings.append(
+            Finding(f"channel.{violation.check}", violation.message, "info/index.json"))
+
+
 def _check_invariants(report: AuditReport, where: object) -> None:
     """The channel check's invariants, on a record about to be published."""
-    from .audit import Finding
     from .check import check_record
 
     if report.record is None:
@@ -234,10 +368,8 @@ def _refresh(channel: Path, subdirs: set[str] | None = None) -> None:
 
 def recover(channel: Path) -> None:
     """Finish what a crashed publish left: index every package in the subdirs."""
-    if not (channel / "noarch").is_dir():
-        raise ChannelError(f"{channel}: not a channel (no noarch/ subdir)",
-                           hint="publish a package into it first")
-    with channel_lock(channel):
+    require_channel(channel)
+    with os_errors(channel), channel_lock(channel):
         _clear_staging(channel)
         if not _finish_removals(channel):
             _refresh(channel)
@@ -249,28 +381,50 @@ def remove(
     *,
     reason: str,
     by: str | None = None,
+    recipe: str | None = None,
+    token: str | None = None,
 ) -> RemoveResult:
     """Take packages out of the index; the files are kept under ``.ftforge/removed``.
 
-    The removal is written down first (``.ftforge/removing.json``), then the
-    index stops listing the files, then they move away: a crash at any point
-    is finished by the next publish, remove or ``channel reindex``, and no
-    index ever lists a file that is gone.
+    Only the owning recipe (with its token) may remove a package, and a GIL build
+    whose free-threaded twin stays is refused (remove both in one call). The
+    removal is written down first (``.ftforge/removing.json``), then the index
+    stops listing the files, then they move away: a crash at any point is
+    finished by the next publish, remove or ``channel reindex``, and no index
+    ever lists a file that is gone. A removed file name is never published again.
     """
+    channel = Path(channel)
     filenames = [Path(n).name for n in filenames]
     if not reason.strip():
         raise ChannelError("a removal needs a reason", hint="pass --reason '...'")
-    with channel_lock(channel):
+    require_channel(channel)
+    for name in filenames:
+        package_stem(name)
+    with os_errors(channel), channel_lock(channel):
         _finish_removals(channel)
+        records = channel_records(channel)
+        by_file = {f"{r['subdir']}/{r['fn']}": r for r in records}
         found = []
         for name in filenames:
-            package_stem(name)
             matches = [f"{sub}/{name}" for sub in served_subdirs(channel)
                        if (channel / sub / name).is_file()]
             if not matches:
-                raise ChannelError(f"{name} is not published in {channel}",
-                                   hint="`ftforge channel list` shows what is published")
+                raise ChannelError(
+                    f"{name} is not published in {channel}",
+                    hint=f"the channel's page ({channel / 'index.html'}) and each subdir's "
+                    "repodata.json list what is published")
             found.extend(matches)
+        names = [str(by_file[f].get("name")) for f in found if f in by_file]
+        require_owner(channel, names, recipe, token)
+        gone = {Path(f).name for f in found}
+        before = {v.fn for v in missing_twins(records)}
+        broken = [v for v in missing_twins(records, str(channel), without=gone)
+                  if v.fn not in before]
+        if broken:
+            raise ChannelError(
+                f"{channel}: removing {', '.join(sorted(gone))} would leave "
+                + "; ".join(f"{v.fn} without its GIL twin" for v in broken),
+                hint="remove the free-threaded builds in the same call, or keep the GIL build")
         intent = {"files": found, "by": _who(by), "reason": reason,
                   "stamp": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())}
         write_atomic(_removing(channel), json.dumps(intent, indent=2))
@@ -287,8 +441,16 @@ def _finish_removals(channel: Path) -> list[Path]:
     path = _removing(channel)
     if not path.exists():
         return []
-    intent = json.loads(path.read_text())
-    files = [f for f in intent["files"] if (channel / f).exists()]
+    try:
+        intent = json.loads(path.read_text())
+        files = [f for f in intent["files"] if isinstance(f, str) and "/" in f
+                 and not f.startswith("/") and ".." not in f.split("/")
+                 and (channel / f).is_file()]
+        intent["by"], intent["reason"], intent["stamp"]  # noqa: B018 -- all three must exist
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ChannelError(f"{path}: an unreadable removal record (damaged by hand?)",
+                           hint="delete it if no removal was running, then run the command "
+                           "again") from None
     touched = {Path(f).parent.name for f in files}
     reindex(channel, subdirs=touched, exclude={Path(f).name for f in files})
     kept = []
