@@ -12,7 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SCRIPT", "ThreadScaling", "env_python", "measure"]
+__all__ = ["OVERLAP_SCRIPT", "SCRIPT", "ThreadScaling", "env_python", "measure",
+           "python_runs_in_two_threads_at_once"]
 
 SCRIPT = r"""
 import json, sys, sysconfig, threading, time
@@ -71,3 +72,55 @@ def measure(python: Path, *, iterations: int = 3_000_000, repeats: int = 3) -> T
     )
     data = json.loads(result.stdout.strip().splitlines()[-1])
     return ThreadScaling(**data)
+
+
+OVERLAP_SCRIPT = r"""
+import sys, threading, time
+
+# A thread that never blocks keeps the GIL for the whole switch interval: make it
+# longer than the test, so only an interpreter without a GIL can run the other
+# thread's Python code while this one spins. The OS still time-slices threads on
+# a busy machine, so the answer does not depend on load -- only on the GIL.
+sys.setswitchinterval(1000.0)
+rounds, deadline = int(sys.argv[1]), float(sys.argv[2])
+ball = [0]
+
+def partner():
+    end = time.monotonic() + deadline
+    for i in range(rounds):
+        while ball[0] != 2 * i + 1:      # wait for the serve, in Python code
+            if time.monotonic() > end:
+                return
+        ball[0] = 2 * i + 2              # return it
+
+t = threading.Thread(target=partner, daemon=True)
+t.start()
+end = time.monotonic() + deadline
+done = 0
+for i in range(rounds):
+    ball[0] = 2 * i + 1
+    while ball[0] != 2 * i + 2:          # spin without ever blocking
+        if time.monotonic() > end:
+            break
+    else:
+        done += 1
+        continue
+    break
+print(done)
+"""
+
+
+def python_runs_in_two_threads_at_once(python: Path, *, rounds: int = 200,
+                                       deadline_s: float = 20.0) -> bool:
+    """True if two threads of ``python`` executed Python code at the same time.
+
+    One thread serves a value and spins, never blocking; the other must answer
+    from Python code while the first is still spinning, ``rounds`` times. With a
+    GIL (and a switch interval longer than ``deadline_s``) the spinning thread
+    never lets the other run, so not one round completes; without it the OS
+    schedules both, loaded machine or not.
+    """
+    result = subprocess.run([str(python), "-c", OVERLAP_SCRIPT, str(rounds), str(deadline_s)],
+                            capture_output=True, text=True, check=True,
+                            timeout=deadline_s * 3 + 30)
+    return int(result.stdout.strip().splitlines()[-1]) == rounds

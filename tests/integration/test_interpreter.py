@@ -14,7 +14,7 @@ import pytest
 from conda_package_streaming.package_streaming import stream_conda_component
 
 from ftforge.variants import PythonVariant
-from ftforge.workload import measure
+from ftforge.workload import python_runs_in_two_threads_at_once
 
 from .conftest import ftforge, run_python
 
@@ -155,19 +155,16 @@ def test_plain_python_request_gets_the_gil_build(channel):
     assert "_cp313 " in line + " " and "cp313t" not in line
 
 
-def test_two_threads_run_in_parallel(ft_env, gil_env):
-    # Outcome, not timing: the free-threaded build overlaps the two threads'
-    # work; the GIL build cannot. Loose bounds, and the best of up to three tries,
-    # because a shared 2-core VM sometimes lends one core elsewhere for a moment;
-    # the numbers themselves belong to benchmarks/.
-    ft = gil = None
-    for _ in range(3):
-        ft_try = measure(ft_env / "bin" / "python", iterations=2_000_000, repeats=2)
-        gil_try = measure(gil_env / "bin" / "python", iterations=2_000_000, repeats=2)
-        ft = ft_try if ft is None or ft_try.speedup > ft.speedup else ft
-        gil = gil_try if gil is None or gil_try.speedup < gil.speedup else gil
-        if ft.speedup > 1.4 and gil.speedup < 1.3:
-            break
-    assert ft.gil_enabled is False and gil.gil_enabled is True
-    assert ft.speedup > 1.4, ft
-    assert gil.speedup < 1.3, gil
+def test_two_threads_run_python_at_once(ft_env, gil_env):
+    """Outcome, not timing (the speedup lives in benchmarks/bench_interpreter.py): in
+    the free-threaded build a thread answers from Python code while another spins
+    without ever releasing the interpreter; in the GIL build it cannot. The OS
+    time-slices threads on a loaded machine, so this holds under any load."""
+    assert python_runs_in_two_threads_at_once(ft_env / "bin" / "python") is True
+    assert python_runs_in_two_threads_at_once(gil_env / "bin" / "python", rounds=5,
+                                              deadline_s=2.0) is False
+    ft = run_python(ft_env, "import sys, sysconfig; print(sys._is_gil_enabled(), "
+                    "sysconfig.get_config_var('Py_GIL_DISABLED'))").stdout.split()
+    gil = run_python(gil_env, "import sys, sysconfig; print(sys._is_gil_enabled(), "
+                     "sysconfig.get_config_var('Py_GIL_DISABLED'))").stdout.split()
+    assert ft == ["False", "1"] and gil == ["True", "0"]
