@@ -36,6 +36,7 @@ from typing import IO
 from ..build.mirror import sha256_of
 from ..errors import ChannelError
 from ..limits import ArchiveLimits
+from .layout import known_subdirs
 from ..variants import (
     MODULE_INIT_PREFIX,
     PythonVariant,
@@ -46,7 +47,6 @@ from ..variants import (
 )
 
 __all__ = [
-    "KNOWN_SUBDIRS",
     "RULES",
     "AuditReport",
     "Finding",
@@ -94,19 +94,6 @@ RULES: dict[str, str] = {
     "abi.compiled-in-noarch": "a noarch: python package ships ELF objects (compiled code)",
     "abi.module-built-for-other-abi": "the object's linked symbols show it was built for the other ABI",
 }
-
-KNOWN_SUBDIRS: frozenset[str] = frozenset()
-"""conda's platform subdirs, as py-rattler knows them (filled on first use)."""
-
-
-def known_subdirs() -> frozenset[str]:
-    global KNOWN_SUBDIRS
-    if not KNOWN_SUBDIRS:
-        from rattler import Subdir
-
-        KNOWN_SUBDIRS = frozenset(str(p) for p in Subdir.all())
-    return KNOWN_SUBDIRS
-
 
 @dataclass(frozen=True)
 class Finding:
