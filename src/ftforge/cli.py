@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -190,17 +191,25 @@ def channel_audit(
     packages: Annotated[list[Path], typer.Argument(help=".conda / .tar.bz2 files")],
 ) -> None:
     """Check packages without publishing: archive safety, metadata, ABI."""
-    from .channel.audit import PackageRefused, audit_packages
+    from .channel.audit import audit_packages
 
     reports = audit_packages(packages)
     for report in reports:
         if report.ok:
-            console.print(f"[green]ok[/green] {report.path} ({report.members} members)")
+            console.print(f"[green]ok[/green] {escape(str(report.path))} "
+                          f"({report.members} members)", highlight=False)
         for finding in report.findings:
-            console.print(f"[red]refused[/red] {report.path.name}: {finding}", highlight=False)
+            console.print(f"[red]refused[/red] {escape(report.path.name)}: "
+                          f"{escape(str(finding))}", highlight=False)
     refused = [r for r in reports if not r.ok]
     if refused:
-        raise PackageRefused(refused)
+        raise FtforgeError(f"{len(refused)} of {len(reports)} package(s) refused by the audit",
+                           hint="fix the recipe and rebuild (bump the build number)")
+
+
+TokenOpt = Annotated[str | None, typer.Option(
+    envvar="FTFORGE_CHANNEL_TOKEN", show_envvar=True,
+    help="the recipe's token (printed once by its first publish)")]
 
 
 @channel_app.command("publish")
@@ -209,6 +218,7 @@ def channel_publish(
     channel: Annotated[Path | None, typer.Option(help="channel directory")] = None,
     s3: Annotated[str | None, typer.Option(help="s3://bucket/channel instead of a directory")] = None,
     recipe: Annotated[str | None, typer.Option(help="the recipe (feedstock) publishing")] = None,
+    token: TokenOpt = None,
     by: Annotated[str | None, typer.Option(help="who publishes (recorded)")] = None,
 ) -> None:
     """Audit packages, move them into a channel and re-index it atomically."""
@@ -216,7 +226,7 @@ def channel_publish(
         raise FtforgeError("give exactly one of --channel DIR or --s3 URL")
     with _progress() as progress:
         task = progress.add_task("publishing", total=None)
-        say = lambda msg: progress.update(task, description=msg)
+        say = lambda msg: progress.update(task, description=escape(msg))
         if s3 is not None:
             from .channel.s3 import publish_s3
 
@@ -224,11 +234,15 @@ def channel_publish(
         else:
             from .channel.publish import publish
 
-            result = publish(packages, channel, recipe=recipe, by=by, progress=say)
+            result = publish(packages, channel, recipe=recipe, token=token, by=by, progress=say)
     for path in result.added:
-        console.print(f"[green]published[/green] {path}")
+        console.print(f"[green]published[/green] {escape(str(path))}", highlight=False)
     for path in result.unchanged:
-        console.print(f"[dim]unchanged[/dim] {path}")
+        console.print(f"[dim]unchanged[/dim] {escape(str(path))}", highlight=False)
+    for name, minted in getattr(result, "tokens", {}).items():
+        console.print(f"[bold]token for recipe {escape(name)}[/bold] (shown once; publish and "
+                      f"remove its packages with --token or FTFORGE_CHANNEL_TOKEN): {minted}",
+                      highlight=False)
 
 
 @channel_app.command("remove")
@@ -236,14 +250,17 @@ def channel_remove(
     filenames: Annotated[list[str], typer.Argument(help="package file names")],
     channel: Annotated[Path, typer.Option(help="channel directory")],
     reason: Annotated[str, typer.Option(help="why (recorded in the channel's log)")],
+    recipe: Annotated[str | None, typer.Option(help="the recipe that owns the packages")] = None,
+    token: TokenOpt = None,
     by: Annotated[str | None, typer.Option(help="who removes (recorded)")] = None,
 ) -> None:
     """Take packages out of the index (the files are kept, the removal recorded)."""
     from .channel.publish import remove
 
-    result = remove(filenames, channel, reason=reason, by=by)
+    result = remove(filenames, channel, reason=reason, by=by, recipe=recipe, token=token)
     for path, kept in zip(result.removed, result.kept_at):
-        console.print(f"[yellow]removed[/yellow] {path} (kept at {kept})")
+        console.print(f"[yellow]removed[/yellow] {escape(str(path))} (kept at "
+                      f"{escape(str(kept))})", highlight=False)
 
 
 @channel_app.command("check")
@@ -255,7 +272,7 @@ def channel_check(
 
     count, violations = check_channels(channels)
     for violation in violations:
-        console.print(f"[red]violation[/red] {violation}", highlight=False)
+        console.print(f"[red]violation[/red] {escape(str(violation))}", highlight=False)
     if violations:
         raise FtforgeError(f"{len(violations)} violation(s) in {count} records",
                            hint="remove or rebuild the packages named above")
@@ -268,34 +285,42 @@ def channel_reindex(channel: Annotated[Path, typer.Argument(help="channel direct
     from .channel.publish import recover
 
     recover(channel)
-    console.print(f"[green]indexed[/green] {channel}")
+    console.print(f"[green]indexed[/green] {escape(str(channel))}", highlight=False)
 
 
 @channel_app.command("serve")
 def channel_serve(
-    channel: Annotated[Path, typer.Argument(help="channel directory")],
+    channels: Annotated[list[Path], typer.Argument(help="channel directories")],
     port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0: any free port)")] = 8000,
 ) -> None:
-    """Serve a channel over HTTP on loopback for local use (production: nginx-config)."""
+    """Serve channels over HTTP on loopback, each under /DIRNAME/ (production: nginx-config)."""
     from .channel.serve import serve_forever
 
-    serve_forever(channel, port=port, announce=lambda url: console.print(f"serving {url}"))
+    serve_forever(channels, port=port,
+                  announce=lambda url: console.print(f"serving {escape(url)}", highlight=False))
 
 
 @channel_app.command("nginx-config")
 def channel_nginx_config(
-    channel: Annotated[Path, typer.Argument(help="channel directory")],
+    channels: Annotated[list[Path], typer.Argument(help="channel directories")],
     port: Annotated[int, typer.Option(help="port nginx listens on")] = 8080,
-    prefix: Annotated[str, typer.Option(help="URL path the channel is served under")] = "/ft",
+    prefix: Annotated[str, typer.Option(
+        help="URL path the channels are served under, each at PREFIX/DIRNAME/")] = "/",
     output: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None,
 ) -> None:
-    """Print the nginx server block that serves a channel in production."""
-    from .channel.nginx import server_block
+    """Print the nginx server block that serves channels in production (each at /DIRNAME/)."""
+    from .channel.nginx import channel_urls, server_block
 
-    text = server_block(channel, port=port, url_prefix=prefix)
+    text = server_block(channels, port=port, url_prefix=prefix)
     if output:
-        output.write_text(text)
-        console.print(f"[green]wrote[/green] {output}")
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            raise FtforgeError(f"{output}: cannot write ({exc.strerror})",
+                               hint="give a writable --output path") from None
+        console.print(f"[green]wrote[/green] {escape(str(output))}", highlight=False)
+        for url in channel_urls(channels, port=port, url_prefix=prefix).values():
+            console.print(f"  serves {escape(url)}", highlight=False)
     else:
         sys.stdout.write(text)
 

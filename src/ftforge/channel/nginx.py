@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import ChannelError, MissingSystemDependency
 from ..loopback import free_port, wait_for_port
 
-__all__ = ["CONTENT_TYPES", "nginx_conf", "running_nginx", "server_block"]
+__all__ = ["CONTENT_TYPES", "channel_urls", "nginx_conf", "running_nginx", "server_block"]
 
 CONTENT_TYPES = {
     "application/json": ["json"],
@@ -41,11 +41,48 @@ def _types_block(indent: str) -> str:
     return "\n".join(lines)
 
 
-def server_block(channel: Path, *, port: int = 8080, url_prefix: str = "/ft",
+_UNSAFE_PATH_CHARS = set('"\\$\'') | {chr(c) for c in range(0x20)} | {chr(0x7F)}
+_PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
+
+
+def _quoted_path(path: Path) -> str:
+    """A directory as an nginx string: quoted (so ';', '{', '#' and spaces are text), and
+    refused if it holds what quoting cannot make literal ('$' expands a variable)."""
+    text = str(path)
+    bad = sorted(set(text) & _UNSAFE_PATH_CHARS)
+    if bad:
+        raise ChannelError(f"{text}: the path holds {', '.join(map(repr, bad))}, which an nginx "
+                           "configuration cannot hold literally",
+                           hint="move or rename the channel directory")
+    return f'"{text}/"'
+
+
+def _base(url_prefix: str) -> str:
+    if not set(url_prefix) <= _PREFIX_CHARS or any(
+            p.startswith(".") for p in url_prefix.split("/") if p):
+        raise ChannelError(f"--prefix {url_prefix!r}: a URL path of letters, digits, . _ - /",
+                           hint="e.g. --prefix / (channels at /NAME/) or --prefix /conda")
+    stripped = url_prefix.strip("/")
+    return f"/{stripped}/" if stripped else "/"
+
+
+def server_block(channels: Path | list[Path], *, port: int = 8080, url_prefix: str = "/",
                  listen: str = "127.0.0.1") -> str:
-    """An http-context snippet: the cache-policy map and the server block."""
-    root = Path(channel).resolve()
-    prefix = "/" + url_prefix.strip("/")
+    """An http-context snippet: the cache-policy map and the server block serving every
+    channel under ``<url_prefix><directory name>/``, as ``channel serve`` does."""
+    from .serve import channel_mounts
+
+    mounts = channel_mounts(channels if isinstance(channels, list) else [channels])
+    base = _base(url_prefix)
+    if not isinstance(port, int) or not 0 < port <= 65535:
+        raise ChannelError(f"port {port} is not a TCP port", hint="give --port 1-65535")
+    locations = "\n".join(f"""    location {base}{name}/ {{
+        alias {_quoted_path(root)};
+        index index.html;
+        # repodata and the page revalidate (ETag -> 304); packages and shards are immutable
+        add_header Cache-Control $ftforge_cache_control always;
+    }}""" for name, root in sorted(mounts.items()))
+    links = "".join(f"<li><a href={base}{name}/>{base}{name}/</a></li>" for name in sorted(mounts))
     return f"""map $uri $ftforge_cache_control {{
     default "{REPODATA_CACHE}";
     ~\\.(conda|bz2)$ "{PACKAGE_CACHE}";
@@ -59,41 +96,56 @@ server {{
     etag on;
     sendfile on;
     tcp_nopush on;
+    disable_symlinks on;
 
-    # publisher state and dot files are never served
+    # publisher state and dot files are never served (nginx matches the decoded path)
     location ~ /\\. {{ return 404; }}
 
-    location {prefix}/ {{
-        alias {root}/;
-        index index.html;
-        # repodata and the page revalidate (ETag -> 304); packages and shards are immutable
-        add_header Cache-Control $ftforge_cache_control always;
+    location = {base} {{
+        default_type text/html;
+        return 200 "<!doctype html><title>channels</title><ul>{links}</ul>\\n";
     }}
+
+{locations}
 }}
 """
 
 
-def nginx_conf(channel: Path, workdir: Path, *, port: int, url_prefix: str = "/ft") -> str:
+def channel_urls(channels: Path | list[Path], *, port: int, url_prefix: str = "/",
+                 host: str = "127.0.0.1") -> dict[str, str]:
+    """``{channel name: URL}`` under the configuration :func:`server_block` writes."""
+    from .serve import channel_mounts
+
+    base = _base(url_prefix)
+    mounts = channel_mounts(channels if isinstance(channels, list) else [channels])
+    return {name: f"http://{host}:{port}{base}{name}/" for name in mounts}
+
+
+def nginx_conf(channels: Path | list[Path], workdir: Path, *, port: int,
+               url_prefix: str = "/") -> str:
     """A whole nginx.conf that runs unprivileged in ``workdir`` (foreground, loopback)."""
     user = "user root;\n" if os.geteuid() == 0 else ""
-    temp = "\n".join(f"    {k}_temp_path {workdir}/tmp_{k};"
+    work = _quoted_path(Path(workdir))[1:-2]
+    temp = "\n".join(f'    {k}_temp_path "{work}/tmp_{k}";'
                      for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""{user}worker_processes 2;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
+pid "{work}/nginx.pid";
+error_log "{work}/error.log" warn;
 daemon off;
 events {{ worker_connections 512; }}
 http {{
-    access_log {workdir}/access.log;
+    access_log "{work}/access.log";
 {temp}
-{server_block(channel, port=port, url_prefix=url_prefix)}
+{server_block(channels, port=port, url_prefix=url_prefix)}
 }}
 """
 
 
 @contextmanager
-def running_nginx(channel: Path, workdir: Path, *, url_prefix: str = "/ft") -> Iterator[str]:
-    """Run Debian's nginx on loopback serving ``channel``; yields the channel URL."""
+def running_nginx(channels: Path | list[Path], workdir: Path, *,
+                  url_prefix: str = "/") -> Iterator[str]:
+    """Run Debian's nginx on loopback serving ``channels``; yields the first channel's
+    URL (no trailing slash)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
         raise MissingSystemDependency("nginx is not installed",
@@ -101,7 +153,7 @@ def running_nginx(channel: Path, workdir: Path, *, url_prefix: str = "/ft") -> I
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = workdir / "nginx.conf"
-    conf.write_text(nginx_conf(channel, workdir, port=port, url_prefix=url_prefix))
+    conf.write_text(nginx_conf(channels, workdir, port=port, url_prefix=url_prefix))
     check = subprocess.run([binary, "-t", "-c", str(conf), "-p", str(workdir)],
                            capture_output=True, text=True)
     if check.returncode != 0:
@@ -110,7 +162,8 @@ def running_nginx(channel: Path, workdir: Path, *, url_prefix: str = "/ft") -> I
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port, proc, "nginx", timeout=10)
-        yield f"http://127.0.0.1:{port}/{url_prefix.strip('/')}"
+        urls = channel_urls(channels, port=port, url_prefix=url_prefix)
+        yield next(iter(urls.values())).rstrip("/")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -1,26 +1,71 @@
-"""``ftforge channel serve``: a channel over HTTP on loopback, for local use.
+"""``ftforge channel serve``: channels over HTTP on loopback, for local use.
 
-Production serving is nginx (:mod:`ftforge.channel.nginx`); this is the
-same file tree with the same rule that publisher state (dot paths) is never
-served.
+Every channel is served under a path named after its directory
+(``http://127.0.0.1:8000/ft/``), several from one server, so that clients
+see distinct channel names they can rank (a channel at the URL root has no
+name). Production serving is nginx (:mod:`ftforge.channel.nginx`), with the
+same layout and the same rule: publisher state (any dot path, checked after
+percent-decoding) is never served, nor anything a symlink leads out of the
+channel to.
 """
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
+from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import ChannelError
 from .layout import is_channel
 
-__all__ = ["serve_forever", "serving"]
+__all__ = ["channel_mounts", "serve_forever", "serving", "serving_channels"]
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def channel_mounts(channels: list[Path]) -> dict[str, Path]:
+    """``{url name: channel directory}``; the name is the directory's own name."""
+    mounts: dict[str, Path] = {}
+    for channel in channels:
+        channel = Path(channel)
+        if not is_channel(channel):
+            raise ChannelError(f"{channel}: not a channel published by ftforge",
+                               hint="publish into it first with `ftforge channel publish`")
+        name = channel.resolve().name
+        if not name or name.startswith(".") or not set(name) <= _NAME_CHARS:
+            raise ChannelError(f"{channel}: the directory name {name!r} cannot be a URL path",
+                               hint="rename the channel directory (letters, digits, . _ -)")
+        if name in mounts:
+            raise ChannelError(f"{channel} and {mounts[name]} would both be served as /{name}/",
+                               hint="serve channels whose directories have different names")
+        mounts[name] = channel.resolve()
+    if not mounts:
+        raise ChannelError("no channel to serve", hint="give one or more channel directories")
+    return mounts
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    mounts: dict[str, Path]
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return  # a client went away: not the server's problem
+        sys.stderr.write(f"ftforge serve: {client_address[0]}: "
+                         f"{type(exc).__name__}: {exc}\n")
 
 
 class _ChannelHandler(SimpleHTTPRequestHandler):
+    server: _Server
     extensions_map = {
         **SimpleHTTPRequestHandler.extensions_map,
         ".json": "application/json",
@@ -28,29 +73,83 @@ class _ChannelHandler(SimpleHTTPRequestHandler):
         ".conda": "application/octet-stream",
         ".bz2": "application/x-bzip2",
     }
+    _target: str = ""
 
-    def send_head(self):
-        if any(part.startswith(".") for part in self.path.split("?")[0].split("/")):
-            self.send_error(404, "not served")
+    def send_head(self):  # noqa: ANN201 -- http.server's own hook
+        raw = self.path.split("?", 1)[0].split("#", 1)[0]
+        try:
+            decoded = urllib.parse.unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            self.send_error(HTTPStatus.BAD_REQUEST, "path is not UTF-8")
             return None
+        if "\\" in decoded or any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+            self.send_error(HTTPStatus.BAD_REQUEST, "control characters in the path")
+            return None
+        parts = [p for p in decoded.split("/") if p]
+        if any(p.startswith(".") for p in parts):  # also '..', '.ftforge', '.ftforge-channel'
+            self.send_error(HTTPStatus.NOT_FOUND, "not served")
+            return None
+        if not parts:
+            return self._root_page()
+        root = self.server.mounts.get(parts[0])
+        if root is None:
+            self.send_error(HTTPStatus.NOT_FOUND, "no such channel")
+            return None
+        target = os.path.realpath(root.joinpath(*parts[1:]))
+        if target != str(root) and not target.startswith(str(root) + os.sep):
+            self.send_error(HTTPStatus.NOT_FOUND, "not served")
+            return None
+        self._target = target
         return super().send_head()
+
+    def translate_path(self, path: str) -> str:
+        return self._target
+
+    def list_directory(self, path):  # noqa: ANN001, ANN201
+        self.send_error(HTTPStatus.NOT_FOUND, "no listing")
+        return None
+
+    def _root_page(self) -> io.BytesIO:
+        links = "".join(f'<li><a href="/{name}/">/{name}/</a></li>'
+                        for name in sorted(self.server.mounts))
+        body = f"<!doctype html><title>channels</title><ul>{links}</ul>\n".encode()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return io.BytesIO(body)
 
     def log_message(self, format: str, *args: object) -> None:  # quiet by default
         pass
 
 
-def _server(channel: Path, port: int) -> ThreadingHTTPServer:
-    if not is_channel(channel):
-        raise ChannelError(f"{channel} is not a channel published by ftforge",
-                           hint="publish into it first with `ftforge channel publish`")
-    handler = partial(_ChannelHandler, directory=str(channel))
-    return ThreadingHTTPServer(("127.0.0.1", port), handler)
+def _server(channels: list[Path], port: int) -> _Server:
+    mounts = channel_mounts(channels)
+    if not 0 <= port <= 65535:
+        raise ChannelError(f"port {port} is not a TCP port", hint="give --port 0-65535 "
+                           "(0: any free port)")
+    try:
+        server = _Server(("127.0.0.1", port), _ChannelHandler)
+    except OSError as exc:
+        what = "is already in use" if exc.errno == errno.EADDRINUSE else (
+            "needs privileges" if exc.errno == errno.EACCES else f"cannot be used ({exc.strerror})")
+        raise ChannelError(f"port {port} on 127.0.0.1 {what}",
+                           hint="pick another with --port (0: any free port)") from None
+    server.mounts = mounts
+    return server
 
 
-def serve_forever(channel: Path, *, port: int = 8000,
+def _urls(server: _Server) -> dict[str, str]:
+    port = server.server_address[1]
+    return {name: f"http://127.0.0.1:{port}/{name}/" for name in server.mounts}
+
+
+def serve_forever(channels: Path | list[Path], *, port: int = 8000,
                   announce: Callable[[str], None] = print) -> None:
-    server = _server(channel, port)
-    announce(f"http://127.0.0.1:{server.server_address[1]}/")
+    """Serve until interrupted; ``announce`` gets one line per channel URL."""
+    server = _server(channels if isinstance(channels, list) else [channels], port)
+    for name, url in _urls(server).items():
+        announce(f"{url}  ({server.mounts[name]})")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -60,13 +159,20 @@ def serve_forever(channel: Path, *, port: int = 8000,
 
 
 @contextmanager
-def serving(channel: Path, port: int = 0) -> Iterator[str]:
-    """Serve in a background thread; yields the base URL."""
-    server = _server(channel, port)
+def serving_channels(channels: list[Path], port: int = 0) -> Iterator[dict[str, str]]:
+    """Serve in a background thread; yields ``{channel name: URL}``."""
+    server = _server(list(channels), port)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield _urls(server)
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serving(channel: Path, port: int = 0) -> Iterator[str]:
+    """Serve one channel in a background thread; yields its URL (no trailing slash)."""
+    with serving_channels([channel], port) as urls:
+        yield next(iter(urls.values())).rstrip("/")
