@@ -27,7 +27,7 @@ EXPECTED = {
     "rust-ext": "ready", "pytest-ext": "ready",
     "numpyish": "awaiting-parents", "scipyish": "awaiting-parents",
     "astroish": "awaiting-parents",
-    "dirty": "bot-error", "broken": "bot-error",
+    "dirty": "local-changes", "broken": "bot-error",
     "noevidence": "not-solvable", "denied": "not-solvable",
 }
 
@@ -91,24 +91,27 @@ def test_run_migrates_ready_feedstocks_only_and_is_idempotent(feedstocks, tmp_pa
         recipe = [c for c in changed if c.startswith("recipe/")]
         assert len(recipe) == 1
         assert set(changed) - set(recipe) == {
-            MIG.migration_file,
-            ".ci_support/linux_64_is_freethreadingtruepython3.13.____cp313t.yaml"}, changed
+            MIG.migration_file, ".ci_support/linux_64_python3.13.____cp313t.yaml"}, changed
         diff = git(repo, "diff", "-U0", "main", MIG.branch, "--", recipe[0])
         body = [line for line in diff.splitlines()
                 if line[:1] in "+-" and not line.startswith(("+++", "---"))]
         assert len(body) == 2 and all("number:" in line for line in body), body
         assert body[0].startswith("-") and body[1].startswith("+")
         migration = YAML(typ="safe").load(git(repo, "show", f"{MIG.branch}:{MIG.migration_file}"))
-        assert set(migration) == {"__migrator", "migrator_ts", "python", "is_freethreading"}
+        # no pinning: ftforge's own file, kept by conda-smithy through use_local
+        assert set(migration) == {"__migrator", "migrator_ts", "python", "is_freethreading",
+                                  "is_abi3"}
+        assert migration["migrator_ts"] == plan.migrator_ts
+        assert migration["__migrator"]["use_local"] is True
         assert migration["__migrator"]["operation"] == "key_add"
         assert migration["__migrator"]["primary_key"] == "python"
-        assert migration["__migrator"]["additional_zip_keys"] == ["is_freethreading"]
+        assert migration["__migrator"]["additional_zip_keys"] == ["is_freethreading", "is_abi3"]
+        assert "build_number" not in migration["__migrator"]
         assert migration["python"] == [PythonVariant.ft("3.13").python_spec]
-        assert migration["is_freethreading"] == [True]
-        variant = YAML(typ="safe").load(git(
-            repo, "show",
-            f"{MIG.branch}:.ci_support/linux_64_is_freethreadingtruepython3.13.____cp313t.yaml"))
-        assert variant["python"] == ["3.13.* *_cp313t"] and variant["is_freethreading"] == [True]
+        assert migration["is_freethreading"] == [True] and migration["is_abi3"] == [False]
+        gil_file = git(repo, "show", "main:.ci_support/linux_64_python3.13.____cp313.yaml")
+        ft_file = git(repo, "show", f"{MIG.branch}:.ci_support/linux_64_python3.13.____cp313t.yaml")
+        assert ft_file == gil_file.replace("- 3.13.* *_cp313\n", "- 3.13.* *_cp313t\n")
     v1 = git(feedstocks["psutil"], "show", f"{MIG.branch}:recipe/recipe.yaml")
     assert "number: 1  # keep this comment" in v1  # ruamel round trip kept the comment
     pr = (tmp_path / "prs" / "psutil.md").read_text()
@@ -123,13 +126,13 @@ def test_run_migrates_ready_feedstocks_only_and_is_idempotent(feedstocks, tmp_pa
 
 def test_done_from_the_channel_or_a_merged_branch_unblocks_children(feedstocks, tmp_path):
     root = next(iter(feedstocks.values())).parent
-    ft = PythonVariant.ft("3.13")
-    cython_ft = SyntheticPackage(
-        "cython", "3.3.1", ft.extension_build_string("abcdef0", 0), subdir="linux-64",
-        depends=[ft.python_abi_spec],
-        files={f"{ft.site_packages}/Cython/__init__.py": b""})
+    # a variant-complete channel: the free-threaded build is published with its GIL twin
+    twins = [SyntheticPackage(
+        "cython", "3.3.1", v.extension_build_string("abcdef0", 0), subdir="linux-64",
+        depends=[v.python_abi_spec], files={f"{v.site_packages}/Cython/__init__.py": b""})
+        for v in (PythonVariant.ft("3.13"), PythonVariant.gil("3.13"))]
     channel = tmp_path / "channel"
-    publish([write_package(cython_ft, tmp_path / "pkgs")], channel)
+    publish([write_package(p, tmp_path / "pkgs") for p in twins], channel)
     plan = plan_migration(root, MIG, channels=[channel])
     assert plan.feedstocks["cython"].category == "done"
     assert plan.feedstocks["numpyish"].category == "ready"
@@ -144,13 +147,17 @@ def test_done_from_the_channel_or_a_merged_branch_unblocks_children(feedstocks, 
     assert plan.feedstocks["numpyish"].category == "ready"
 
 
-def test_python314t_migration(feedstocks, tmp_path):
+def test_python314t_waits_for_the_gil_314_variants(feedstocks, tmp_path):
+    """These feedstocks build python 3.13 only: the free-threaded 3.14 files would have
+    no GIL 3.14 file to derive from, so they wait for the python314 migration."""
     mig = Migration.parse("python314t")
     root = next(iter(feedstocks.values())).parent
-    result = run_migration(plan_migration(root, mig), mig, pr_dir=tmp_path / "prs")
-    assert "msgpack-python" in result.migrated
-    text = git(feedstocks["msgpack-python"], "show", f"{mig.branch}:{mig.migration_file}")
-    assert YAML(typ="safe").load(text)["python"] == ["3.14.* *_cp314t"]
+    plan = plan_migration(root, mig)
+    assert plan.feedstocks["msgpack-python"].category == "awaiting-migrators"
+    assert "python314" in plan.feedstocks["msgpack-python"].reason
+    result = run_migration(plan, mig, pr_dir=tmp_path / "prs")
+    assert result.migrated == []
+    assert mig.branch not in git(feedstocks["msgpack-python"], "branch", "--list")
 
 
 def test_status_json_and_page_in_headless_chromium(feedstocks, tmp_path):

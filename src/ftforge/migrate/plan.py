@@ -10,6 +10,8 @@ ready, in what order — the autotick bot's graph, with its known gaps fixed:
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,11 +22,16 @@ from ..channel.index import channel_records
 from ..errors import FtforgeError
 from ..variants import PythonVariant, parse_series, variant_of_python_abi_dependency
 from .git import DEFAULT_BRANCHES, default_branch, exists, git_ok, is_dirty
+from .pinning import MigrationFile, Pinning, migration_file_for
 from .recipe_reader import Recipe, RecipeError, read_recipe
 
 __all__ = ["CATEGORIES", "Migration", "Plan", "FeedstockState", "plan_migration"]
 
-CATEGORIES = ("done", "ready", "awaiting-parents", "not-solvable", "bot-error", "not-needed")
+CATEGORIES = ("done", "branch-made", "ready", "awaiting-parents", "awaiting-migrators",
+              "not-solvable", "local-changes", "bot-error", "not-needed")
+"""``branch-made``: the migration branch exists (``run`` made it) and is neither merged
+nor built into the channel yet; ``local-changes``: a ready feedstock whose checkout
+has uncommitted work, which the bot never touches."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,15 @@ class Migration:
     def migration_file(self) -> str:
         return f".ci_support/migrations/{self.name}.yaml"
 
+    @property
+    def gil_migration(self) -> str:
+        """The migration that adds the GIL python of the same series (``python314``)."""
+        return f"python{self.variant.nodot}"
+
+    @property
+    def gil_variant(self) -> PythonVariant:
+        return PythonVariant.gil(self.variant.series)
+
 
 @dataclass
 class FeedstockState:
@@ -62,8 +78,16 @@ class FeedstockState:
     outputs: list[str] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    """Thread-safety findings from ``ftforge stress`` records (``--evidence``): listed, not
+    blocking -- the build exists; the findings are upstream's to fix."""
     abi3: bool = False
     recipe_format: str = ""
+    needs_migration: bool = False
+    branch: str = ""
+    """The migration branch, once it exists."""
+    pr_body: str = ""
+    """The PR body file, once written."""
 
 
 @dataclass
@@ -72,6 +96,21 @@ class Plan:
     feedstocks: dict[str, FeedstockState]
     order: list[str]
     graph: nx.DiGraph = field(repr=False)
+    migrator_ts: int = 0
+    """The ``migrator_ts`` of a migration file ftforge writes itself (no pinning file)."""
+    migration_origin: str = "ftforge"
+    """The pinning's migration file that feedstocks get verbatim, or ``ftforge``."""
+    wait_for_migrators: list[str] = field(default_factory=list)
+    pinning: Pinning | None = field(default=None, repr=False)
+    channels: list[Path] = field(default_factory=list)
+
+    def migration_file_for(self, migration: Migration,
+                           feedstock_zip_group: list[str]) -> MigrationFile:
+        """The file this plan gives a feedstock (see :mod:`ftforge.migrate.pinning`)."""
+        return migration_file_for(migration.name, migration.variant, self.pinning,
+                                  feedstock_zip_group=feedstock_zip_group,
+                                  migrator_ts=self.migrator_ts,
+                                  wait_for=self.wait_for_migrators)
 
     def by_category(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {c: [] for c in CATEGORIES}
@@ -82,6 +121,9 @@ class Plan:
     def to_json(self) -> dict:
         return {
             "migration": self.migration,
+            "migration_file": self.migration_origin,
+            "migrator_ts": self.migrator_ts,
+            "wait_for_migrators": self.wait_for_migrators,
             "order": self.order,
             "categories": self.by_category(),
             "feedstocks": {n: asdict(s) for n, s in sorted(self.feedstocks.items())},
@@ -89,19 +131,58 @@ class Plan:
         }
 
 
-def merged(repo: Path, migration: Migration) -> bool:
-    """The migration file is on the default branch (an open branch is not done).
+def merged_or_branched(repo: Path, migration: Migration) -> tuple[bool, bool]:
+    """Whether the migration file is on the default branch (an open branch is not
+    done), and whether the migration branch exists.
 
-    One ``git cat-file --batch-check`` asks which default branch exists and whether
-    the file is on it (this runs for every feedstock that needs the migration)."""
+    One ``git cat-file --batch-check`` asks which default branch exists, whether the
+    file is on it and whether the branch exists (this runs for every feedstock that
+    needs the migration)."""
     names = DEFAULT_BRANCHES
     found = exists(repo, *(f"refs/heads/{b}" for b in names),
-                   *(f"{b}:{migration.migration_file}" for b in names))
-    branches, files = found[:len(names)], found[len(names):]
+                   *(f"{b}:{migration.migration_file}" for b in names),
+                   f"refs/heads/{migration.branch}")
+    branches, files, branched = found[:len(names)], found[len(names):-1], found[-1]
     for has, has_file in zip(branches, files):
         if has:
-            return has_file
-    return git_ok(repo, "cat-file", "-e", f"{default_branch(repo)}:{migration.migration_file}")
+            return has_file, branched
+    return git_ok(repo, "cat-file", "-e",
+                  f"{default_branch(repo)}:{migration.migration_file}"), branched
+
+
+def merged(repo: Path, migration: Migration) -> bool:
+    return merged_or_branched(repo, migration)[0]
+
+
+def builds_python(repo: Path, variant: PythonVariant) -> bool:
+    """Whether the checkout's ``.ci_support`` has a variant file for ``variant``'s python
+    (conda-smithy names it ``..._python3.14.____cp314...yaml``; the file's text decides)."""
+    ci = repo / ".ci_support"
+    needle = f"python{variant.python_spec.replace('*', '_').replace(' ', '_')}"
+    line = f"- {variant.python_spec}\n"
+    try:
+        names = [n for n in os.listdir(ci) if needle in n and n.endswith(".yaml")]
+        return any(line in (ci / n).read_text(errors="replace") for n in names)
+    except OSError:
+        return False
+
+
+def _awaited(repo: Path, migration: Migration, waits: list[str],
+             pinning: Pinning | None) -> list[str]:
+    """The migrations this feedstock still waits for: the GIL python of the series
+    (the free-threaded variant files are derived from its), and every
+    ``wait_for_migrators`` entry not landed on the checkout (a migration the pinning
+    has closed counts as landed)."""
+    out = []
+    if not builds_python(repo, migration.gil_variant):
+        out.append(migration.gil_migration)
+    for name in waits:
+        if name == migration.gil_migration or name in out:
+            continue
+        closed = pinning is not None and pinning.migration_path(name) is None
+        if not closed and not (repo / ".ci_support" / "migrations" / f"{name}.yaml").is_file():
+            out.append(name)
+    return out
 
 
 def _channel_ft_names(channels: Iterable[Path], migration: Migration) -> set[str]:
@@ -128,8 +209,17 @@ def plan_migration(
     channels: Iterable[Path] = (),
     denylist: Iterable[str] = (),
     pypi_wheels: dict[str, list[str]] | None = None,
+    stress: dict[str, list[tuple[bool, str]]] | None = None,
+    pinning: Path | Pinning | None = None,
+    pr_dir: Path | None = None,
+    migrator_ts: int | None = None,
 ) -> Plan:
-    """Read every ``*-feedstock`` (or any git dir with ``recipe/``) and classify it."""
+    """Read every ``*-feedstock`` (or any git dir with ``recipe/``) and classify it.
+
+    ``pinning``: a conda-forge pinning checkout; its migration file (when it has one)
+    is what feedstocks get, and its ``wait_for_migrators`` are honoured.
+    ``pr_dir``: where ``run`` writes PR bodies (shown for ``branch-made`` feedstocks).
+    ``migrator_ts``: for a migration file of ftforge's own (default: now)."""
     feedstocks_dir = Path(feedstocks_dir)
     if not feedstocks_dir.is_dir():
         raise FtforgeError(f"{feedstocks_dir}: no such directory",
@@ -141,6 +231,17 @@ def plan_migration(
             raise FtforgeError(f"{channel}: not a channel (no noarch/ subdir)",
                                hint="pass the channel directory that ftforge publishes to")
     in_channel = _channel_ft_names(channels, migration)
+    if pinning is not None and not isinstance(pinning, Pinning):
+        pinning = Pinning.load(Path(pinning))
+    pinned = pinning.migration_path(migration.name) if pinning is not None else None
+    if pinned is not None:
+        pinned_file = migration_file_for(migration.name, migration.variant, pinning,
+                                         feedstock_zip_group=[], migrator_ts=0)
+        origin, waits = pinned_file.origin, pinned_file.wait_for_migrators
+    else:
+        origin = "ftforge"
+        waits = [migration.gil_migration] if pinning is not None and \
+            not pinning.has_series(migration.gil_variant) else []
     states: dict[str, FeedstockState] = {}
     recipes: dict[str, Recipe] = {}
     for repo in sorted(p for p in feedstocks_dir.iterdir() if (p / "recipe").is_dir()):
@@ -170,19 +271,33 @@ def plan_migration(
         need, reason = _needs(recipe)
         needs[name] = need
         state = states[name]
+        state.needs_migration = need
         state.parents = sorted(graph.predecessors(name))
         state.evidence = [f"import test: {m}" for m in recipe.imports[:3]]
         tags = (pypi_wheels or {}).get(name, [])
         if any(migration.variant.abi_tag in tag for tag in tags):
             state.evidence.append(f"PyPI has {migration.variant.abi_tag} wheels")
+        for output in recipe.outputs:  # `ftforge stress` records (stress.evidence)
+            for clean, text in (stress or {}).get(output, ()):
+                (state.evidence if clean else state.findings).append(text)
         if not need:
             state.category, state.reason = "not-needed", reason
         elif set(recipe.outputs) & in_channel:
             state.category, state.reason = "done", "free-threaded build is in the channel"
-        elif merged(Path(state.path), migration):
-            state.category, state.reason = "done", "migration merged on the default branch"
         else:
-            state.reason = reason
+            is_merged, branched = merged_or_branched(Path(state.path), migration)
+            if is_merged:
+                state.category, state.reason = "done", "migration merged on the default branch"
+            elif branched:
+                state.branch = migration.branch
+                body = Path(pr_dir) / f"{name}.md" if pr_dir is not None else None
+                state.pr_body = str(body) if body is not None and body.is_file() else ""
+                state.category = "branch-made"
+                state.reason = f"branch {migration.branch} made; " + (
+                    f"PR body written to {body}" if state.pr_body else
+                    "no PR body found (pass the --pr-dir run wrote to)")
+            else:
+                state.reason = reason
 
     for name in nx.topological_sort(graph) if nx.is_directed_acyclic_graph(graph) else states:
         state = states[name]
@@ -194,6 +309,11 @@ def plan_migration(
         if not state.evidence:
             state.category, state.reason = "not-solvable", (
                 "no evidence it works free-threaded: add an import test to the recipe")
+            continue
+        awaited = _awaited(Path(state.path), migration, waits, pinning)
+        if awaited:
+            state.category, state.reason = "awaiting-migrators", (
+                f"waiting for the {', '.join(awaited)} migration(s) to land on this feedstock")
             continue
         blocking = [p for p in state.parents if needs.get(p, False) or p not in needs]
         stuck = [p for p in blocking if states[p].category in ("not-solvable", "bot-error")]
@@ -208,11 +328,20 @@ def plan_migration(
         if state.category == "bot-error" or not state.category:
             continue
         if state.category == "ready" and is_dirty(Path(state.path)):
-            state.category, state.reason = "bot-error", (
+            state.category, state.reason = "local-changes", (
                 "the checkout has uncommitted local changes; the bot will not touch it")
 
     migrating = [n for n in states if needs.get(n)]
     sub = graph.subgraph(migrating)
     order = list(nx.lexicographical_topological_sort(sub)) if nx.is_directed_acyclic_graph(sub) \
         else sorted(migrating)
-    return Plan(migration.name, states, order, graph)
+    return Plan(migration.name, states, order, graph,
+                migrator_ts=int(time.time()) if migrator_ts is None else int(migrator_ts),
+                migration_origin=origin, wait_for_migrators=waits, pinning=pinning,
+                channels=channels)
+
+
+def blocking_parents(plan: Plan, name: str) -> list[str]:
+    """Parents that must be done first: those that need the migration (or are unreadable)."""
+    return [p for p in plan.feedstocks[name].parents
+            if plan.feedstocks[p].needs_migration or plan.feedstocks[p].category == "bot-error"]

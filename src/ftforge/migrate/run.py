@@ -1,33 +1,50 @@
-"""``ftforge migrate run``: one branch, one commit per ready feedstock.
+"""``ftforge migrate run``: one branch, one commit per ready feedstock, and with
+``build`` the loop closed on ftforge's own channel.
 
-The commit writes the migration file conda-smithy reads
-(``.ci_support/migrations/python313t.yaml``), bumps the build number (for
-``recipe.yaml`` the ruamel.yaml round-trip loader locates ``build.number`` and
-only that value is rewritten; for ``meta.yaml``, whose Jinja no YAML tool can
-round-trip, a one-line edit of the ``number:`` / ``set build_number`` line), and regenerates
-the ``.ci_support/linux_64_*.yaml`` variant files as a rerender would. The
-branch is made without checking it out (a temporary index), so the working
-tree and HEAD of every feedstock stay as they were. A second run is a no-op;
-a feedstock with local changes or an existing branch is reported, never
-overwritten.
+The commit holds what a conda-forge rerender with the migration would hold:
+
+- the migration file (:mod:`ftforge.migrate.pinning`: the pinning's own,
+  verbatim, or a complete one of ftforge's own marked ``use_local: true``);
+- the build number bumped (for ``recipe.yaml`` the ruamel.yaml round-trip
+  loader locates ``build.number`` and only that value is rewritten; for
+  ``meta.yaml``, whose Jinja no YAML tool can round-trip, a one-line edit of
+  the ``number:`` / ``set build_number`` line);
+- the new variant files for every platform, and the CI job lists and README
+  table that name them (:mod:`ftforge.migrate.rerender`); what cannot be
+  derived is listed in the PR body under "Needs a rerender".
+
+The branch is made without checking it out (a temporary index), so the
+working tree and HEAD of every feedstock stay as they were; commits are dated
+now. A second run is a no-op; a feedstock with local changes or an existing
+branch is reported, never overwritten.
+
+With ``build`` (:class:`BuildLoop`), each migrated feedstock's recipe is built
+from its branch for the free-threaded python and its GIL twin (a
+variant-complete channel), in plan order, published, and marked done; its
+children become ready in the same run. A failed build is that feedstock's
+``bot-error`` and its children keep waiting.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..variants import PYTHON_MIN, PythonVariant
-from .git import default_branch, git, has_branch, is_dirty
-from .plan import Migration, Plan
+from ..errors import FtforgeError
+from ..variants import conda_build_config
+from .git import default_branch, git, has_branch, is_dirty, read_tree_files
+from .pinning import PRIMARY_KEY, MigrationFile
+from .plan import Migration, Plan, blocking_parents
 from .recipe_reader import RecipeError
+from .rerender import OTHER_CI, Rerender, rerender
 
-__all__ = ["MigrationRun", "migration_file_text", "run_migration", "variant_files"]
+__all__ = ["BuildLoop", "MigrationRun", "branch_files", "run_migration"]
 
 BOT = ("ftforge-migration-bot", "bot@ftforge.invalid")
-MIGRATOR_TS = 1732492800  # fixed, so a migration file is reproducible
 
 
 @dataclass
@@ -35,49 +52,22 @@ class MigrationRun:
     migrated: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     pr_bodies: dict[str, Path] = field(default_factory=dict)
+    needs_rerender: dict[str, list[str]] = field(default_factory=dict)
+    built: dict[str, list[Path]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
-def migration_file_text(migration: Migration) -> str:
-    v = migration.variant
-    return f"""__migrator:
-  build_number: 1
-  commit_message: Rebuild for python {v.series} free-threading
-  kind: version
-  migration_number: {migration.version}
-  operation: key_add
-  primary_key: python
-  additional_zip_keys:
-    - is_freethreading
-migrator_ts: {MIGRATOR_TS}
-python:
-  - {v.python_spec}
-is_freethreading:
-  - true
-"""
+@dataclass(frozen=True)
+class BuildLoop:
+    """Where ``run --build`` builds and publishes."""
 
-
-def variant_files(migration: Migration, existing: dict[str, str]) -> dict[str, str]:
-    """``.ci_support/linux_64_*.yaml`` after a rerender: every existing variant kept,
-    plus one for the free-threaded python, keyed ``cp313t`` / ``is_freethreading: true``."""
-    v = migration.variant
-    out = dict(existing)
-    gil = PythonVariant.gil(v.series)
-    have_gil = any(f"- {gil.python_spec}" in text for text in existing.values())
-    for variant in ([v] if have_gil else [gil, v]):
-        flag = str(variant.freethreaded).lower()
-        name = f"linux_64_is_freethreading{flag}python{variant.series}.____{variant.abi_tag}.yaml"
-        out[name] = (
-            "cdt_name:\n- conda\n"
-            "channel_sources:\n- conda-forge\n"
-            "channel_targets:\n- conda-forge main\n"
-            "docker_image:\n- quay.io/condaforge/linux-anvil-x86_64:alma9\n"
-            f"is_freethreading:\n- {str(variant.freethreaded).lower()}\n"
-            f"python:\n- {variant.python_spec}\n"
-            f"python_min:\n- '{PYTHON_MIN}'\n"
-            "target_platform:\n- linux-64\n"
-            "zip_keys:\n- - is_freethreading\n  - python\n"
-        )
-    return out
+    channel: Path
+    """The channel builds are published to (and read from by later builds)."""
+    output_dir: Path
+    """Where packages are built before publishing (never inside a channel)."""
+    channels: tuple[Path, ...] = ()
+    """Channels build dependencies come from (the interpreter's, ...)."""
+    test: str = "native"
 
 
 _META_NUMBER = re.compile(r"^(?P<pre>\s*number:\s*)(?P<num>\d+)(?P<post>.*)$", re.M)
@@ -114,13 +104,12 @@ def bump_build_number(path: Path, text: str) -> str:
 
 def _commit_files(repo: Path, base: str, branch: str, files: dict[str, str],
                   message: str) -> None:
-    """Commit ``files`` on top of ``base`` into ``branch`` without touching the work tree."""
+    """Commit ``files`` on top of ``base`` into ``branch`` without touching the work tree
+    (dated now, like any commit)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"),
                "GIT_AUTHOR_NAME": BOT[0], "GIT_AUTHOR_EMAIL": BOT[1],
-               "GIT_COMMITTER_NAME": BOT[0], "GIT_COMMITTER_EMAIL": BOT[1],
-               "GIT_AUTHOR_DATE": f"{MIGRATOR_TS} +0000",
-               "GIT_COMMITTER_DATE": f"{MIGRATOR_TS} +0000"}
+               "GIT_COMMITTER_NAME": BOT[0], "GIT_COMMITTER_EMAIL": BOT[1]}
         git(repo, "read-tree", base, env=env)
         for rel, text in sorted(files.items()):
             blob = git(repo, "hash-object", "-w", "--stdin", input=text).strip()
@@ -130,25 +119,88 @@ def _commit_files(repo: Path, base: str, branch: str, files: dict[str, str],
         git(repo, "branch", branch, commit)
 
 
-def _pr_body(name: str, migration: Migration, plan: Plan, changed: list[str]) -> str:
+def _python_zip_group(files: dict[str, str]) -> list[str]:
+    """The keys the feedstock's last rerender zipped with python (every variant file)."""
+    from .rerender import _load
+
+    group: list[str] = [PRIMARY_KEY]
+    for path, text in sorted(files.items()):
+        if path.count("/") != 1 or not path.endswith(".yaml"):
+            continue
+        for chunk in (_load(text) or {}).get("zip_keys") or []:
+            if isinstance(chunk, list) and PRIMARY_KEY in chunk:
+                group += [k for k in chunk if isinstance(k, str) and k not in group]
+    return group
+
+
+@dataclass
+class BranchContent:
+    files: dict[str, str]
+    migration_file: MigrationFile
+    rerendered: Rerender
+
+
+def branch_files(repo: Path, base: str, recipe_format: str, migration: Migration,
+                 plan: Plan) -> BranchContent:
+    """Everything the migration commit writes, path -> text."""
+    recipe_rel = "recipe/recipe.yaml" if recipe_format == "recipe.yaml" else "recipe/meta.yaml"
+    recipe_text = git(repo, "show", f"{base}:{recipe_rel}")
+    current = read_tree_files(repo, base, ".ci_support/", ".azure-pipelines/", "README.md",
+                              *OTHER_CI)
+    ci_files = {p: t for p, t in current.items() if p.startswith(".ci_support/")
+                and p.count("/") == 1}
+    migration_file = plan.migration_file_for(migration, _python_zip_group(ci_files))
+    missing = migration_file.missing_zip_keys(_python_zip_group(ci_files))
+    if missing:
+        raise FtforgeError(
+            f"{repo}: the {migration.name} migration file ({migration_file.origin}) gives no "
+            f"value for {', '.join(missing)}, which this feedstock zips with python",
+            hint="pass --pinning with a current conda-forge pinning checkout")
+    rerendered = rerender(current, migration_file, migration.variant,
+                          feedstock=repo.name.removesuffix("-feedstock"),
+                          recipe_text=recipe_text)
+    files = {migration.migration_file: migration_file.text,
+             recipe_rel: bump_build_number(repo / recipe_rel, recipe_text)}
+    files.update(rerendered.files)
+    return BranchContent(files, migration_file, rerendered)
+
+
+def _pr_body(name: str, migration: Migration, plan: Plan, content: BranchContent) -> str:
     state = plan.feedstocks[name]
     v = migration.variant
+    mf = content.migration_file
     parents = [p for p in state.parents if plan.feedstocks[p].category == "done"]
+    if mf.origin == "ftforge":
+        origin = (f"ftforge's own, with `use_local: true` so the next rerender keeps it "
+                  f"(`migrator_ts: {mf.migrator_ts}`, recorded in the plan); "
+                  + ("the pinning has no such file" if plan.pinning is not None
+                     else "no pinning was given (`--pinning`)"))
+    else:
+        origin = (f"the pinning's own file, verbatim (`migrator_ts: {mf.migrator_ts}`), "
+                  "so the next rerender keeps it")
     lines = [
         f"# Rebuild for python {v.series} free-threading ({v.abi_tag})",
         "",
         f"This PR adds the `{migration.name}` migration to **{name}**: a new build "
-        f"variant with `python {v.python_spec}` and `is_freethreading: true`, zipped with "
-        "`python`. Existing GIL variants are unchanged.",
+        f"variant with `python {v.python_spec}` for every platform that builds "
+        f"`python {migration.gil_variant.python_spec}`. Existing GIL variants are unchanged.",
+        "",
+        f"The migration file is {origin}.",
         "",
         "## What changed",
         "",
-        *[f"- `{path}`" for path in changed],
+        *[f"- `{path}`" for path in sorted(content.files)],
         "",
-        "## Why",
-        "",
-        f"- {state.reason}.",
     ]
+    notes = content.rerendered.notes
+    if notes or not content.rerendered.new_configs:
+        lines += ["## Needs a rerender", "",
+                  "ftforge could not derive everything a conda-smithy rerender writes; "
+                  "run `conda smithy rerender` on this branch before merging:", ""]
+        lines += [f"- {note}" for note in notes] or [
+            f"- no variant file for python {migration.gil_variant.python_spec} to derive from"]
+        lines.append("")
+    lines += ["## Why", "", f"- {state.reason}."]
     if state.abi3:
         lines.append(f"- This package builds the stable ABI; {v.series}t has "
                      + ("no stable ABI" if v.stable_abi_suffix is None else
@@ -177,39 +229,119 @@ def _pr_body(name: str, migration: Migration, plan: Plan, changed: list[str]) ->
     return "\n".join(lines)
 
 
-def run_migration(plan: Plan, migration: Migration, *, pr_dir: Path) -> MigrationRun:
+def _make_branch(name: str, plan: Plan, migration: Migration, pr_dir: Path,
+                 result: MigrationRun) -> bool:
+    state = plan.feedstocks[name]
+    repo = Path(state.path)
+    if is_dirty(repo):
+        result.skipped[name] = "uncommitted local changes: not touched"
+        state.category, state.reason = "local-changes", result.skipped[name]
+        return False
+    if has_branch(repo, migration.branch):
+        result.skipped[name] = f"branch {migration.branch} exists: not overwritten"
+        return False
+    base = default_branch(repo)
+    try:
+        content = branch_files(repo, base, state.recipe_format, migration, plan)
+    except FtforgeError as exc:
+        result.skipped[name] = exc.message
+        state.category, state.reason = "bot-error", exc.message
+        return False
+    _commit_files(repo, base, migration.branch, content.files,
+                  f"Rebuild for python {migration.variant.series} free-threading "
+                  f"({migration.name})\n\nPrepared by ftforge migrate.")
+    body = pr_dir / f"{name}.md"
+    body.write_text(_pr_body(name, migration, plan, content))
+    result.migrated.append(name)
+    result.pr_bodies[name] = body
+    if content.rerendered.notes or not content.rerendered.new_configs:
+        result.needs_rerender[name] = content.rerendered.notes or ["no variant file derived"]
+    state.category, state.branch, state.pr_body = "branch-made", migration.branch, str(body)
+    state.reason = f"branch {migration.branch} made; PR body written to {body}"
+    return True
+
+
+def build_feedstock(name: str, plan: Plan, migration: Migration, loop: BuildLoop) -> list[Path]:
+    """Build the branch's recipe for the migration's python, free-threaded and GIL."""
+    from ..build.driver import BuildRequest, build
+
+    repo = Path(plan.feedstocks[name].path)
+    with tempfile.TemporaryDirectory(prefix=f"ftforge-migrate-{name}-") as tmp:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar",
+                                  migration.branch, "recipe"], capture_output=True, check=False)
+        if archive.returncode != 0:
+            raise FtforgeError(f"{repo}: cannot read recipe/ from branch {migration.branch}: "
+                               f"{archive.stderr.decode(errors='replace').strip()}",
+                               hint="run `ftforge migrate run` again to make the branch")
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        recipe_dir = Path(tmp) / "recipe"
+        if not (recipe_dir / "recipe.yaml").is_file():
+            raise FtforgeError(
+                f"{repo}/recipe: {name} has a meta.yaml recipe; ftforge builds recipe.yaml "
+                "(v1) recipes with rattler-build",
+                hint="convert the feedstock's recipe to recipe.yaml, or build it elsewhere")
+        config = Path(tmp) / "variants.yaml"
+        from ruamel.yaml import YAML
+
+        with config.open("w") as handle:
+            YAML().dump(conda_build_config([migration.gil_variant, migration.variant]), handle)
+        channels = [*loop.channels]
+        if (loop.channel / "noarch" / "repodata.json").is_file():
+            channels.append(loop.channel)
+        outcome = build(BuildRequest(recipe_dir, loop.output_dir / name, variant_files=(config,),
+                                     channels=tuple(str(c) for c in dict.fromkeys(channels)),
+                                     test=loop.test))
+    return outcome.packages
+
+
+def _build_and_publish(name: str, plan: Plan, migration: Migration, loop: BuildLoop,
+                       result: MigrationRun) -> None:
+    from ..channel.publish import publish
+
+    state = plan.feedstocks[name]
+    try:
+        packages = build_feedstock(name, plan, migration, loop)
+        publish(packages, loop.channel, recipe=f"{name}-feedstock")
+    except FtforgeError as exc:
+        result.failed[name] = exc.message
+        state.category, state.reason = "bot-error", f"build failed: {exc.message}"
+        return
+    result.built[name] = packages
+    state.category = "done"
+    state.reason = f"built from branch {migration.branch} and published to {loop.channel}"
+
+
+def _unblocked(plan: Plan, name: str) -> bool:
+    """An awaiting child whose blocking parents are all done now."""
+    state = plan.feedstocks[name]
+    return state.category == "awaiting-parents" and all(
+        plan.feedstocks[p].category == "done" for p in blocking_parents(plan, name))
+
+
+def run_migration(plan: Plan, migration: Migration, *, pr_dir: Path,
+                  build: BuildLoop | None = None,
+                  progress: Callable[[str], None] | None = None) -> MigrationRun:
+    """Make the branch of every ready feedstock, in plan order; with ``build``, also
+    build, publish and mark done, so children become ready in the same run.
+    ``plan``'s states are updated to what the run did."""
+    say = progress or (lambda _message: None)
     result = MigrationRun()
     pr_dir.mkdir(parents=True, exist_ok=True)
     for name in plan.order:
         state = plan.feedstocks[name]
-        if state.category != "ready":
-            continue
-        repo = Path(state.path)
-        if is_dirty(repo):
-            result.skipped[name] = "uncommitted local changes: not touched"
-            continue
-        if has_branch(repo, migration.branch):
+        if build is not None and _unblocked(plan, name):
+            state.category = "ready"
+            state.reason = "parents built and published: " + ", ".join(
+                blocking_parents(plan, name))
+            if is_dirty(Path(state.path)):
+                state.category = "local-changes"
+        if state.category == "ready":
+            say(f"{name}: making branch {migration.branch}")
+            _make_branch(name, plan, migration, pr_dir, result)
+        elif state.category == "branch-made" and build is None:
             result.skipped[name] = f"branch {migration.branch} exists: not overwritten"
-            continue
-        base = default_branch(repo)
-        recipe_rel = "recipe/recipe.yaml" if state.recipe_format == "recipe.yaml" \
-            else "recipe/meta.yaml"
-        recipe_text = git(repo, "show", f"{base}:{recipe_rel}")
-        files = {
-            migration.migration_file: migration_file_text(migration),
-            recipe_rel: bump_build_number(repo / recipe_rel, recipe_text),
-        }
-        listing = git(repo, "ls-tree", "--name-only", base, "--", ".ci_support/").split()
-        existing = {Path(p).name: git(repo, "show", f"{base}:{p}") for p in listing
-                    if Path(p).name.startswith("linux_64_") and p.endswith(".yaml")}
-        for fname, text in variant_files(migration, existing).items():
-            if existing.get(fname) != text:
-                files[f".ci_support/{fname}"] = text
-        _commit_files(repo, base, migration.branch, files,
-                      f"Rebuild for python {migration.variant.series} free-threading "
-                      f"({migration.name})\n\nPrepared by ftforge migrate.")
-        body = pr_dir / f"{name}.md"
-        body.write_text(_pr_body(name, migration, plan, sorted(files)))
-        result.migrated.append(name)
-        result.pr_bodies[name] = body
+        if build is not None and state.category == "branch-made":
+            say(f"{name}: building the {migration.variant.abi_tag} and "
+                f"{migration.gil_variant.abi_tag} variants")
+            _build_and_publish(name, plan, migration, build, result)
     return result

@@ -14,8 +14,10 @@ from .plan import CATEGORIES, Plan
 
 __all__ = ["render_status", "write_status"]
 
-COLOURS = {"done": "#2e7d32", "ready": "#1565c0", "awaiting-parents": "#f9a825",
-           "not-solvable": "#6d4c41", "bot-error": "#c62828", "not-needed": "#9e9e9e"}
+COLOURS = {"done": "#2e7d32", "branch-made": "#00838f", "ready": "#1565c0",
+           "awaiting-parents": "#f9a825", "awaiting-migrators": "#ef6c00",
+           "not-solvable": "#6d4c41", "local-changes": "#7b1fa2", "bot-error": "#c62828",
+           "not-needed": "#9e9e9e"}
 
 
 def _svg(plan: Plan) -> str:
@@ -64,7 +66,12 @@ def render_status(plan: Plan) -> str:
     for category in CATEGORIES:
         parts.append(f"<span id='count-{category}'><span class='pill' style='background:"
                      f"{COLOURS[category]}'>{category}</span> {len(groups[category])}</span>")
-    parts.append(f"</p><p>Order: {' → '.join(e(n) for n in plan.order)}</p>")
+    parts.append(f"</p><p id='migration-file'>Migration file: {e(plan.migration_origin)}"
+                 + (f" (ftforge's own, use_local, migrator_ts {plan.migrator_ts})"
+                    if plan.migration_origin == "ftforge" else "")
+                 + (f"; waits for: {e(', '.join(plan.wait_for_migrators))}"
+                    if plan.wait_for_migrators else "") + "</p>")
+    parts.append(f"<p>Order: {' → '.join(e(n) for n in plan.order)}</p>")
     parts.append(f"<h2>Dependency graph</h2>{_svg(plan)}")
     for category in CATEGORIES:
         if not groups[category]:
@@ -73,8 +80,11 @@ def render_status(plan: Plan) -> str:
         for name in groups[category]:
             state = plan.feedstocks[name]
             parents = ", ".join(e(p) for p in state.parents) or "—"
+            branch = (f"<td class='branch'>branch <code>{e(state.branch)}</code>"
+                      + (f", PR body <code>{e(state.pr_body)}</code>" if state.pr_body else "")
+                      + "</td>") if state.branch else "<td></td>"
             parts.append(f"<tr data-feedstock='{e(name)}'><td><b>{e(name)}</b></td>"
-                         f"<td>{e(state.reason)}</td><td>parents: {parents}</td></tr>")
+                         f"<td>{e(state.reason)}</td><td>parents: {parents}</td>{branch}</tr>")
         parts.append("</table>")
     parts.append("</body></html>\n")
     return "".join(parts)
