@@ -55,7 +55,8 @@ def render(channel: Path, title: str | None = None) -> str:
     ]
     for name in sorted(by_name):
         parts.append(f"<h2 id='{e(name)}'>{e(name)}</h2><table><tr><th>version</th>"
-                     "<th>build</th><th>ABI</th><th>subdir</th><th>depends</th></tr>")
+                     "<th>build</th><th>ABI</th><th>subdir</th><th>depends</th>"
+                     "<th>thread-safety (ftforge stress)</th></tr>")
         rows = sorted(by_name[name], key=lambda r: (r["version"], r["build"]), reverse=True)
         for record in rows:
             css, label = abi_of_record(record)
@@ -66,11 +67,23 @@ def render(channel: Path, title: str | None = None) -> str:
                 f"<tr data-fn='{e(record['fn'])}'><td>{e(record['version'])}</td>"
                 f"<td><code>{e(record['build'])}</code></td>"
                 f"<td><span class='abi {css}'>{e(label)}</span></td>"
-                f"<td>{e(record['subdir'])}</td><td class='deps'>{deps}</td></tr>"
+                f"<td>{e(record['subdir'])}</td><td class='deps'>{deps}</td>"
+                f"{_stress_cell(channel, record)}</tr>"
             )
         parts.append("</table>")
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def _stress_cell(channel: Path, record: dict) -> str:
+    """The package's stress record (stored beside it by ``ftforge stress``), or a dash."""
+    from ..stress import read_record
+
+    stored = read_record(channel, record["subdir"], record["fn"])
+    if stored is None:
+        return "<td class='stress'>—</td>"
+    return (f"<td class='stress stress-{html.escape(stored.status)}'>"
+            f"{html.escape(stored.summary())}</td>")
 
 
 def write_page(channel: Path) -> Path:

@@ -1,0 +1,263 @@
+"""`ftforge stress`: test requirements from an sdist, the serial/parallel comparison, and
+the record stored beside its package (page, index, evidence)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ftforge import stress
+from ftforge.channel.index import channel_records
+from ftforge.channel.publish import publish
+from ftforge.channel.synthetic import SyntheticPackage, write_package
+from ftforge.stress import StressOptions, StressRecord
+
+
+def make_sdist(directory: Path, name: str, files: dict[str, str], version: str = "1.0") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{version}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for rel, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+PKG_INFO = ("Metadata-Version: 2.4\nName: {name}\nVersion: 1.0\n"
+            "Provides-Extra: test\n{requires}")
+
+
+def test_test_requirements_come_from_the_test_extra_without_coverage_tools(tmp_path):
+    requires = ("Requires-Dist: numpy>=2\n"
+                "Requires-Dist: hypothesis>=6; extra == 'test'\n"
+                "Requires-Dist: pytest>=8; extra == \"tests\"\n"
+                "Requires-Dist: pytest-cov; extra == 'test'\n"
+                "Requires-Dist: sphinx; extra == 'docs'\n"
+                "Requires-Dist: tomli; extra == 'test' and python_version < '3.11'\n")
+    sdist = make_sdist(tmp_path, "x", {"PKG-INFO": PKG_INFO.format(name="x", requires=requires)})
+    assert stress.test_requirements(sdist) == ["hypothesis>=6"]
+
+
+def test_test_requirements_from_dependency_groups_and_requirement_files(tmp_path):
+    groups = make_sdist(tmp_path / "g", "g", {
+        "PKG-INFO": PKG_INFO.format(name="g", requires=""),
+        "pyproject.toml": '[dependency-groups]\ntest = ["attrs>=23", {include-group = "x"}]\n'
+                          'docs = ["sphinx"]\n'})
+    assert stress.test_requirements(groups) == ["attrs>=23"]
+    files = make_sdist(tmp_path / "f", "f", {
+        "PKG-INFO": PKG_INFO.format(name="f", requires=""),
+        "requirements/test.txt": "# tools\n-r base.txt\nsix>=1.16  # compat\ncoverage\n"
+                                 "git+https://example.invalid/x.git\n"})
+    assert stress.test_requirements(files) == ["six>=1.16"]
+
+
+def test_unreadable_sdist_is_a_stress_error(tmp_path):
+    bad = tmp_path / "bad-1.0.tar.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(stress.StressError, match="bad-1.0.tar.gz: not a readable sdist"):
+        stress.test_requirements(bad)
+
+
+def test_options_are_checked():
+    with pytest.raises(stress.StressError, match="--threads 1"):
+        StressOptions(threads=1)
+    with pytest.raises(stress.StressError, match="--iterations 0"):
+        StressOptions(iterations=0)
+
+
+# --- the serial / parallel comparison, with pytest and a thread-running plugin ----------
+
+FAKE_RUN_PARALLEL = '''"""Test double of pytest-run-parallel: its three options, each test in N threads."""
+import threading
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--parallel-threads", type=int, default=1)
+    parser.addoption("--iterations", type=int, default=1)
+    parser.addoption("--ignore-gil-enabled", action="store_true")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    threads = pyfuncitem.config.getoption("parallel_threads")
+    iterations = pyfuncitem.config.getoption("iterations")
+    if threads <= 1:
+        return None
+    args = {a: pyfuncitem.funcargs[a] for a in pyfuncitem._fixtureinfo.argnames}
+    barrier, errors = threading.Barrier(threads), []
+
+    def run():
+        barrier.wait()
+        for _ in range(iterations):
+            try:
+                pyfuncitem.obj(**args)
+            except BaseException as exc:
+                errors.append(exc)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+    return True
+'''
+
+RACY_TESTS = '''import time
+
+STATE = {"owner": None}
+
+
+def test_shared_state_is_mine():
+    me = object()
+    for _ in range(20):
+        STATE["owner"] = me
+        time.sleep(0.0005)
+        assert STATE["owner"] is me
+
+
+def test_pure_function():
+    assert sum(range(10)) == 45
+
+
+def test_broken_everywhere():
+    assert 1 == 2
+'''
+
+
+def fake_prefix(tmp_path: Path) -> Path:
+    """An "environment" whose python is this interpreter with the test double loaded."""
+    prefix, plugins = tmp_path / "prefix", tmp_path / "plugins"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "conda-meta").mkdir()
+    plugins.mkdir()
+    (plugins / "fake_run_parallel.py").write_text(FAKE_RUN_PARALLEL)
+    python = prefix / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="$PYTHONPATH:{plugins}" '
+                      f'PYTEST_PLUGINS=fake_run_parallel exec {sys.executable} "$@"\n')
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    (prefix / "conda-meta" / "pytest-9.2.0-pyh_0.json").write_text(
+        json.dumps({"name": "pytest", "version": "9.2.0", "build": "pyh_0"}))
+    return prefix
+
+
+def record(**kw) -> StressRecord:
+    base = dict(package="racy", version="1.0", build="py313th0_0", subdir="linux-64",
+                fn="racy-1.0-py313th0_0.conda", sdist="racy-1.0.tar.gz", threads=4,
+                iterations=2)
+    return StressRecord(**{**base, **kw})
+
+
+def test_failed_only_in_parallel_is_reported_by_test_name(tmp_path):
+    sdist = make_sdist(tmp_path / "sd", "racy", {
+        "PKG-INFO": PKG_INFO.format(name="racy", requires=""),
+        "racy/__init__.py": "raise ImportError('the source tree must not be imported')\n",
+        "tests/test_racy.py": RACY_TESTS})
+    result = stress.run_tests(record(), sdist, fake_prefix(tmp_path), ["racy"],
+                              StressOptions(threads=4, iterations=2), tmp_path / "work")
+    assert result.collected == 3
+    assert result.passed_serial == 2 and result.failed_serial == [
+        "tests/test_racy.py::test_broken_everywhere"]
+    assert result.failed_only_in_parallel == ["tests/test_racy.py::test_shared_state_is_mine"]
+    assert result.passed_parallel == 1
+    assert result.status == "findings" and not result.gil_reenabled
+    assert result.tools == {"pytest": "9.2.0 pyh_0"}
+    assert "failed only in parallel: tests/test_racy.py::test_shared_state_is_mine" in \
+        result.summary()
+    assert not (tmp_path / "work" / "src" / "racy-1.0" / "racy").exists()
+
+
+def test_an_sdist_without_tests_says_so(tmp_path):
+    sdist = make_sdist(tmp_path / "sd", "bare", {"PKG-INFO": PKG_INFO.format(name="bare",
+                                                                             requires=""),
+                                                 "bare/__init__.py": ""})
+    result = stress.run_tests(record(package="bare"), sdist, fake_prefix(tmp_path), ["bare"],
+                              StressOptions(), tmp_path / "work")
+    assert result.no_tests and result.status == "no-tests"
+    assert result.summary() == "no tests in the sdist"
+
+
+def test_gil_reenabled_comes_from_the_probe():
+    outcome = stress.parse_outcomes({"outcomes": {"t::a": "passed"}, "collected": 1,
+                                     "gil_at_start": False, "gil_at_end": True,
+                                     "gil_after": "t::a", "exitstatus": 0})
+    assert outcome.gil_reenabled and outcome.gil_after == "t::a"
+    with pytest.raises(stress.StressError, match="no outcomes"):
+        stress.parse_outcomes({"collected": 1})
+
+
+# --- the record beside its package ------------------------------------------------------
+
+
+def published(tmp_path: Path) -> tuple[Path, dict]:
+    ft = SyntheticPackage("racy", "1.0", "py313th0_0", subdir="linux-64",
+                          depends=["python_abi 3.13.* *_cp313t"])
+    gil = SyntheticPackage("racy", "1.0", "py313h0_0", subdir="linux-64",
+                           depends=["python_abi 3.13.* *_cp313"])
+    channel = tmp_path / "channel"
+    publish([write_package(ft, tmp_path / "pkgs"), write_package(gil, tmp_path / "pkgs")],
+            channel)
+    rec = next(r for r in channel_records(channel) if r["build"] == "py313th0_0")
+    return channel, rec
+
+
+def test_record_is_stored_beside_the_package_and_never_indexed(tmp_path):
+    channel, rec = published(tmp_path)
+    stored = record(failed_only_in_parallel=["tests/test_racy.py::test_shared_state_is_mine"],
+                    collected=3, passed_parallel=1, status="findings")
+    path = stress.write_record(channel, stored)
+    assert path == channel / "linux-64" / "racy-1.0-py313th0_0.stress.json"
+    assert stress.read_record(channel, "linux-64", rec["fn"]) == stored
+    extra = SyntheticPackage("other", "1.0", "pyh0_0", noarch="python")
+    publish([write_package(extra, tmp_path / "more")], channel)  # re-index with the record there
+    fns = {r["fn"] for r in channel_records(channel)}
+    assert rec["fn"] in fns and not any(fn.endswith(".json") for fn in fns)
+    assert path.is_file()
+    from ftforge.channel.check import check_channels
+
+    assert check_channels([channel])[1] == []
+
+
+def test_channel_page_shows_the_record(tmp_path):
+    from ftforge.channel.page import render
+
+    channel, rec = published(tmp_path)
+    stress.write_record(channel, record(collected=3, passed_parallel=1, status="findings",
+                                        failed_only_in_parallel=["t.py::test_<race>"]))
+    page = render(channel)
+    assert "failed only in parallel: t.py::test_&lt;race&gt;" in page
+    assert "stress-findings" in page
+    assert page.count("<td class='stress'>—</td>") == 1  # the GIL build has no record
+
+
+def test_record_needs_its_package_and_a_plain_file_name(tmp_path):
+    channel, _ = published(tmp_path)
+    with pytest.raises(stress.StressError, match="has no linux-64/ghost-1.0-0.conda"):
+        stress.write_record(channel, record(fn="ghost-1.0-0.conda"))
+    with pytest.raises(stress.StressError, match="not a package file name"):
+        stress.record_path(channel, "linux-64", "../../etc/passwd.conda")
+    (channel / "linux-64" / "racy-1.0-py313th0_0.stress.json").write_text("{not json")
+    assert stress.read_record(channel, "linux-64", "racy-1.0-py313th0_0.conda") is None
+
+
+def test_evidence_for_the_migration_bot(tmp_path):
+    channel, rec = published(tmp_path)
+    stress.write_record(channel, record(collected=3, passed_parallel=3, passed_serial=3))
+    [(clean, text)] = stress.evidence([channel])["racy"]
+    assert clean and "3/3 passed in 4 threads x 2" in text
+    stress.write_record(channel, record(collected=3, passed_parallel=2, status="findings",
+                                        failed_only_in_parallel=["t::race"]))
+    [(clean, text)] = stress.evidence([channel])["racy"]
+    assert not clean and text.startswith("thread-safety findings") and "t::race" in text
