@@ -61,10 +61,10 @@ def _write_or_check(target: Path, files: dict[str, str], *, check: bool, command
 
     if check:
         recipe_files.check_files(target, files, command=command)
-        console.print(f"[green]up to date[/green] {target}")
+        console.print(f"[green]up to date[/green] {escape(str(target))}")
         return
     for path in recipe_files.write_files(target, files):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {escape(str(path))}")
 
 
 # ---------------------------------------------------------------------------
@@ -84,6 +84,15 @@ def recipe_python(
     name, files = python_recipe.files_for(version, sha256=sha256, build_number=build_number)
     target = output_dir / name
     _write_or_check(target, files, check=check, command=f"ftforge recipe python {version}")
+
+
+def _name_mapping(text: str) -> tuple[str, str]:
+    """``--map PYPI=CONDA`` (its own message; this is not ``--variant``)."""
+    pypi_name, sep, conda = (part.strip() for part in text.partition("="))
+    if not sep or not pypi_name or not conda:
+        raise FtforgeError(f"--map '{text}' is not PYPI=CONDA",
+                           hint="for example --map PyYAML=pyyaml")
+    return pypi_name, conda
 
 
 @recipe_app.command("pypi")
@@ -109,13 +118,12 @@ def recipe_pypi(
         "some")] = None,
 ) -> None:
     """Write a recipe for a PyPI sdist, built per python ABI (free-threaded aware)."""
-    from .build.variant_config import parse_override
     from .recipes import files as recipe_files
     from .recipes.from_pypi import RECIPE_FORMATS, recipe_from_pypi
 
     if fmt not in RECIPE_FORMATS:
         raise FtforgeError(f"--format {fmt}: expected {' or '.join(RECIPE_FORMATS)}")
-    names = dict(parse_override(m) for m in map_ or [])
+    names = dict(_name_mapping(m) for m in map_ or [])
     if with_deps:
         from .recipes.from_pypi import RootOptions, closure_from_pypi
 
@@ -125,15 +133,16 @@ def recipe_pypi(
             progress.add_task(f"resolving the requirement closure of {spec}", total=None)
             planned = closure_from_pypi(spec, names=names, fmt=fmt,  # type: ignore[arg-type]
                                         root=root, strict_names=strict_names)
+        targets = [recipe_files.recipe_dir(output_dir, plan.conda_name) for plan, _ in planned]
         console.print("build order:")
-        for index, (plan, files) in enumerate(planned, start=1):
-            paths_written = recipe_files.write_files(output_dir / plan.conda_name, files)
+        for index, ((plan, files), target) in enumerate(zip(planned, targets), start=1):
+            paths_written = recipe_files.write_files(target, files)
             console.print(f"  {index:2}. {plan.conda_name} {plan.version}  -> {paths_written[0].parent}")
         return
     name, files = recipe_from_pypi(spec, fmt=fmt, names=names,  # type: ignore[arg-type]
                                    gil_reenabled_ok=gil_reenabled_ok, apt=tuple(apt or ()),
                                    strict_names=strict_names, pure_build_ok=pure_build_ok)
-    target = output_dir / name
+    target = recipe_files.recipe_dir(output_dir, name)
     _write_or_check(target, files, check=check, command=f"ftforge recipe pypi {spec}")
 
 
@@ -539,9 +548,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except FtforgeError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
+        # Messages quote files and recipes ("[build-system]", "[freebsd]"): never markup.
+        err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            err_console.print(f"  [yellow]hint:[/yellow] {exc.hint}", highlight=False)
+            err_console.print(f"  [yellow]hint:[/yellow] {escape(exc.hint)}", highlight=False)
         sys.stdout.flush()
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):

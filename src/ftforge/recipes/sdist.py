@@ -1,7 +1,10 @@
 """What an sdist is made of: build backend, compiled code, stable ABI, modules, metadata.
 
 The archive is read member by member (small text files only); nothing is
-extracted and no code from it runs.
+extracted and no code from it runs. Everything in it is untrusted: sizes,
+member counts and tar headers are bounded by :class:`ftforge.limits.SourceLimits`,
+and the metadata that reaches file names or recipe text (name, version,
+module names, summary, URLs) is validated or reduced to one plain line here.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from ..errors import FtforgeError
+from ..limits import SourceLimits
+from . import declared
 
 __all__ = ["BACKENDS", "Backend", "SdistError", "SdistFacts", "inspect_sdist"]
 
@@ -70,40 +75,130 @@ class SdistFacts:
     classifiers: tuple[str, ...] = ()
     homepage: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    extension_modules: tuple[str, ...] = ()
+    """Extension modules the build files declare (see ``recipes.declared``)."""
+    cxx: bool = False
+    """The compiled code needs a C++ compiler (C++ sources, or the build asks for C++)."""
+
+
+class _LimitCrossed(Exception):
+    """A SourceLimits setting crossed while reading an archive (message names it)."""
+
+
+_EXTENDED_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                     tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses a PAX / GNU long-name header larger than the limit *before* tarfile
+    reads its payload into memory (a 40 KB .tar.gz can announce a 1 GiB header)."""
+
+    max_header_bytes = SourceLimits().max_header_bytes
+
+    def _proc_member(self, tarfile_):  # tarfile's hook for every header it reads
+        if self.type in _EXTENDED_HEADERS and self.size > self.max_header_bytes:
+            raise _LimitCrossed(f"a {self.size}-byte extended tar header is larger than "
+                                f"{self.max_header_bytes} bytes (SourceLimits.max_header_bytes)")
+        return super()._proc_member(tarfile_)
+
+
+def _zip_entry_count(path: Path) -> int:
+    """Entries the zip's end record announces, read before the central directory is."""
+    with path.open("rb") as handle:
+        record = zipfile._EndRecData(handle)  # noqa: SLF001 - the stdlib's own EOCD reader
+    if record is None:
+        raise zipfile.BadZipFile("no end of central directory record")
+    return record[zipfile._ECD_ENTRIES_TOTAL]  # noqa: SLF001
 
 
 class _Archive:
-    """Uniform read-only access to .tar.gz / .zip sdists, paths without the root folder."""
+    """Uniform read-only access to .tar.gz / .zip sdists, paths without the root folder.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    Member count, total size and tar header sizes are checked while the archive's
+    directory is read; a text file is read only up to ``max_metadata_bytes``."""
+
+    def __init__(self, path: Path, limits: SourceLimits = SourceLimits()) -> None:
+        self.path, self.limits = path, limits
+        self._zip: zipfile.ZipFile | None = None
+        self._tar: tarfile.TarFile | None = None
         try:
-            if path.name.endswith(".zip"):
-                self._zip = zipfile.ZipFile(path)
-                names = [n for n in self._zip.namelist() if not n.endswith("/")]
-                self._tar = None
-            else:
-                self._tar = tarfile.open(path)
-                self._zip = None
-                names = [m.name for m in self._tar.getmembers() if m.isfile()]
-        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            if path.stat().st_size > limits.max_sdist_bytes:
+                raise _LimitCrossed(f"larger than {limits.max_sdist_bytes} bytes "
+                                    "(SourceLimits.max_sdist_bytes)")
+            names = self._open_zip(path) if path.name.endswith(".zip") else self._open_tar(path)
+        except _LimitCrossed as exc:
+            self.close()
+            raise SdistError(f"{path}: refused: {exc}",
+                             hint="the sdist is malformed or hostile; nothing was extracted") \
+                from None
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError,
+                UnicodeError) as exc:
+            self.close()
             raise SdistError(f"{path}: not a readable sdist archive ({exc})",
                              hint="delete it from the cache and download it again") from None
         self.files: dict[str, str] = {}
         for name in names:
             parts = PurePosixPath(name).parts
-            if len(parts) >= 2 and ".." not in parts:
+            if len(parts) >= 2 and ".." not in parts and not name.startswith("/"):
                 self.files[str(PurePosixPath(*parts[1:]))] = name
 
-    def read(self, rel: str, limit: int = 2_000_000) -> str | None:
+    def _open_zip(self, path: Path) -> list[str]:
+        if _zip_entry_count(path) > self.limits.max_members:
+            raise _LimitCrossed(f"more than {self.limits.max_members} members "
+                                "(SourceLimits.max_members)")
+        self._zip = zipfile.ZipFile(path)
+        infos = self._zip.infolist()
+        if len(infos) > self.limits.max_members:
+            raise _LimitCrossed(f"more than {self.limits.max_members} members "
+                                "(SourceLimits.max_members)")
+        if sum(i.file_size for i in infos) > self.limits.max_unpacked_bytes:
+            raise _LimitCrossed(f"members larger than {self.limits.max_unpacked_bytes} bytes "
+                                "together (SourceLimits.max_unpacked_bytes)")
+        return [i.filename for i in infos if not i.is_dir()]
+
+    def _open_tar(self, path: Path) -> list[str]:
+        bounded = type("_TarInfo", (_BoundedTarInfo,),
+                       {"max_header_bytes": self.limits.max_header_bytes})
+        self._tar = tarfile.open(path, tarinfo=bounded)
+        names, total = [], 0
+        for count, member in enumerate(self._tar, start=1):
+            if count > self.limits.max_members:
+                raise _LimitCrossed(f"more than {self.limits.max_members} members "
+                                    "(SourceLimits.max_members)")
+            total += max(member.size, 0)
+            if total > self.limits.max_unpacked_bytes:
+                raise _LimitCrossed(f"members larger than {self.limits.max_unpacked_bytes} "
+                                    "bytes together (SourceLimits.max_unpacked_bytes)")
+            if member.isfile():
+                names.append(member.name)
+        return names
+
+    def close(self) -> None:
+        for handle in (self._zip, self._tar):
+            if handle is not None:
+                handle.close()
+
+    def read(self, rel: str) -> str | None:
+        """The text of member ``rel``; one larger than ``max_metadata_bytes`` is refused
+        (never cut, never read whole first)."""
         name = self.files.get(rel)
         if name is None:
             return None
-        if self._zip is not None:
-            data = self._zip.read(name)[:limit]
-        else:
-            handle = self._tar.extractfile(name)
-            data = handle.read(limit) if handle else b""
+        limit = self.limits.max_metadata_bytes
+        try:
+            if self._zip is not None:
+                with self._zip.open(name) as handle:
+                    data = handle.read(limit + 1)
+            else:
+                handle = self._tar.extractfile(name)
+                data = handle.read(limit + 1) if handle else b""
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise SdistError(f"{self.path}: {rel} cannot be read ({exc})",
+                             hint="delete it from the cache and download it again") from None
+        if len(data) > limit:
+            raise SdistError(f"{self.path}: refused: {rel} is larger than {limit} bytes "
+                             "(SourceLimits.max_metadata_bytes)",
+                             hint="the sdist is malformed or hostile; nothing was extracted")
         return data.decode("utf-8", errors="replace")
 
     def __iter__(self) -> Iterator[str]:
@@ -117,6 +212,50 @@ def requirement_name(requirement: str) -> str:
 
 def is_cython_requirement(requirement: str) -> bool:
     return re.match(r"(?i)cython\b", requirement.strip()) is not None
+
+
+def _check_build_system(pyproject: dict) -> None:
+    """``[build-system]`` has the types PEP 518/517 give it (hostile files do not)."""
+    system = pyproject.get("build-system", {})
+    problem = None
+    if not isinstance(system, dict):
+        problem = "is not a table"
+    elif not isinstance(system.get("requires", []), list) or not all(
+            isinstance(r, str) for r in system.get("requires", [])):
+        problem = "'requires' is not a list of strings"
+    elif not isinstance(system.get("build-backend", ""), str):
+        problem = "'build-backend' is not a string"
+    elif not isinstance(system.get("backend-path", []), list) or not all(
+            isinstance(r, str) for r in system.get("backend-path", [])):
+        problem = "'backend-path' is not a list of strings"
+    if problem:
+        raise SdistError(f"pyproject.toml [build-system] {problem} (PEP 517/518)",
+                         hint="the sdist's pyproject.toml is malformed; ftforge cannot build it")
+
+
+def _table(data: object, *keys: str) -> dict:
+    """``data[k1][k2]...`` if every level is a table, else ``{}``."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _one_line(value: object, limit: int = 300) -> str:
+    """A metadata value as one plain line (it ends up in recipe text)."""
+    text = " ".join(str(value or "").split())
+    return "".join(c for c in text if c.isprintable())[:limit]
+
+
+def _url(value: object) -> str:
+    text = str(value or "").strip()
+    return text if re.fullmatch(r"https?://[^\s\"'<>`\\{}]+", text) and len(text) < 500 else ""
+
+
+_SAFE_MEMBER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./+-]*$")
+
+
+def _module_name(name: str) -> bool:
+    return all(part.isidentifier() and part.isascii() for part in name.split("."))
 
 
 def _self_hosted(pyproject: dict) -> bool:
@@ -151,9 +290,9 @@ def _top_level(archive: _Archive, name: str) -> tuple[str, ...]:
     for rel in archive:
         if rel.endswith(".egg-info/top_level.txt") and rel.count("/") <= 2:
             text = archive.read(rel) or ""
-            # Importable names only: not private, not stub folders like "ujson-stubs".
-            mods = tuple(sorted({m.strip() for m in text.split()
-                                 if m.strip().isidentifier() and not m.startswith("_")}))
+            # Importable names only (private ones too: `_ruamel_yaml` is the extension);
+            # not stub folders like "ujson-stubs".
+            mods = tuple(sorted({m.strip() for m in text.split() if _module_name(m.strip())}))
             if mods:
                 return mods
     packages, modules, namespaced = set(), set(), set()
@@ -180,30 +319,68 @@ def _top_level(archive: _Archive, name: str) -> tuple[str, ...]:
     found = packages or namespaced or modules
     if not found:
         found.add(name.replace("-", "_").lower())
-    return tuple(sorted(m for m in found if not m.startswith("_") and m not in _SKIP_DIRS))
+    # Module names end up in the recipe's import test: identifiers only.
+    return tuple(sorted(m for m in found if not m.startswith("_") and m not in _SKIP_DIRS
+                        and _module_name(m)))
 
 
-def inspect_sdist(path: Path) -> SdistFacts:
+def inspect_sdist(path: Path, *, limits: SourceLimits = SourceLimits()) -> SdistFacts:
     try:
-        return _inspect(path)
+        return _inspect(path, limits)
     except SdistError as exc:
         if path.name in exc.message:
             raise
         raise SdistError(f"{path.name}: {exc.message}", hint=exc.hint) from None
 
 
-def _inspect(path: Path) -> SdistFacts:
-    archive = _Archive(path)
+def _name_and_version(meta, path: Path) -> tuple[str, str]:
+    """PKG-INFO's Name (PEP 508) and Version (PEP 440), refused otherwise: the name
+    becomes a directory under --output-dir and both end up in recipe text."""
+    from packaging.version import InvalidVersion, Version
+
+    from ..pypi import PyPIError, validate_name
+
+    name, version = str(meta.get("Name") or ""), str(meta.get("Version") or "")
+    try:
+        validate_name(name, source=f"{path}: PKG-INFO Name")
+    except PyPIError as exc:
+        raise SdistError(exc.message, hint="the sdist is malformed or hostile; nothing was "
+                         "written") from None
+    try:
+        Version(version)
+    except InvalidVersion:
+        raise SdistError(f"{path}: PKG-INFO Version {version[:80]!r} is not a PEP 440 version",
+                         hint="the sdist is malformed or hostile; nothing was written") from None
+    if not re.fullmatch(r"[A-Za-z0-9.+!_-]+", version):
+        raise SdistError(f"{path}: PKG-INFO Version {version[:80]!r} has characters a version "
+                         "cannot have", hint="the sdist is malformed or hostile")
+    return name, version
+
+
+def _inspect(path: Path, limits: SourceLimits) -> SdistFacts:
+    archive = _Archive(path, limits)
+    try:
+        return _facts(path, archive)
+    finally:
+        archive.close()
+
+
+def _facts(path: Path, archive: _Archive) -> SdistFacts:
     pkg_info = archive.read("PKG-INFO")
     if pkg_info is None:
         raise SdistError(f"{path}: no PKG-INFO at the top of the sdist",
                          hint="this is not a PEP 517 sdist; ftforge cannot read its metadata")
     meta = email.parser.Parser().parsestr(pkg_info)
+    name, version = _name_and_version(meta, path)
     pyproject_text = archive.read("pyproject.toml")
     try:
         pyproject = tomllib.loads(pyproject_text) if pyproject_text else {}
     except tomllib.TOMLDecodeError as exc:
         raise SdistError(f"{path}: pyproject.toml is not valid TOML ({exc})") from None
+    except RecursionError:
+        raise SdistError(f"{path}: pyproject.toml nests too deeply to read",
+                         hint="the sdist is malformed or hostile") from None
+    _check_build_system(pyproject)
     backend, build_requires, wrapper = _backend(pyproject)
 
     # Compiled means the build *declares* extension modules (or uses a backend
@@ -216,7 +393,7 @@ def _inspect(path: Path) -> SdistFacts:
     setup_py = archive.read("setup.py") or ""
     if re.search(r"\bExtension\s*\(|ext_modules\s*=|cythonize\s*\(", setup_py):
         evidence.append("setup.py declares extension modules")
-    if "ext-modules" in ((pyproject.get("tool") or {}).get("setuptools") or {}):
+    if "ext-modules" in _table(pyproject, "tool", "setuptools"):
         evidence.append("pyproject.toml declares [tool.setuptools] ext-modules")
     if backend in ("meson-python", "scikit-build-core", "maturin"):
         evidence.append(f"{backend} builds compiled code")
@@ -227,9 +404,12 @@ def _inspect(path: Path) -> SdistFacts:
     limited = bool(_LIMITED_API.search(build_text))
 
     license_files = tuple(meta.get_all("License-File") or ())
+    build_files = {rel: archive.read(rel) or "" for rel in archive
+                   if rel in ("setup.py", "setup.cfg", "pyproject.toml", "meson.build",
+                              "CMakeLists.txt")}
     return SdistFacts(
-        name=meta.get("Name", ""),
-        version=meta.get("Version", ""),
+        name=name,
+        version=version,
         backend=backend,
         build_requires=build_requires,
         compiled=bool(evidence),
@@ -238,13 +418,17 @@ def _inspect(path: Path) -> SdistFacts:
         self_hosted_backend=_self_hosted(pyproject) and wrapper is None,
         backend_wrapper=wrapper,
         uses_cython=uses_cython,
-        top_level=_top_level(archive, meta.get("Name", path.name)),
-        requires_dist=tuple(meta.get_all("Requires-Dist") or ()),
-        requires_python=meta.get("Requires-Python"),
-        summary=(meta.get("Summary") or "").strip(),
-        license=(meta.get("License-Expression") or meta.get("License") or "").strip(),
-        license_files=tuple(f for f in license_files if f in archive.files),
-        classifiers=tuple(meta.get_all("Classifier") or ()),
-        homepage=next((u.split(",", 1)[1].strip() for u in meta.get_all("Project-URL") or ()
-                       if u.lower().startswith(("homepage", "home"))), meta.get("Home-page") or ""),
+        top_level=_top_level(archive, name),
+        requires_dist=tuple(_one_line(r, 1000) for r in meta.get_all("Requires-Dist") or ()),
+        requires_python=_one_line(meta.get("Requires-Python")) or None,
+        summary=_one_line(meta.get("Summary")),
+        license=_one_line(meta.get("License-Expression") or meta.get("License")),
+        license_files=tuple(f for f in map(str, license_files) if f in archive.files
+                            and _SAFE_MEMBER.match(f) and ".." not in f),
+        classifiers=tuple(_one_line(c) for c in meta.get_all("Classifier") or ()),
+        homepage=_url(next((str(u).split(",", 1)[1] for u in meta.get_all("Project-URL") or ()
+                            if str(u).lower().startswith(("homepage", "home")) and "," in str(u)),
+                           meta.get("Home-page"))),
+        extension_modules=declared.extension_modules(build_files, pyproject),
+        cxx=bool(evidence) and declared.needs_cxx(sources, build_files),
     )

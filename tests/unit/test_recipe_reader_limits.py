@@ -1,0 +1,137 @@
+"""Hostile feedstocks: every one becomes that feedstock's one-line error naming its
+recipe file and the rule; the plan goes on; the worker's time and memory limits hold.
+
+Each recipe below crashed or hung ``migrate plan`` before (issue 13).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ftforge.limits import RecipeLimits
+from ftforge.migrate.plan import Migration, plan_migration
+from ftforge.migrate.recipe_reader import RecipeError, read_recipe
+from tests.feedstocks import make_feedstock, meta_ext
+
+# Small limits so the bombs are caught quickly; the defaults are tested for their values.
+LIMITS = RecipeLimits(render_seconds=3.0, render_memory_bytes=768 << 20)
+
+META_HEAD = "package:\n  name: bad\n  version: '1.0'\n"
+BILLION_LAUGHS = "package: {name: bad, version: '1'}\n" + "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+    f"*a{i - 1}, *a{i - 1}, *a{i - 1}]\n" for i in range(1, 10)) + "requirements: {run: *a9}\n"
+
+# name -> (recipe file, content (str or bytes), words the one-line reason must contain)
+HOSTILE: dict[str, tuple[str, str | bytes, tuple[str, ...]]] = {
+    "include": ("meta.yaml", "{% include 'other.yaml' %}\n" + META_HEAD, ("include",)),
+    "import": ("meta.yaml", "{% import 'macros.j2' as m %}\n" + META_HEAD, ("import",)),
+    "from-import": ("meta.yaml", "{% from 'x' import y %}\n" + META_HEAD, ("import",)),
+    "huge-range": ("meta.yaml", "{% for i in range(10**9) %}{% endfor %}\n" + META_HEAD,
+                   ("range()", "RecipeLimits.max_loop_items")),
+    "nested-ranges": ("meta.yaml", "{% for i in range(100000) %}{% for j in range(100000) %}"
+                      "{% endfor %}{% endfor %}\n" + META_HEAD,
+                      ("RecipeLimits.render_seconds",)),
+    "recursive-macro": ("meta.yaml", "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}\n"
+                        + META_HEAD, ("recursion",)),
+    "string-times": ("meta.yaml", "{% set x = 'x' * 2000000000 %}\n" + META_HEAD,
+                     ("'*'", "RecipeLimits.max_rendered_chars")),
+    "power": ("meta.yaml", "{% set x = 7 ** 10000000 %}\n" + META_HEAD, ("'**'",)),
+    "center-filter": ("meta.yaml", "{{ 'x' | center(1500000000) }}\n" + META_HEAD,
+                      ("RecipeLimits.render_memory_bytes",)),
+    "output-flood": ("meta.yaml", "{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}\n"
+                     + META_HEAD, ("RecipeLimits.max_rendered_chars",)),
+    "py-in-3": ("meta.yaml", META_HEAD + "build:\n  skip: true  # [py in 3]\n",
+                ("selector [py in 3]", "cannot be evaluated")),
+    "linux-lt-a": ("meta.yaml", META_HEAD + "build:\n  skip: true  # [linux < 'a']\n",
+                   ("selector [linux < 'a']",)),
+    "nested-not": ("meta.yaml", META_HEAD + "build:\n  skip: true  # [" + "not " * 5000
+                   + "linux]\n", ("RecipeLimits.max_selector_chars",)),
+    "outputs-int": ("meta.yaml", META_HEAD + "outputs: 3\n", ("'outputs' must be a list",)),
+    "outputs-strings": ("meta.yaml", META_HEAD + "outputs: [a, b]\n",
+                        ("'outputs[0]' must be a mapping",)),
+    "build-list": ("meta.yaml", META_HEAD + "build: [1, 2]\n", ("'build' must be a mapping",)),
+    "requirements-str": ("meta.yaml", META_HEAD + "requirements: python\n",
+                         ("'requirements' must be a mapping",)),
+    "host-mapping": ("meta.yaml", META_HEAD + "requirements:\n  host: {python: 1}\n",
+                     ("'requirements/host' must be a list",)),
+    "not-utf8": ("meta.yaml", META_HEAD.encode() + b"about:\n  summary: caf\xe9\n",
+                 ("not UTF-8",)),
+    "number-inf": ("meta.yaml", META_HEAD + "build:\n  number: 1e999999\n",
+                   ("build number",)),
+    "number-digits": ("meta.yaml", META_HEAD + "build:\n  number: " + "9" * 5000 + "\n",
+                      ("cannot be read",)),
+    "number-negative": ("meta.yaml", META_HEAD + "build:\n  number: -1\n", ("build number",)),
+    "billion-laughs": ("meta.yaml", BILLION_LAUGHS, ("RecipeLimits.max_yaml_nodes",)),
+    "recursive-alias": ("meta.yaml", META_HEAD + "extra: &e\n  self: *e\n",
+                        ("recursive alias",)),
+    "deep-yaml": ("meta.yaml", META_HEAD + "extra: " + "[" * 5000 + "]" * 5000 + "\n",
+                  ("YAML",)),
+    "sandbox-escape": ("meta.yaml", "{{ ''.__class__.__mro__[1].__subclasses__() }}\n"
+                       + META_HEAD, ("Jinja",)),
+    "too-big": ("meta.yaml", META_HEAD + "#" * (2 << 20) + "\n",
+                ("RecipeLimits.max_recipe_bytes",)),
+    "v1-context-list": ("recipe.yaml", "context: [1, 2]\npackage: {name: bad, version: '1'}\n",
+                        ("'context' must be a mapping",)),
+    "v1-if-typeerror": ("recipe.yaml", "package: {name: bad, version: '1'}\nrequirements:\n"
+                        "  host:\n    - if: py in 3\n      then: python\n", ("if:", "py in 3")),
+    "v1-expression-range": ("recipe.yaml", "context:\n  x: ${{ range(10**9) | list }}\n"
+                            "package: {name: bad, version: '1'}\n", ("range()",)),
+}
+
+
+def _feedstock(root: Path, name: str, recipe_file: str, content: str | bytes) -> Path:
+    recipe = root / f"{name}-feedstock" / "recipe"
+    recipe.mkdir(parents=True)
+    target = recipe / recipe_file
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content)
+    return recipe.parent
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_recipe_is_that_feedstocks_one_line_error(tmp_path, name):
+    recipe_file, content, words = HOSTILE[name]
+    repo = _feedstock(tmp_path, name, recipe_file, content)
+    with pytest.raises(RecipeError) as info:
+        read_recipe(repo, freethreading=True, limits=LIMITS)
+    message = info.value.message
+    assert message.startswith(str(repo / "recipe" / recipe_file)), message
+    assert "\n" not in message, message
+    for word in words:
+        assert word in message, message
+
+
+def test_the_worker_survives_its_limits_and_reads_the_next_recipe(tmp_path):
+    """A timeout kills the worker and a MemoryError happens inside it; the next
+    feedstock is read normally (by a new or the same worker)."""
+    good = _feedstock(tmp_path, "good", "meta.yaml", meta_ext("good", "1.0"))
+    for bomb in ("nested-ranges", "center-filter"):
+        recipe_file, content, _ = HOSTILE[bomb]
+        with pytest.raises(RecipeError):
+            read_recipe(_feedstock(tmp_path, bomb, recipe_file, content), limits=LIMITS)
+        assert read_recipe(good, limits=LIMITS).name == "good"
+
+
+def test_plan_reports_each_hostile_feedstock_and_goes_on(tmp_path):
+    root = tmp_path / "feedstocks"
+    quick = {k: v for k, v in HOSTILE.items() if k not in ("nested-ranges", "center-filter")}
+    for name, (recipe_file, content, _) in quick.items():
+        _feedstock(root, name, recipe_file, content)
+    make_feedstock(root, "good", "meta.yaml", meta_ext("good", "1.0"))
+    plan = plan_migration(root, Migration.parse("python313t"))
+    states = plan.feedstocks
+    assert {n for n, s in states.items() if s.category == "bot-error"} == set(quick)
+    assert states["good"].category != "bot-error"
+    for name, state in states.items():
+        if name != "good":
+            assert "-feedstock/recipe/" in state.reason and "\n" not in state.reason, state
+
+
+def test_default_limits_are_documented_values():
+    limits = RecipeLimits()
+    assert (limits.render_seconds, limits.render_memory_bytes) == (10.0, 1 << 30)
+    assert limits.max_loop_items == 100_000 and limits.max_yaml_nodes == 1_000_000
