@@ -492,25 +492,35 @@ def _packaged_recipe(package: Path) -> dict:
     return {}
 
 
-def _source_of(recipe: dict, package: Path) -> tuple[str, str]:
-    """(sdist file name, sha256) from the recipe the package carries."""
+def _source_of(recipe: dict, package: Path) -> tuple[str, str, str]:
+    """(sdist file name, sha256, url) from the recipe the package carries."""
     source = recipe.get("source")
     source = source[0] if isinstance(source, list) and source else source
     if not isinstance(source, dict) or not source.get("url") or not source.get("sha256"):
         raise StressError(f"{package.name}: its recipe names no sdist (source url + sha256)",
                           hint="stress runs on packages made by `ftforge recipe pypi`")
-    name = PurePosixPath(str(source["url"]).split("?")[0]).name
-    return name, str(source["sha256"])
+    url = str(source["url"])
+    return PurePosixPath(url.split("?")[0]).name, str(source["sha256"]), url
 
 
-def _sdist(filename: str, sha256: str, package: str) -> Path:
-    """The sdist from the source mirror, or downloaded from PyPI (sha256 checked)."""
+def _sdist(filename: str, sha256: str, url: str, package: str) -> Path:
+    """The sdist from the source mirror (or the local file the recipe names), else
+    downloaded from PyPI; sha256 checked either way."""
+    from urllib.parse import unquote, urlparse
+
     from . import pypi
-    from .build.mirror import sha256_of
+    from .build.mirror import SourceMirror, sha256_of
 
     local = paths.source_mirror_dir() / filename
     if local.is_file() and sha256_of(local) == sha256:
         return local
+    filed = SourceMirror(paths.source_mirror_dir()).by_content(sha256)
+    if filed is not None and sha256_of(filed) == sha256:
+        return filed
+    if url.startswith("file://"):
+        given = Path(unquote(urlparse(url).path))
+        if given.is_file() and sha256_of(given) == sha256:
+            return given
     match = re.match(r"^(?P<name>.+?)-(?P<version>\d[^-]*)\.(tar\.gz|zip|tgz)$", filename)
     if not match:
         raise StressError(f"{package}: the sdist {filename} is not in {local.parent}",
@@ -568,7 +578,8 @@ def ensure_published(channel: Path, requirements: Iterable[str], *,
 
     from packaging.requirements import Requirement
 
-    have = {r["name"] for r in channel_records(channel)}
+    have = {r["name"] for c in (channel, *interpreter_channels) if Path(c).is_dir()
+            for r in channel_records(Path(c))}
     specs, build = [], []
     for text in requirements:
         req = Requirement(text)
@@ -619,14 +630,14 @@ def stress_channel(channel: Path, names: Iterable[str] = (), *,
     records = []
     for target in _targets(channel, names):
         rec = target.record
-        filename, sha256 = _source_of(target.recipe, channel / rec["subdir"] / rec["fn"])
+        filename, sha256, url = _source_of(target.recipe, channel / rec["subdir"] / rec["fn"])
         record = StressRecord(rec["name"], rec["version"], rec["build"], rec["subdir"],
                               rec["fn"], filename, options.threads, options.iterations)
         with tempfile.TemporaryDirectory(prefix="ftforge-stress-", dir=keep) as tmp:
             work = Path(tmp)
             try:
                 progress(f"{rec['name']} {rec['version']}: sdist {filename}")
-                sdist = _sdist(filename, sha256, rec["name"])
+                sdist = _sdist(filename, sha256, url, rec["name"])
                 needs = [*TOOLS, *test_requirements(sdist)]
                 specs = ensure_published(channel, needs, interpreter_channels=interpreter_channels,
                                          work=work / "deps", progress=progress)

@@ -177,7 +177,7 @@ def test_dynamic_build_requirements_are_asked_from_the_backend():
 
     from ftforge.recipes.from_pypi import recipe_from_pypi
 
-    name, files = recipe_from_pypi("frozenlist==1.8.0", assign_unknown_names=True)
+    name, files = recipe_from_pypi("frozenlist==1.8.0")
     recipe = YAML(typ="safe").load(files["recipe.yaml"])
     host = [str(h).split()[0] for h in recipe["requirements"]["host"]]
     assert "cython" in host and "expandvars" in host

@@ -312,7 +312,8 @@ def test_in_tree_wrapper_header_does_not_say_backend_twice(tmp_path):
     assert "# Build backend: setuptools (through the sdist's own wrapper module `backend`)." in text
 
 
-def test_local_sdist_recipe_points_at_the_file(tmp_path):
+def test_local_sdist_recipe_points_at_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTFORGE_SOURCE_MIRROR", str(tmp_path / "mirror"))
     from ftforge.build.mirror import sha256_of
     from ftforge.recipes.from_pypi import recipe_from_pypi
 
@@ -321,6 +322,7 @@ def test_local_sdist_recipe_points_at_the_file(tmp_path):
     source = YAML(typ="safe").load(files["recipe.yaml"])["source"]
     assert name == "purething"
     assert source == {"url": sdist.resolve().as_uri(), "sha256": sha256_of(sdist)}
+    assert sha256_of(tmp_path / "mirror" / sdist.name) == sha256_of(sdist)  # kept for builds
 
 
 def test_local_sdist_errors_name_the_path(tmp_path):
@@ -334,6 +336,7 @@ def test_local_sdist_errors_name_the_path(tmp_path):
 
 
 def test_with_deps_passes_root_options_down_and_not_to_dependencies(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTFORGE_SOURCE_MIRROR", str(tmp_path / "mirror"))
     """Fault 3: --with-deps dropped --apt and --gil-reenabled-ok."""
     from ftforge import pypi
     from ftforge.recipes import from_pypi

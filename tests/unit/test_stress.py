@@ -261,3 +261,31 @@ def test_evidence_for_the_migration_bot(tmp_path):
                                         failed_only_in_parallel=["t::race"]))
     [(clean, text)] = stress.evidence([channel])["racy"]
     assert not clean and text.startswith("thread-safety findings") and "t::race" in text
+
+
+def test_migrate_plan_takes_clean_runs_as_evidence_and_lists_findings(tmp_path):
+    from ftforge.migrate.plan import Migration, plan_migration
+
+    from ..feedstocks import make_fixture_set
+
+    make_fixture_set(tmp_path / "feedstocks")
+    channel = tmp_path / "channel"
+    pkgs = [SyntheticPackage(name, "1.0", f"py313{t}h0_0", subdir="linux-64",
+                             depends=[f"python_abi 3.13.* *_cp313{t}"])
+            for name in ("noevidence", "msgpack-python") for t in ("t", "")]
+    publish([write_package(p, tmp_path / "pkgs") for p in pkgs], channel)
+    for name, findings in (("noevidence", []), ("msgpack-python", ["t::race"])):
+        stress.write_record(channel, record(package=name, fn=f"{name}-1.0-py313th0_0.conda",
+                                            build="py313th0_0", collected=2, passed_serial=2,
+                                            passed_parallel=2 - len(findings),
+                                            failed_only_in_parallel=findings,
+                                            status="findings" if findings else "ok"))
+    mig = Migration.parse("python313t")
+    before = plan_migration(tmp_path / "feedstocks", mig)
+    assert before.feedstocks["noevidence"].category == "not-solvable"
+    after = plan_migration(tmp_path / "feedstocks", mig, stress=stress.evidence([channel]))
+    state = after.feedstocks["noevidence"]
+    assert state.category == "ready" and "2/2 passed in 4 threads x 2" in state.evidence[-1]
+    msgpack = after.feedstocks["msgpack-python"]
+    assert msgpack.category == before.feedstocks["msgpack-python"].category  # not blocked
+    assert msgpack.findings and "t::race" in msgpack.findings[0]

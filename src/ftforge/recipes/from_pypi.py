@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
 from typing import Literal, get_args
 
 from .. import paths, pypi
@@ -82,6 +84,22 @@ def _with_dynamic_requirements(sdist: Path, facts: SdistFacts) -> SdistFacts:
             f"(get_requires_for_build_wheel): {', '.join(dynamic)}",))
 
 
+def _keep_in_mirror(sdist: Path, sha256: str) -> None:
+    """A copy in the source mirror, so builds and `ftforge stress` find the sdist by name
+    after the original moves. A rebuilt sdist of the same name replaces the copy (a
+    recipe made from the old one then fails its sha256 check, which says so)."""
+    import shutil
+
+    mirror = paths.source_mirror_dir()
+    target = mirror / sdist.name
+    if target.is_file() and sha256_of(target) == sha256:
+        return
+    mirror.mkdir(parents=True, exist_ok=True)
+    part = mirror / f".{sdist.name}.part"
+    shutil.copyfile(sdist, part)
+    part.replace(target)
+
+
 def recipe_from_pypi(
     spec: str,
     *,
@@ -98,6 +116,7 @@ def recipe_from_pypi(
     local = local_sdist(spec)
     if local is not None:
         sdist, sha256, source_url = local, sha256_of(local), local.as_uri()
+        _keep_in_mirror(local, sha256)
     else:
         name, version = parse_requirement(spec)
         kwargs = {"fetch": fetch} if fetch else {}
@@ -136,7 +155,11 @@ def closure_from_pypi(spec: str, *, names: Mapping[str, str] | None = None,
         local_project = pypi.Project(facts.name, facts.version, {facts.version: (
             pypi.DistFile(local.name, local.as_uri(), sha256_of(local), "sdist"),)}, {})
         spec = f"{facts.name}=={facts.version}"
-    root_name = pypi.normalize(parse_requirement(spec)[0])
+    try:
+        root_name = pypi.normalize(Requirement(spec).name)
+    except InvalidRequirement:
+        raise FtforgeError(f"'{spec}' is not a requirement (NAME, NAME==VERSION, NAME>=X)",
+                           hint="for example: ftforge recipe pypi msgpack==1.1.1") from None
 
     def generate(pinned: str, form: RecipeFormat = "recipe.yaml") -> tuple[str, dict[str, str]]:
         is_root = pypi.normalize(parse_requirement(pinned)[0]) == root_name
