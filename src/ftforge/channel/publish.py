@@ -43,7 +43,7 @@ from ..build.mirror import sha256_of
 from ..errors import ChannelError
 from .audit import AuditReport, Finding, Limits, PackageRefused, audit_package, package_stem
 from .check import missing_twins
-from .index import channel_records, reindex
+from .index import INDEX_FILES, channel_records, reindex
 from .layout import (
     INTERNAL_DIR,
     PACKAGE_SUFFIXES,
@@ -246,6 +246,7 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
     claims = check_owners(channel, [record.name for record, _, _ in moves], recipe, token)
 
     saved = _save_ownership(channel)
+    saved.update(_save_index(channel, {record.subdir for record, _, _ in moves}))
     minted: dict[str, str] = {}
     touched = {record.subdir for record, _, _ in moves}
     try:
@@ -292,19 +293,35 @@ def _save_ownership(channel: Path) -> dict[str, bytes | None]:
             for rel in _OWNERSHIP_FILES}
 
 
+def _save_index(channel: Path, subdirs: set[str]) -> dict[str, bytes | None]:
+    """The served index files and page as they are, to restore byte for byte."""
+    rels = ["index.html"] + [f"{sub}/{name}" for sub in sorted(subdirs) for name in INDEX_FILES]
+    saved = {rel: (channel / rel).read_bytes() if (channel / rel).is_file() else None
+             for rel in rels}
+    for sub in subdirs:
+        shards = channel / sub / "shards"
+        saved.update({f"{sub}/shards/{p.name}": p.read_bytes()
+                      for p in (shards.iterdir() if shards.is_dir() else ())})
+        saved[f"{sub}/shards/"] = None  # marks the folder: shards not listed are new
+    return saved
+
+
 def _roll_back(channel: Path, moved: list[tuple[Path, Path]], saved: dict[str, bytes | None],
                touched: set[str]) -> None:
-    """Undo a publish whose indexing failed: files back to staging, claims and tokens as
-    they were, and the index re-made from what is served again."""
+    """Undo a publish whose indexing failed: files back to staging, then claims, tokens,
+    index files and page exactly as they were (the shadow index re-syncs next time)."""
     for staged_copy, target in reversed(moved):
         os.replace(target, staged_copy)
     for rel, data in saved.items():
         path = channel / rel
-        if data is None:
+        if rel.endswith("/shards/"):
+            for shard in (path.iterdir() if path.is_dir() else ()):
+                if f"{rel}{shard.name}" not in saved:
+                    shard.unlink()
+        elif data is None:
             path.unlink(missing_ok=True)
         else:
             write_atomic(path, data)
-    _refresh(channel, touched)
 
 
 def audit_or_refuse(paths: list[Path], where: object, limits: Limits = Limits(), *,
