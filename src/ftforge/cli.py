@@ -436,7 +436,9 @@ def explain_cmd(
 
 
 def _plan(feedstocks: Path, migration: str, channel: list[Path] | None,
-          deny: list[str] | None, pypi_wheels: Path | None = None):
+          deny: list[str] | None, pypi_wheels: Path | None = None,
+          evidence: list[Path] | None = None, pinning: Path | None = None,
+          pr_dir: Path | None = None):
     import json
 
     from .migrate.plan import Migration, plan_migration
@@ -449,68 +451,162 @@ def _plan(feedstocks: Path, migration: str, channel: list[Path] | None,
         except (OSError, ValueError) as exc:
             raise FtforgeError(f"{pypi_wheels}: not a readable JSON file ({exc})",
                                hint="expected {\"feedstock\": [\"wheel file name\", ...]}") from None
+    stress = None
+    if evidence:
+        from .stress import evidence as stress_evidence
+
+        stress = stress_evidence(evidence)
     return mig, plan_migration(feedstocks, mig, channels=channel or [], denylist=deny or [],
-                               pypi_wheels=wheels)
+                               pypi_wheels=wheels, stress=stress, pinning=pinning,
+                               pr_dir=pr_dir)
 
 
 def _print_plan(plan) -> None:
     table = Table("feedstock", "category", "reason")
     for name, state in sorted(plan.feedstocks.items(), key=lambda kv: kv[1].category):
-        table.add_row(name, state.category, state.reason)
+        table.add_row(escape(name), state.category, escape(state.reason))
     console.print(table)
-    console.print(f"order: {' -> '.join(plan.order)}")
+    console.print(f"order: {escape(' -> '.join(plan.order))}", highlight=False)
+    origin = plan.migration_origin if plan.migration_origin != "ftforge" else (
+        f"ftforge's own (use_local: true, migrator_ts {plan.migrator_ts})")
+    console.print(f"migration file: {escape(origin)}", highlight=False)
 
 
 FeedstocksArg = Annotated[Path, typer.Argument(help="directory of feedstock checkouts")]
 MigrationOpt = Annotated[str, typer.Option(help="python313t | python314t | python315t")]
 ChannelOpt = Annotated[list[Path] | None, typer.Option(
-    "--channel", help="channel whose free-threaded builds count as done")]
+    "--channel", help="channel whose free-threaded builds count as done (run --build: "
+    "the first one is published to; all are read for build dependencies)")]
 DenyOpt = Annotated[list[str] | None, typer.Option("--deny", help="feedstock never migrated")]
-WheelsOpt = Annotated[Path | None, typer.Option(
-    help="JSON {feedstock: [wheel file names on PyPI]}: cp313t wheels count as evidence")]
+WheelsOpt = Annotated[Path | None, typer.Option(help=escape(
+    "JSON {feedstock: [wheel file names on PyPI]}: wheels for the migration's ABI "
+    "(cp314t for python314t) count as evidence"))]
+PinningOpt = Annotated[Path | None, typer.Option(help=escape(
+    "conda-forge pinning checkout [its conda_build_config.yaml and migrations/]: its "
+    "migration file is used verbatim and its wait_for_migrators honoured"))]
+PrDirOpt = Annotated[Path, typer.Option(help="where PR bodies go")]
 
 
 @migrate_app.command("plan")
 def migrate_plan(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t",
                  channel: ChannelOpt = None, deny: DenyOpt = None,
-                 pypi_wheels: WheelsOpt = None) -> None:
+                 pypi_wheels: WheelsOpt = None, pinning: PinningOpt = None,
+                 evidence: Annotated[list[Path] | None, typer.Option(
+                     "--evidence", help="channel whose `ftforge stress` records count as "
+                     "evidence (a clean run) or are listed as findings")] = None) -> None:
     """Classify every feedstock (done, ready, awaiting parents, ...) and order them."""
-    _mig, plan = _plan(feedstocks, migration, channel, deny, pypi_wheels)
+    _mig, plan = _plan(feedstocks, migration, channel, deny, pypi_wheels, evidence,
+                       pinning=pinning)
     _print_plan(plan)
+    for name, state in sorted(plan.feedstocks.items()):
+        for finding in state.findings:
+            console.print(f"[yellow]finding[/yellow] {escape(name)}: {escape(finding)}",
+                          highlight=False)
 
 
 @migrate_app.command("run")
 def migrate_run(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t",
                 channel: ChannelOpt = None, deny: DenyOpt = None,
-                pypi_wheels: WheelsOpt = None,
-                pr_dir: Annotated[Path, typer.Option(help="where PR bodies go")] = Path("migration-prs"),
+                pypi_wheels: WheelsOpt = None, pinning: PinningOpt = None,
+                pr_dir: PrDirOpt = Path("migration-prs"),
+                build: Annotated[bool, typer.Option(
+                    "--build", help="build each migrated feedstock (free-threaded and GIL) "
+                    "in plan order, publish to the first --channel and mark it done")] = False,
+                output_dir: Annotated[Path, typer.Option(
+                    help="where --build writes packages before publishing")] = Path(
+                        "migration-builds"),
                 ) -> None:
-    """Make the migration branch + commit in every ready feedstock (idempotent)."""
-    from .migrate.run import run_migration
+    """Make the migration branch + commit in every ready feedstock (idempotent);
+    with --build, build and publish them too, parents before children."""
+    from .migrate.run import BuildLoop, run_migration
 
-    mig, plan = _plan(feedstocks, migration, channel, deny, pypi_wheels)
-    result = run_migration(plan, mig, pr_dir=pr_dir)
+    mig, plan = _plan(feedstocks, migration, channel, deny, pypi_wheels, pinning=pinning,
+                      pr_dir=pr_dir)
+    loop = None
+    if build:
+        if not channel:
+            raise FtforgeError("--build needs --channel DIR: the channel to publish to",
+                               hint="pass --channel with the channel that holds the interpreter")
+        loop = BuildLoop(channel=channel[0], output_dir=output_dir, channels=tuple(channel))
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err_console, transient=True) as progress:
+        task = progress.add_task("migrating", total=None)
+        result = run_migration(plan, mig, pr_dir=pr_dir, build=loop,
+                               progress=lambda msg: progress.update(task,
+                                                                    description=escape(msg)))
     for name in result.migrated:
-        console.print(f"[green]migrated[/green] {name} (branch {mig.branch}, "
-                      f"PR body {result.pr_bodies[name]})")
+        console.print(f"[green]migrated[/green] {escape(name)} (branch {escape(mig.branch)}, "
+                      f"PR body {escape(str(result.pr_bodies[name]))})", highlight=False)
+        if name in result.needs_rerender:
+            console.print(f"  [yellow]needs a rerender[/yellow]: "
+                          f"{escape('; '.join(result.needs_rerender[name]))}", highlight=False)
+    for name, packages in result.built.items():
+        console.print(f"[green]built and published[/green] {escape(name)}: "
+                      f"{len(packages)} package(s)", highlight=False)
+    for name, why in result.failed.items():
+        console.print(f"[red]build failed[/red] {escape(name)}: {escape(why)}", highlight=False)
     for name, why in result.skipped.items():
-        console.print(f"[yellow]skipped[/yellow] {name}: {why}")
-    if not result.migrated:
+        console.print(f"[yellow]skipped[/yellow] {escape(name)}: {escape(why)}")
+    if not result.migrated and not result.built:
         console.print("nothing to migrate")
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @migrate_app.command("status")
 def migrate_status(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t",
                    channel: ChannelOpt = None, deny: DenyOpt = None,
-                   pypi_wheels: WheelsOpt = None,
+                   pypi_wheels: WheelsOpt = None, pinning: PinningOpt = None,
+                   pr_dir: PrDirOpt = Path("migration-prs"),
                    out: Annotated[Path, typer.Option(help="output directory")] = Path("status"),
                    ) -> None:
     """Write the migration status as JSON and a static HTML page."""
     from .migrate.status import write_status
 
-    _mig, plan = _plan(feedstocks, migration, channel, deny, pypi_wheels)
+    _mig, plan = _plan(feedstocks, migration, channel, deny, pypi_wheels, pinning=pinning,
+                       pr_dir=pr_dir)
     json_path, html_path = write_status(plan, out)
-    console.print(f"[green]wrote[/green] {json_path} and {html_path}")
+    console.print(f"[green]wrote[/green] {escape(str(json_path))} and "
+                  f"{escape(str(html_path))}", highlight=False)
+
+
+@app.command("stress")
+def stress_cmd(
+    channel: Annotated[Path, typer.Argument(help="channel directory holding the packages")],
+    packages: Annotated[list[str] | None, typer.Argument(
+        help="package names (default: every free-threaded build in the channel)")] = None,
+    interpreter_channel: Annotated[list[str] | None, typer.Option(
+        "--interpreter-channel", "-c",
+        help="channel with the interpreter and pip (repeatable), if not CHANNEL itself")] = None,
+    threads: Annotated[int, typer.Option(help="threads each test runs in at once")] = 8,
+    iterations: Annotated[int, typer.Option(help="runs of each test per thread")] = 10,
+    timeout: Annotated[float, typer.Option(help="seconds each pytest run may take")] = 1800.0,
+    keep_logs: Annotated[Path | None, typer.Option(
+        help="directory to keep each package's pytest log in")] = None,
+) -> None:
+    """Run packages' own tests under pytest-run-parallel in a free-threaded environment
+    and store the record next to each package in the channel."""
+    from .stress import StressOptions, stress_channel
+
+    options = StressOptions(threads=threads, iterations=iterations, timeout=timeout)
+    if keep_logs is not None:
+        keep_logs.mkdir(parents=True, exist_ok=True)
+    with _progress() as progress:
+        task = progress.add_task("stress", total=None)
+        records = stress_channel(
+            channel, packages or (), interpreter_channels=interpreter_channel or (),
+            options=options, keep=keep_logs,
+            progress=lambda msg: (progress.console.print(f"[dim]•[/dim] {escape(msg)}",
+                                                         highlight=False),
+                                  progress.update(task, description=escape(msg))))
+    table = Table("package", "build", "collected", "passed in parallel",
+                  "failed only in parallel", "GIL re-enabled", "seconds", "status")
+    for r in records:
+        table.add_row(escape(r.package), escape(r.build), str(r.collected),
+                      str(r.passed_parallel), escape(", ".join(r.failed_only_in_parallel) or "-"),
+                      escape(r.gil_reenabled_after or "yes") if r.gil_reenabled else "no",
+                      f"{r.seconds:.0f}", escape(r.status if not r.note else f"{r.status}: {r.note}"))
+    console.print(table)
 
 
 @app.command()
