@@ -111,6 +111,9 @@ class StressRecord:
     """ok | findings | gil-reenabled | no-tests | error"""
     note: str = ""
     seconds: float = 0.0
+    """The whole run for this package: sdist, environment, both pytest runs."""
+    serial_seconds: float = 0.0
+    parallel_seconds: float = 0.0
     tools: dict[str, str] = field(default_factory=dict)
     schema: int = RECORD_SCHEMA
 
@@ -383,10 +386,14 @@ def run_tests(record: StressRecord, sdist: Path, prefix: Path, modules: Iterable
     probe.mkdir()
     (probe / f"{PROBE_MODULE}.py").write_text(PROBE)
     log = work / "pytest.log"
+    clock = time.monotonic()
     serial = _pytest(prefix, root, probe, [], log, options.timeout)
+    record.serial_seconds = round(time.monotonic() - clock, 2)
+    clock = time.monotonic()
     parallel = _pytest(prefix, root, probe, [
         f"--parallel-threads={options.threads}", f"--iterations={options.iterations}",
         "--ignore-gil-enabled"], log, options.timeout)
+    record.parallel_seconds = round(time.monotonic() - clock, 2)
     record.collected = serial.collected
     record.passed_serial = len(serial.passed())
     record.passed_parallel = len(parallel.passed())
@@ -633,6 +640,7 @@ def stress_channel(channel: Path, names: Iterable[str] = (), *,
         filename, sha256, url = _source_of(target.recipe, channel / rec["subdir"] / rec["fn"])
         record = StressRecord(rec["name"], rec["version"], rec["build"], rec["subdir"],
                               rec["fn"], filename, options.threads, options.iterations)
+        began = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="ftforge-stress-", dir=keep) as tmp:
             work = Path(tmp)
             try:
@@ -655,6 +663,7 @@ def stress_channel(channel: Path, names: Iterable[str] = (), *,
             finally:
                 if keep is not None and (work / "pytest.log").is_file():
                     shutil.copy(work / "pytest.log", keep / f"{rec['fn']}.pytest.log")
+        record.seconds = round(time.monotonic() - began, 1)
         write_record(channel, record)
         records.append(record)
         progress(f"{rec['name']}: {record.summary()}")
