@@ -120,10 +120,12 @@ def _git(repo: Path, *args: str) -> None:
 
 
 def make_feedstock(root: Path, name: str, recipe_file: str, text: str,
-                   *, python: bool = True) -> Path:
+                   *, python: bool = True, recipe_files: dict[str, str] | None = None) -> Path:
     repo = root / f"{name}-feedstock"
     (repo / "recipe").mkdir(parents=True)
     (repo / "recipe" / recipe_file).write_text(text)
+    for rel, content in (recipe_files or {}).items():
+        (repo / "recipe" / rel).write_text(content)
     (repo / "conda-forge.yml").write_text("github:\n  branch_name: main\nconda_build:\n"
                                           "  pkg_format: '2'\n")
     ci = repo / ".ci_support"
@@ -543,3 +545,124 @@ def make_cf_fixture_set(root: Path) -> dict[str, Path]:
                                       pythons=("3.13", "3.14"), platforms=("linux_64",),
                                       freethreading_key=True),
     }
+
+
+# ---------------------------------------------------------------------------
+# A chain of three tiny C-extension feedstocks (recipe.yaml v1) that ftforge can
+# really build: ftchain-core <- ftchain-mid <- ftchain-top. Each child compiles
+# against its parent's header (host) and imports it at run time; every module
+# declares Py_mod_gil, so the GIL stays off. Plus ftchain-broken (its build
+# fails) and its child ftchain-orphan.
+
+CHAIN_C = """#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+{include}
+static PyObject *value(PyObject *self, PyObject *args) {{
+{body}
+}}
+static PyMethodDef methods[] = {{
+    {{"value", value, METH_NOARGS, "this module's number"}},
+    {{NULL, NULL, 0, NULL}}
+}};
+static PySlot_placeholder
+static struct PyModuleDef module = {{
+    PyModuleDef_HEAD_INIT, "{module}", NULL, 0, methods, slots, NULL, NULL, NULL
+}};
+PyMODINIT_FUNC PyInit_{module}(void) {{ return PyModuleDef_Init(&module); }}
+"""
+
+CHAIN_SLOTS = """static PyModuleDef_Slot slots[] = {
+#ifdef Py_GIL_DISABLED
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL}
+};"""
+
+
+def chain_c(module: str, parent: str | None) -> str:
+    if parent is None:
+        include, body = "#define CHAIN_BASE 40", "    return PyLong_FromLong(CHAIN_BASE);"
+    else:
+        include = f'#include "{parent}.h"'
+        body = (f'    PyObject *parent = PyImport_ImportModule("{parent}");\n'
+                "    if (parent == NULL) return NULL;\n"
+                '    PyObject *got = PyObject_CallMethod(parent, "value", NULL);\n'
+                "    Py_DECREF(parent);\n"
+                "    if (got == NULL) return NULL;\n"
+                "    long v = PyLong_AsLong(got);\n"
+                "    Py_DECREF(got);\n"
+                f"    return PyLong_FromLong(v + {parent.upper()}_STEP);")
+    text = CHAIN_C.format(include=include, body=body, module=module)
+    return text.replace("static PySlot_placeholder", CHAIN_SLOTS)
+
+
+def chain_recipe(name: str, module: str, parent: tuple[str, str] | None, *,
+                 fail: bool = False) -> str:
+    """A v1 recipe for one link: build string with the ABI marker, both ABIs from the
+    python variant, a header for the next link, an import test with the GIL off."""
+    host = ["python", *([parent[0]] if parent else [])]
+    run = ["python", *([parent[0]] if parent else [])]
+    fail_line = "    - echo 'this build is meant to fail' && exit 3\n" if fail else ""
+    return f"""schema_version: 1
+
+context:
+  name: {name}
+  version: "1.0.0"
+  abi_marker: ${{{{ "t" if is_freethreading == "true" else "" }}}}
+
+package:
+  name: ${{{{ name }}}}
+  version: ${{{{ version }}}}
+
+build:
+  number: 0
+  string: py${{{{ python | version_to_buildstring }}}}${{{{ abi_marker }}}}h${{{{ hash }}}}_0
+  script:
+{fail_line}    - export EXT=$($PYTHON -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+    - export INC=$($PYTHON -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+    - export SITE=$($PYTHON -c "import sysconfig; print(sysconfig.get_paths()['platlib'])")
+    - mkdir -p $SITE $PREFIX/include
+    - $CC -shared -fPIC -O2 -I$INC -I$PREFIX/include $RECIPE_DIR/{module}.c -o $SITE/{module}$EXT
+    - printf '#define {module.upper()}_STEP 1\\n' > $PREFIX/include/{module}.h
+
+requirements:
+  build:
+    - ${{{{ compiler('c') }}}}
+  host:
+{chr(10).join(f"    - {h}" for h in host)}
+  run:
+{chr(10).join(f"    - {r}" for r in run)}
+
+tests:
+  - python:
+      imports:
+        - {module}
+      pip_check: false
+  - if: is_freethreading == "true"
+    then:
+      - script:
+          - python -c "import sys, {module}; print({module}.value()); assert not sys._is_gil_enabled()"
+
+about:
+  license: MIT
+  summary: A link of ftforge's build-loop test chain
+"""
+
+
+CHAIN = [("ftchain-core", "ftchain_core", None),
+         ("ftchain-mid", "ftchain_mid", ("ftchain-core", "ftchain_core")),
+         ("ftchain-top", "ftchain_top", ("ftchain-mid", "ftchain_mid"))]
+
+
+def make_chain_fixture_set(root: Path) -> dict[str, Path]:
+    """The build-loop chain: three links, a broken feedstock and its child."""
+    root.mkdir(parents=True, exist_ok=True)
+    repos = {}
+    links = [*CHAIN, ("ftchain-broken", "ftchain_broken", None),
+             ("ftchain-orphan", "ftchain_orphan", ("ftchain-broken", "ftchain_broken"))]
+    for name, module, parent in links:
+        repos[name] = make_feedstock(
+            root, name, "recipe.yaml",
+            chain_recipe(name, module, parent, fail=name == "ftchain-broken"),
+            recipe_files={f"{module}.c": chain_c(module, parent[1] if parent else None)})
+    return repos

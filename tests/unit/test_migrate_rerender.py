@@ -289,3 +289,15 @@ def test_cli_help_keeps_brackets_and_names_the_migrations_abi():
     assert "[wheel file names on PyPI]" in out
     assert "cp314t for python314t" in out
     assert "[its conda_build_config.yaml and migrations/]" in out
+
+
+def test_the_pinnings_exclude_list_is_honoured(cf, tmp_path):
+    pinning = tmp_path / "pinning"
+    shutil.copytree(PINNING_DIR, pinning)
+    path = pinning / "migrations" / "python314t.yaml"
+    path.write_text(path.read_text().replace("    - python_abi\n",
+                                             "    - python_abi\n    - zstdish\n"))
+    plan = plan_migration(next(iter(cf.values())).parent, MIG, pinning=pinning)
+    assert plan.feedstocks["zstdish"].category == "not-solvable"
+    assert "excluded by the pinning's python314t migration" in plan.feedstocks["zstdish"].reason
+    assert plan.feedstocks["crcish"].category == "ready"

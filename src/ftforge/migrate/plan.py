@@ -238,8 +238,9 @@ def plan_migration(
         pinned_file = migration_file_for(migration.name, migration.variant, pinning,
                                          feedstock_zip_group=[], migrator_ts=0)
         origin, waits = pinned_file.origin, pinned_file.wait_for_migrators
+        excluded = {str(n) for n in pinned_file.migrator.get("exclude") or []}
     else:
-        origin = "ftforge"
+        origin, excluded = "ftforge", set()
         waits = [migration.gil_migration] if pinning is not None and \
             not pinning.has_series(migration.gil_variant) else []
     states: dict[str, FeedstockState] = {}
@@ -282,6 +283,9 @@ def plan_migration(
                 (state.evidence if clean else state.findings).append(text)
         if not need:
             state.category, state.reason = "not-needed", reason
+        elif excluded & {name, *recipe.outputs}:
+            state.category = "not-solvable"
+            state.reason = f"excluded by the pinning's {migration.name} migration (exclude:)"
         elif set(recipe.outputs) & in_channel:
             state.category, state.reason = "done", "free-threaded build is in the channel"
         else:

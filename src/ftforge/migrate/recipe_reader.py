@@ -194,6 +194,9 @@ def _jinja_env(variable_start: str = "{{", variable_end: str = "}}",
         "environ": {}, "os": None,
         "python_min": PYTHON_MIN, "PYTHON": "python", "PY_VER": DEFAULT_SERIES,
     })
+    # rattler-build's filter for build strings: "3.13.* *_cp313t" -> "313"
+    env.filters["version_to_buildstring"] = (
+        lambda v: "".join(str(v).split(" ")[0].split(".")[:2]))
     return env
 
 
