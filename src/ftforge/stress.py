@@ -375,9 +375,18 @@ def run_tests(record: StressRecord, sdist: Path, prefix: Path, modules: Iterable
     """Run the sdist's tests in ``prefix`` plainly, then under pytest-run-parallel."""
     started = time.monotonic()
     root = _unpack(sdist, work / "src")
+    modules = list(modules)
+    shipped = find_tests(root)
     _hide_sources(root, modules)
     record.tools = _tool_versions(prefix)
-    if not find_tests(root):
+    where: list[str] = []
+    if not find_tests(root) and shipped:
+        # The tests live inside the package: run the installed copy's (--pyargs).
+        root = work / "run"
+        root.mkdir()
+        where = ["--pyargs", *sorted({m.split(".")[0] for m in modules})]
+        record.note = "tests inside the package: the installed copy's were run (--pyargs)"
+    if not shipped:
         record.no_tests, record.status = True, "no-tests"
         record.note = "the sdist ships no test files (test_*.py / *_test.py)"
         record.seconds = round(time.monotonic() - started, 1)
@@ -387,12 +396,12 @@ def run_tests(record: StressRecord, sdist: Path, prefix: Path, modules: Iterable
     (probe / f"{PROBE_MODULE}.py").write_text(PROBE)
     log = work / "pytest.log"
     clock = time.monotonic()
-    serial = _pytest(prefix, root, probe, [], log, options.timeout)
+    serial = _pytest(prefix, root, probe, where, log, options.timeout)
     record.serial_seconds = round(time.monotonic() - clock, 2)
     clock = time.monotonic()
     parallel = _pytest(prefix, root, probe, [
         f"--parallel-threads={options.threads}", f"--iterations={options.iterations}",
-        "--ignore-gil-enabled"], log, options.timeout)
+        "--ignore-gil-enabled", *where], log, options.timeout)
     record.parallel_seconds = round(time.monotonic() - clock, 2)
     record.collected = serial.collected
     record.passed_serial = len(serial.passed())
@@ -404,7 +413,8 @@ def run_tests(record: StressRecord, sdist: Path, prefix: Path, modules: Iterable
     record.gil_reenabled_after = gil.gil_after if record.gil_reenabled else None
     if serial.collected == 0:
         record.no_tests, record.status = True, "no-tests"
-        record.note = "pytest collected no tests from the sdist"
+        record.note = ("pytest collected no tests from the sdist"
+                       + (" (the installed package ships none)" if where else ""))
     elif record.failed_only_in_parallel:
         record.status = "findings"
     elif record.gil_reenabled:

@@ -289,3 +289,26 @@ def test_migrate_plan_takes_clean_runs_as_evidence_and_lists_findings(tmp_path):
     msgpack = after.feedstocks["msgpack-python"]
     assert msgpack.category == before.feedstocks["msgpack-python"].category  # not blocked
     assert msgpack.findings and "t::race" in msgpack.findings[0]
+
+
+def test_tests_inside_the_package_run_from_the_installed_copy(tmp_path):
+    """The sources are hidden; tests shipped inside the package run with --pyargs."""
+    site = tmp_path / "site"
+    (site / "inpkg" / "tests").mkdir(parents=True)
+    (site / "inpkg" / "__init__.py").write_text("")
+    (site / "inpkg" / "tests" / "__init__.py").write_text("")
+    (site / "inpkg" / "tests" / "test_inside.py").write_text(RACY_TESTS)
+    sdist = make_sdist(tmp_path / "sd", "inpkg", {
+        "PKG-INFO": PKG_INFO.format(name="inpkg", requires=""),
+        "inpkg/__init__.py": "raise ImportError('the source tree must not be imported')\n",
+        "inpkg/tests/__init__.py": "",
+        "inpkg/tests/test_inside.py": RACY_TESTS})
+    prefix = fake_prefix(tmp_path)
+    python = prefix / "bin" / "python"
+    python.write_text(python.read_text().replace('PYTHONPATH="$PYTHONPATH:',
+                                                 f'PYTHONPATH="$PYTHONPATH:{site}:'))
+    result = stress.run_tests(record(package="inpkg"), sdist, prefix, ["inpkg"],
+                              StressOptions(threads=4, iterations=2), tmp_path / "work")
+    assert result.collected == 3 and "--pyargs" in result.note
+    [finding] = result.failed_only_in_parallel  # pytest's node id (rootdir: the package)
+    assert finding.endswith("test_inside.py::test_shared_state_is_mine")
