@@ -344,6 +344,7 @@ def audit_or_refuse(paths: list[Path], where: object, limits: Limits = Limits(),
         report.path = shown
         reports.append(report)
     _check_variant_complete(reports, existing or [], str(where))
+    _check_linkage(reports, paths, where)
     refused = [r for r in reports if not r.ok]
     if refused:
         raise PackageRefused(refused)
@@ -362,6 +363,19 @@ def _check_variant_complete(reports: list[AuditReport], existing: list[dict],
     for violation in missing_twins(records, where, only=set(staged)):
         staged[violation.fn].findings.append(
             Finding(f"channel.{violation.check}", violation.message, "info/index.json"))
+
+
+def _check_linkage(reports: list[AuditReport], paths: list[Path], where: object) -> None:
+    """The linkage audit (:mod:`ftforge.channel.linkage`) on packages the archive audit passed."""
+    from .linkage import check_linkage
+
+    readable = [(r, p) for r, p in zip(reports, paths) if r.ok and r.record is not None]
+    if not readable:
+        return
+    found = check_linkage([p for _, p in readable], where if isinstance(where, Path) else None)
+    for report, path in readable:
+        for finding in found.get(path, []):
+            report.add(finding.rule, finding.message, finding.member)
 
 
 def _check_invariants(report: AuditReport, where: object) -> None:
