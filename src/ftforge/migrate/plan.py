@@ -20,10 +20,12 @@ import networkx as nx
 
 from ..channel.index import channel_records
 from ..errors import FtforgeError
+from ..limits import RecipeLimits
 from ..variants import PythonVariant, parse_series, variant_of_python_abi_dependency
 from .git import DEFAULT_BRANCHES, default_branch, exists, git_ok, is_dirty
 from .pinning import MigrationFile, Pinning, migration_file_for
 from .recipe_reader import Recipe, RecipeError, read_recipe
+from .rerender import sanitize
 
 __all__ = ["CATEGORIES", "Migration", "Plan", "FeedstockState", "plan_migration"]
 
@@ -158,11 +160,13 @@ def builds_python(repo: Path, variant: PythonVariant) -> bool:
     """Whether the checkout's ``.ci_support`` has a variant file for ``variant``'s python
     (conda-smithy names it ``..._python3.14.____cp314...yaml``; the file's text decides)."""
     ci = repo / ".ci_support"
-    needle = f"python{variant.python_spec.replace('*', '_').replace(' ', '_')}"
+    needle = f"python{sanitize(variant.python_spec)}"
     line = f"- {variant.python_spec}\n"
     try:
         names = [n for n in os.listdir(ci) if needle in n and n.endswith(".yaml")]
-        return any(line in (ci / n).read_text(errors="replace") for n in names)
+        # a variant file is a few hundred bytes; a huge one is not read (and not counted)
+        return any(line in (ci / n).read_text(errors="replace") for n in names
+                   if (ci / n).stat().st_size <= RecipeLimits().max_recipe_bytes)
     except OSError:
         return False
 

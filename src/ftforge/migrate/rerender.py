@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from ..variants import PythonVariant
 from .pinning import PRIMARY_KEY, MigrationFile
 
-__all__ = ["Rerender", "config_name", "loop_vars_of", "rerender"]
+__all__ = ["Rerender", "config_name", "load_variant_file", "loop_vars_of", "rerender",
+           "sanitize"]
 
 CI_SUPPORT = ".ci_support"
 AZURE = ".azure-pipelines/azure-pipelines-{os}.yml"
@@ -46,14 +47,16 @@ class Rerender:
     """What could not be derived: each one means the branch needs a rerender."""
 
 
-def _sanitize(text: str) -> str:
+def sanitize(text: str) -> str:
+    """A variant value as conda-smithy spells it in a file name (``3.14.* *_cp314t`` ->
+    ``3.14.____cp314t``)."""
     return re.sub(r"[<>:?*,\"/|\\]", "", text.replace("*", "_").replace(" ", "_"))
 
 
 def config_name(platform: str, config: dict, loop_vars: list[str], feedstock: str) -> str:
     """conda-smithy's variant file name (without ``.yaml``) for ``config``."""
     key = "".join(k + str(config[k][0]) for k in sorted(loop_vars) if k != "target_platform")
-    name = _sanitize(f"{platform}_{key}")
+    name = sanitize(f"{platform}_{key}")
     repo = f"{feedstock}-feedstock"
     outer = len(f"C:/Users/runnerx/_work/{repo}/{repo}/{CI_SUPPORT}/")
     if outer + len(f"{name}.yaml") > 259:  # Windows' path limit, as conda-smithy counts it
@@ -74,7 +77,7 @@ def loop_vars_of(key: str, config: dict) -> list[str] | None:
     conda-smithy's order; None when no subset of the file's keys does."""
     keys = sorted(k for k, v in config.items() if k not in _NOT_LOOP and isinstance(v, list)
                   and v and isinstance(v[0], str))
-    pieces = {k: _sanitize(k + config[k][0]) for k in keys}
+    pieces = {k: sanitize(k + config[k][0]) for k in keys}
 
     def search(start: int, pos: int) -> list[str] | None:
         if pos == len(key):
@@ -90,7 +93,8 @@ def loop_vars_of(key: str, config: dict) -> list[str] | None:
     return search(0, 0)
 
 
-def _load(text: str) -> dict | None:
+def load_variant_file(text: str) -> dict | None:
+    """A variant file as conda-build reads it: every scalar a string; None if unreadable."""
     from ruamel.yaml import YAML, YAMLError
 
     try:
@@ -253,7 +257,7 @@ def rerender(files: dict[str, str], migration_file: MigrationFile, ft: PythonVar
     for path in variant_names:
         name = path[len(CI_SUPPORT) + 1:-len(".yaml")]
         match = _PLATFORM.match(name)
-        config = _load(files[path])
+        config = load_variant_file(files[path])
         if match is None or config is None:
             result.notes.append(f"{path} is not a conda-smithy variant file")
             continue

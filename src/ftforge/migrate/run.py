@@ -40,7 +40,7 @@ from .git import default_branch, git, has_branch, is_dirty, read_tree_files
 from .pinning import PRIMARY_KEY, MigrationFile
 from .plan import Migration, Plan, blocking_parents
 from .recipe_reader import RecipeError
-from .rerender import OTHER_CI, Rerender, rerender
+from .rerender import OTHER_CI, Rerender, load_variant_file, rerender
 
 __all__ = ["BuildLoop", "MigrationRun", "branch_files", "run_migration"]
 
@@ -121,13 +121,11 @@ def _commit_files(repo: Path, base: str, branch: str, files: dict[str, str],
 
 def _python_zip_group(files: dict[str, str]) -> list[str]:
     """The keys the feedstock's last rerender zipped with python (every variant file)."""
-    from .rerender import _load
-
     group: list[str] = [PRIMARY_KEY]
     for path, text in sorted(files.items()):
         if path.count("/") != 1 or not path.endswith(".yaml"):
             continue
-        for chunk in (_load(text) or {}).get("zip_keys") or []:
+        for chunk in (load_variant_file(text) or {}).get("zip_keys") or []:
             if isinstance(chunk, list) and PRIMARY_KEY in chunk:
                 group += [k for k in chunk if isinstance(k, str) and k not in group]
     return group
