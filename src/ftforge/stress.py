@@ -25,11 +25,9 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 import tomllib
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -136,26 +134,6 @@ class StressRecord:
 # what the sdist says about its tests
 
 
-def _archive_members(sdist: Path) -> dict[str, Callable[[], bytes]]:
-    """``{path without the root folder: reader}`` for regular files of an sdist."""
-    members: dict[str, Callable[[], bytes]] = {}
-    if sdist.name.endswith(".zip"):
-        archive = zipfile.ZipFile(sdist)
-        for info in archive.infolist():
-            parts = PurePosixPath(info.filename).parts
-            if not info.is_dir() and len(parts) >= 2 and ".." not in parts:
-                members[str(PurePosixPath(*parts[1:]))] = (
-                    lambda i=info: archive.read(i)[:1_000_000])
-        return members
-    archive = tarfile.open(sdist)
-    for member in archive.getmembers():
-        parts = PurePosixPath(member.name).parts
-        if member.isfile() and len(parts) >= 2 and ".." not in parts:
-            members[str(PurePosixPath(*parts[1:]))] = (
-                lambda m=member: (archive.extractfile(m) or open(os.devnull, "rb")).read(1_000_000))
-    return members
-
-
 def _requirement_lines(text: str) -> list[str]:
     out = []
     for line in text.splitlines():
@@ -171,14 +149,23 @@ def test_requirements(sdist: Path) -> list[str]:
     tools that only measure or lint (coverage, linters) and pytest itself."""
     from packaging.requirements import InvalidRequirement, Requirement
 
+    from .recipes.sdist import SdistError
+    from .recipes.sdist import _Archive as Archive  # the bounded, read-only sdist reader
+
     try:
-        members = _archive_members(sdist)
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise StressError(f"{sdist}: not a readable sdist ({exc})",
+        archive = Archive(sdist)
+    except SdistError as exc:
+        raise StressError(f"{sdist}: not a readable sdist ({exc.message})",
                           hint="delete it from the source mirror and run again") from None
+    try:
+        texts = {rel: archive.read(rel) or "" for rel in ("PKG-INFO", "pyproject.toml",
+                                                         *_REQUIREMENT_FILES)
+                 if rel in archive.files}
+    finally:
+        archive.close()
     found: list[str] = []
-    if "PKG-INFO" in members:
-        meta = email.parser.Parser().parsestr(members["PKG-INFO"]().decode("utf-8", "replace"))
+    if "PKG-INFO" in texts:
+        meta = email.parser.Parser().parsestr(texts["PKG-INFO"])
         for text in meta.get_all("Requires-Dist") or ():
             try:
                 req = Requirement(str(text))
@@ -187,18 +174,18 @@ def test_requirements(sdist: Path) -> list[str]:
             if req.marker and any(req.marker.evaluate({"extra": e}) for e in _TEST_EXTRAS) \
                     and not req.marker.evaluate({"extra": ""}):
                 found.append(str(text).split(";", 1)[0].strip())
-    if "pyproject.toml" in members:
+    if "pyproject.toml" in texts:
         try:
-            pyproject = tomllib.loads(members["pyproject.toml"]().decode("utf-8", "replace"))
-        except tomllib.TOMLDecodeError:
+            pyproject = tomllib.loads(texts["pyproject.toml"])
+        except (tomllib.TOMLDecodeError, RecursionError):
             pyproject = {}
         groups = pyproject.get("dependency-groups")
         for name in _TEST_EXTRAS if isinstance(groups, dict) else ():
             found += [g for g in groups.get(name) or () if isinstance(g, str)]
     if not found:
         for rel in _REQUIREMENT_FILES:
-            if rel in members:
-                found += _requirement_lines(members[rel]().decode("utf-8", "replace"))
+            if rel in texts:
+                found += _requirement_lines(texts[rel])
                 break
     out = []
     for text in found:
@@ -222,24 +209,11 @@ def find_tests(root: Path) -> list[Path]:
 
 
 def _unpack(sdist: Path, into: Path) -> Path:
-    try:
-        if sdist.name.endswith(".zip"):
-            with zipfile.ZipFile(sdist) as archive:
-                for info in archive.infolist():
-                    if ".." in PurePosixPath(info.filename).parts or info.filename.startswith("/"):
-                        raise StressError(f"{sdist.name}: member {info.filename!r} leaves the "
-                                          "archive", hint="the sdist is malformed or hostile")
-                archive.extractall(into)
-        else:
-            with tarfile.open(sdist) as archive:
-                archive.extractall(into, filter="data")  # refuses links/paths leaving `into`
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise StressError(f"{sdist.name}: cannot unpack ({exc})",
-                          hint="delete it from the source mirror and run again") from None
-    roots = [p for p in into.iterdir() if p.is_dir()]
-    if len(roots) != 1:
-        raise StressError(f"{sdist.name}: expected one top-level directory in the sdist")
-    return roots[0]
+    """The sdist unpacked under ``into`` (bounded, nothing outside it): its root folder."""
+    from .limits import SourceLimits
+    from .recipes.pep517 import _unpack as unpack  # the one safe sdist unpacker
+
+    return unpack(sdist, into, SourceLimits())
 
 
 def _hide_sources(root: Path, modules: Iterable[str]) -> None:
