@@ -66,9 +66,7 @@ class SourceLimits:
     backend_seconds: float = 600.0
     """Wall time of one sandboxed PEP 517 hook call (default 600 s)."""
     backend_memory_bytes: int = 2 << 30
-    """Address space of the sandboxed PEP 517 backend process (default 2 GiB)."""
-    backend_processes: int = 256
-    """Processes the sandboxed backend may run at once (default 256)."""
+    """Address space of each sandboxed PEP 517 backend process (default 2 GiB)."""
 
 
 @dataclass(frozen=True)
