@@ -113,6 +113,8 @@ def recipe_from_pypi(
     pure_build_ok: str | None = None,
 ) -> tuple[str, dict[str, str]]:
     """Return ``(directory name, files)`` for the sdist of ``spec`` (NAME[==VERSION] or a path)."""
+    from . import clibs as _clibs
+
     local = local_sdist(spec)
     if local is not None:
         sdist, sha256, source_url = local, sha256_of(local), local.as_uri()
@@ -134,6 +136,8 @@ def recipe_from_pypi(
         extra_names=dict(names or {}),
         strict_names=strict_names,
         apt_build_dependencies=tuple(apt),
+        # self-contained: the conda packages of its C libraries, unless --apt (system profile)
+        c_libraries=() if apt else _clibs.libraries_for_project(facts.name),
         pure_build_ok=pure_build_ok,
     )
     files = (pypi_recipe.generate_meta(recipe) if fmt == "meta.yaml"

@@ -63,6 +63,8 @@ class PypiRecipe:
     extra_names: Mapping[str, str] = field(default_factory=dict)
     apt_build_dependencies: tuple[str, ...] = ()
     """Debian packages the `system` profile links (e.g. libyaml-dev); checked before a build."""
+    c_libraries: tuple[str, ...] = ()
+    """Conda packages of the C libraries the build links (host requirements; ftforge.recipes.clibs)."""
     strict_names: bool = False
     """Refuse dependencies with no known conda name instead of assuming the PyPI name."""
     pure_build_ok: str | None = None
@@ -176,7 +178,7 @@ def assumed_names(recipe: PypiRecipe) -> list[str]:
 
 def _host(recipe: PypiRecipe) -> list[str]:
     facts = recipe.facts
-    host = ["python", *installer.host_requirements(recipe.package_name)]
+    host = ["python", *installer.host_requirements(recipe.package_name), *recipe.c_libraries]
     if facts.self_hosted_backend:
         # The backend builds itself from its source tree: its own runtime
         # requirements must be importable at build time.
@@ -299,6 +301,8 @@ source:
   sha256: {recipe.sha256}
 """
     script = installer.install_script(recipe.package_name)
+    if recipe.c_libraries:  # the C libraries' headers and libraries from the host environment
+        script = f'CPPFLAGS="-I$PREFIX/include" LDFLAGS="-L$PREFIX/lib" {script}'
     if not facts.compiled:
         text = common + source + f"""
 build:
