@@ -39,7 +39,9 @@ def make(i: int) -> SyntheticPackage:
             files={f"site-packages/pure_{i}/__init__.py": f"VALUE = {i}\n".encode()})
     variant = PythonVariant(series="3.13", freethreaded=(i % 4 == 1))
     return SyntheticPackage(
-        name=f"ext-{i}", version="1.0", build=variant.extension_build_string("abcdef0", 0),
+        # i % 4 == 1 (free-threaded) and i % 4 == 3 (GIL) are twins: a channel is variant-complete
+        name=f"ext-{i - i % 4}", version="1.0",
+        build=variant.extension_build_string("abcdef0", 0),
         subdir="linux-64", depends=[variant.python_abi_spec],
         files={f"{variant.site_packages}/ext_{i}/__init__.py": f"VALUE = {i}\n".encode()})
 
@@ -79,7 +81,7 @@ def main() -> int:
 
         one = []
         for k in range(5):
-            extra = write_package(make(args.packages + 2 * k + 1), work / f"extra{k}")
+            extra = write_package(make(args.packages + 4 * k + 3), work / f"extra{k}")  # GIL
             seconds, _ = timed(lambda extra=extra: publish([extra], channel))
             one.append(seconds)
         one_s = statistics.median(one)

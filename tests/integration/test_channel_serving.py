@@ -67,7 +67,8 @@ def test_nginx_headers_content_types_and_etag(nginx_url, channel):
     assert pkg.read() == (channel / "linux-64" / package).read_bytes()
     page = _get(f"{nginx_url}/")
     assert page.headers["Content-Type"].startswith("text/html")
-    for secret in ("/.ftforge/log.jsonl", "/.ftforge/lock", "/.ftforge-channel"):
+    for secret in ("/.ftforge/log.jsonl", "/.ftforge/lock", "/.ftforge-channel",
+                   "/%2eftforge/log.jsonl", "/%2Eftforge-channel", "/.ftforge/recipe-tokens.json"):
         with pytest.raises(urllib.error.HTTPError) as hidden:
             _get(f"{nginx_url}{secret}")
         assert hidden.value.code == 404
@@ -106,9 +107,11 @@ def test_nginx_under_concurrent_clients_has_no_errors(nginx_url, channel):
 
 def test_local_serve_installs(channel, tmp_path):
     with serving(channel) as url:
+        assert url.endswith(f"/{channel.name}"), "served under the channel's own name"
         _create(tmp_path / "env", url, "python-freethreading")
-        with pytest.raises(urllib.error.HTTPError):
-            _get(f"{url}/.ftforge/log.jsonl")
+        for secret in ("/.ftforge/log.jsonl", "/%2eftforge/log.jsonl"):
+            with pytest.raises(urllib.error.HTTPError):
+                _get(f"{url}{secret}")
     _gil_off(tmp_path / "env")
 
 

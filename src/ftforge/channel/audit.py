@@ -403,12 +403,18 @@ class _NotAFile(Exception):
     pass
 
 
+_ZSTD = None
+
+
 def _zstd():
-    try:
-        from compression import zstd  # Python 3.14+
-    except ImportError:
-        from backports import zstd  # a dependency of conda-package-streaming
-    return zstd
+    global _ZSTD
+    if _ZSTD is None:
+        try:
+            from compression import zstd  # Python 3.14+
+        except ImportError:
+            from backports import zstd  # a dependency of conda-package-streaming
+        _ZSTD = zstd
+    return _ZSTD
 
 
 def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
@@ -563,7 +569,13 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
 
 
 def audit_packages(paths: Iterable[Path], limits: ArchiveLimits = Limits()) -> list[AuditReport]:
-    return [audit_package(Path(p), limits) for p in paths]
+    """Each package audited where it lies: in a folder named like a subdir, its
+    ``subdir`` must be that one."""
+    out = []
+    for path in map(Path, paths):
+        here = path.parent.name if path.parent.name in known_subdirs() else None
+        out.append(audit_package(path, limits, subdir_here=here))
+    return out
 
 
 def _json(data: bytes | None) -> object:
@@ -658,19 +670,16 @@ def _is_match_spec(spec: str) -> bool:
 
 
 def _check_rattler_reads(report: AuditReport, index: dict) -> None:
-    """The indexer's own reader (py-rattler) must accept index.json, or publishing this
-    package would break every later re-index of its subdir."""
-    from rattler import PackageRecord as RattlerRecord
+    """The indexer's own reader (py-rattler's ``IndexJson``) must accept index.json, or
+    publishing this package would break every later re-index of its subdir."""
+    from rattler import IndexJson
 
-    with tempfile.TemporaryDirectory(prefix="ftforge-index-") as tmp:
-        copy = Path(tmp) / "index.json"
-        copy.write_text(json.dumps(index))
-        try:
-            RattlerRecord.from_index_json(copy)
-        except Exception as exc:
-            report.add("metadata.field", "py-rattler cannot read index.json "
-                       f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                       "info/index.json")
+    try:
+        IndexJson.from_str(json.dumps(index))
+    except Exception as exc:
+        report.add("metadata.field", "py-rattler cannot read index.json "
+                   f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                   "info/index.json")
 
 
 def _check_filename(report: AuditReport, stem: str, index: dict) -> None:
