@@ -60,3 +60,24 @@ def test_concurrent_s3_publishers_lose_nothing(s3, tmp_path):
         list(pool.map(lambda batch: publish_s3(batch, f"s3://{s3[1]}/ft"), batches))
     publish_s3([], f"s3://{s3[1]}/ft")  # a last index pass sees every upload
     assert set(_repodata(s3)["packages.conda"]) == {p.name for b in batches for p in b}
+
+
+def test_s3_publish_refuses_a_free_threaded_build_without_its_gil_twin(s3, tmp_path):
+    from ftforge.channel.audit import PackageRefused
+    from ftforge.channel.synthetic import SyntheticPackage
+    from ftforge.variants import PythonVariant
+
+    def ext(variant):
+        return SyntheticPackage(
+            "ext", "1.0", variant.extension_build_string("abcdef0", 0), subdir="linux-64",
+            depends=[variant.python_abi_spec],
+            files={f"{variant.site_packages}/ext/__init__.py": b""})
+
+    ft = write_package(ext(PythonVariant.ft("3.13")), tmp_path / "ft")
+    gil = write_package(ext(PythonVariant.gil("3.13")), tmp_path / "gil")
+    with pytest.raises(PackageRefused, match=r"\[channel.variant-incomplete\]"):
+        publish_s3([ft], f"s3://{s3[1]}/ft")
+    client, bucket = s3
+    assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0, "nothing uploaded"
+    publish_s3([gil], f"s3://{s3[1]}/ft")
+    publish_s3([ft], f"s3://{s3[1]}/ft")  # the bucket's index has its twin now

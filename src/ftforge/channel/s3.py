@@ -4,7 +4,10 @@ directory publish, then py-rattler's ``index_s3``.
 Packages are uploaded with a conditional write (``If-None-Match: *``), so a
 file name is written once even with several publishers; a name that exists
 with other content is refused (its sha256 is kept in the object's metadata).
-``index_s3``'s precondition checks make concurrent indexers safe.
+``index_s3``'s precondition checks make concurrent indexers safe. What is
+audited is what is uploaded (private copies); variant completeness is checked
+against the bucket's current index. Not (yet) on S3: recipe ownership and
+burned names of removed packages -- there is no S3 removal.
 
 Endpoint and credentials come from the standard variables
 (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
@@ -15,11 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import ChannelError
+from .layout import SUBDIRS
 from .publish import PublishResult, audit_or_refuse
 
 __all__ = ["publish_s3"]
@@ -51,15 +57,59 @@ def publish_s3(packages: Iterable[Path], url: str, *,
     bucket, prefix = _split(url)
     endpoint, region = _endpoint()
     packages = [Path(p) for p in packages]
-    reports = audit_or_refuse(packages, url, progress=say)
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region)
+    with tempfile.TemporaryDirectory(prefix="ftforge-s3-") as tmp:
+        # what is audited is exactly what is uploaded: private copies, read once each
+        staged = []
+        for n, pkg in enumerate(packages):
+            if not pkg.is_file():
+                raise ChannelError(f"{pkg}: not a regular file",
+                                   hint="publish the .conda files `ftforge build` wrote")
+            (Path(tmp) / str(n)).mkdir()
+            staged.append(Path(tmp) / str(n) / pkg.name)
+            shutil.copyfile(pkg, staged[-1])
+        reports = audit_or_refuse(staged, url, shown_as=packages, progress=say,
+                                  existing=_bucket_records(s3, bucket, prefix))
+        added, unchanged = _upload(s3, bucket, prefix, reports, staged, say, ClientError)
+    say(f"indexing {url}")
+    credentials = S3Credentials(
+        endpoint_url=endpoint, region=region,
+        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
+        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        addressing_style="path")
+    asyncio.run(index_s3(f"s3://{bucket}/{prefix}".rstrip("/"), credentials=credentials,
+                         write_zst=True, write_shards=True, precondition_checks=True))
+    return PublishResult(added, unchanged, reports)
+
+
+def _bucket_records(s3, bucket: str, prefix: str) -> list[dict]:  # noqa: ANN001
+    """The records already in the bucket's index (for variant completeness)."""
+    import json
+
+    records = []
+    for subdir in SUBDIRS:
+        key = "/".join(p for p in (prefix, subdir, "repodata.json") if p)
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            data = json.loads(body)
+        except Exception:  # no index yet for this subdir (or unreadable: nothing to rely on)
+            continue
+        for group in ("packages", "packages.conda"):
+            entries = data.get(group) if isinstance(data, dict) else None
+            for fn, record in (entries.items() if isinstance(entries, dict) else ()):
+                if isinstance(record, dict):
+                    records.append({**record, "fn": fn, "subdir": subdir})
+    return records
+
+
+def _upload(s3, bucket, prefix, reports, staged, say, ClientError):  # noqa: ANN001, ANN202, N803
     added, unchanged = [], []
-    for report in reports:
+    for report, copy in zip(reports, staged):
         record = report.record
         key = "/".join(p for p in (prefix, record.subdir, record.filename) if p)
         say(f"uploading {record.filename}")
         try:
-            s3.put_object(Bucket=bucket, Key=key, Body=report.path.read_bytes(),
+            s3.put_object(Bucket=bucket, Key=key, Body=copy.read_bytes(),
                           IfNoneMatch="*", Metadata={"sha256": record.sha256})
             added.append(Path(key))
         except ClientError as exc:
@@ -73,12 +123,4 @@ def publish_s3(packages: Iterable[Path], url: str, *,
                     hint="published packages are immutable: bump the build number and rebuild",
                 ) from None
             unchanged.append(Path(key))
-    say(f"indexing {url}")
-    credentials = S3Credentials(
-        endpoint_url=endpoint, region=region,
-        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
-        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        addressing_style="path")
-    asyncio.run(index_s3(f"s3://{bucket}/{prefix}".rstrip("/"), credentials=credentials,
-                         write_zst=True, write_shards=True, precondition_checks=True))
-    return PublishResult(added, unchanged, reports)
+    return added, unchanged
