@@ -629,3 +629,16 @@ def test_serve_port_errors_are_one_line(tmp_path, world):
     result = cli("channel", "serve", str(channel), "--port", "99999")
     assert result.returncode == 1 and "not a TCP port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_reindex_of_a_channel_broken_by_an_older_version_says_how_to_recover(tmp_path, world):
+    """A package an older ftforge moved in without checking (name with a newline): the
+    re-index fails in one line naming the way out, and the old index keeps serving."""
+    channel, _ = world
+    bad = write_package(pure("x", index_overrides={"name": "a\nb"}), tmp_path / "bad")
+    os.replace(bad, channel / "noarch" / bad.name)
+    before = (channel / "noarch" / "repodata.json").read_bytes()
+    result = cli("channel", "reindex", str(channel))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "re-indexing failed" in result.stderr and "channel audit" in result.stderr
+    assert (channel / "noarch" / "repodata.json").read_bytes() == before

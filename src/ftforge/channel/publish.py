@@ -299,9 +299,10 @@ def _save_index(channel: Path, subdirs: set[str]) -> dict[str, bytes | None]:
     saved = {rel: (channel / rel).read_bytes() if (channel / rel).is_file() else None
              for rel in rels}
     for sub in subdirs:
+        # shards are content-addressed and never rewritten: their names are enough
         shards = channel / sub / "shards"
-        saved.update({f"{sub}/shards/{p.name}": p.read_bytes()
-                      for p in (shards.iterdir() if shards.is_dir() else ())})
+        saved.update({f"{sub}/shards/{p.name}": b"" for p in (
+            shards.iterdir() if shards.is_dir() else ())})
         saved[f"{sub}/shards/"] = None  # marks the folder: shards not listed are new
     return saved
 
@@ -318,6 +319,8 @@ def _roll_back(channel: Path, moved: list[tuple[Path, Path]], saved: dict[str, b
             for shard in (path.iterdir() if path.is_dir() else ()):
                 if f"{rel}{shard.name}" not in saved:
                     shard.unlink()
+        elif "/shards/" in rel:
+            continue  # an existing shard: untouched
         elif data is None:
             path.unlink(missing_ok=True)
         else:
@@ -402,8 +405,17 @@ def recover(channel: Path) -> None:
     require_channel(channel)
     with os_errors(channel), channel_lock(channel):
         _clear_staging(channel)
-        if not _finish_removals(channel):
-            _refresh(channel)
+        try:
+            if not _finish_removals(channel):
+                _refresh(channel)
+        except (ChannelError, OSError):
+            raise
+        except Exception as exc:  # the indexer rejected a package moved in by an older ftforge
+            raise ChannelError(
+                f"{channel}: re-indexing failed ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); the previous index still serves",
+                hint=f"`ftforge channel audit {channel}/SUBDIR/*.conda` names the package the "
+                "indexer rejects; move that file out of the channel, then reindex") from None
 
 
 def remove(
