@@ -63,6 +63,7 @@ _NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
 SDIST_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".tar.bz2", ".tar.xz")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_VERSION_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,99}$")
 
 
 def validate_name(name: object, *, source: str) -> str:
@@ -208,6 +209,8 @@ def fetch_project(name: str, *, fetch: Fetcher = _urlopen,
     releases: dict[str, tuple[DistFile, ...]] = {}
     problems: dict[str, list[str]] = {}
     for version, files in raw_releases.items():
+        if not _VERSION_TEXT.match(version):  # not a version; never shown, never used
+            continue
         good = []
         for index, entry in enumerate(files if isinstance(files, list) else [files]):
             try:
@@ -217,8 +220,9 @@ def fetch_project(name: str, *, fetch: Fetcher = _urlopen,
         releases[version] = tuple(good)
     shown = info.get("name", name)
     latest = info.get("version", "")
-    return Project(shown if isinstance(shown, str) else name,
-                   latest if isinstance(latest, str) else "", releases, info,
+    return Project(shown if isinstance(shown, str) and _NAME.match(shown) else name,
+                   latest if isinstance(latest, str) and _VERSION_TEXT.match(latest) else "",
+                   releases, info,
                    source=url, problems={v: tuple(p) for v, p in problems.items()})
 
 

@@ -244,15 +244,19 @@ def _rattler_variant_config(matrix: VariantMatrix):
     return VariantConfig(dict(matrix.values), zip_keys=matrix.zip_keys or None)
 
 
-def render(recipe_path: Path, matrix: VariantMatrix) -> list:
-    """Render with rattler-build (no build); errors become ``FtforgeError``."""
+def render(recipe_path: Path, matrix: VariantMatrix, *, shown_as: Path | None = None) -> list:
+    """Render with rattler-build (no build); errors become ``FtforgeError`` naming
+    ``shown_as`` (the user's file) when ``recipe_path`` is a staged copy of it."""
     from rattler_build import RattlerBuildError, Stage0Recipe
 
     try:
         return Stage0Recipe.from_file(recipe_path).render(_rattler_variant_config(matrix))
     except RattlerBuildError as exc:
+        shown = shown_as or recipe_path
+        detail = str(exc).replace(str(recipe_path), str(shown)).replace(
+            str(recipe_path.parent), str(shown.parent))
         raise FtforgeError(
-            f"{recipe_path}: rattler-build cannot render this recipe: {exc}",
+            f"{shown}: rattler-build cannot render this recipe: {detail}",
             hint="fix the recipe (or regenerate it with `ftforge recipe`)",
         ) from None
 
@@ -359,7 +363,7 @@ def build(
         staged = stage_recipe(recipe_dir, Path(tmp) / "recipe", mirror)
         seen: set[str] = set()
         for combination in expand(matrix):
-            rendered = render(staged, combination)
+            rendered = render(staged, combination, shown_as=recipe_dir / "recipe.yaml")
             identity = _rendered_identity(rendered)
             if not rendered or identity in seen:
                 continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.parser
 import re
+import stat
 import tarfile
 import tomllib
 import zipfile
@@ -122,6 +123,8 @@ class _Archive:
         self._zip: zipfile.ZipFile | None = None
         self._tar: tarfile.TarFile | None = None
         try:
+            if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
+                raise _LimitCrossed("not a regular file")
             if path.stat().st_size > limits.max_sdist_bytes:
                 raise _LimitCrossed(f"larger than {limits.max_sdist_bytes} bytes "
                                     "(SourceLimits.max_sdist_bytes)")
@@ -134,7 +137,8 @@ class _Archive:
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError,
                 UnicodeError) as exc:
             self.close()
-            raise SdistError(f"{path}: not a readable sdist archive ({exc})",
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")
+            raise SdistError(f"{path}: not a readable sdist archive ({reason})",
                              hint="delete it from the cache and download it again") from None
         self.files: dict[str, str] = {}
         for name in names:
@@ -193,7 +197,8 @@ class _Archive:
                 handle = self._tar.extractfile(name)
                 data = handle.read(limit + 1) if handle else b""
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise SdistError(f"{self.path}: {rel} cannot be read ({exc})",
+            raise SdistError(f"{self.path}: {rel} cannot be read "
+                             f"({(str(exc).splitlines() or [type(exc).__name__])[0]})",
                              hint="delete it from the cache and download it again") from None
         if len(data) > limit:
             raise SdistError(f"{self.path}: refused: {rel} is larger than {limit} bytes "
