@@ -301,3 +301,50 @@ def test_the_pinnings_exclude_list_is_honoured(cf, tmp_path):
     assert plan.feedstocks["zstdish"].category == "not-solvable"
     assert "excluded by the pinning's python314t migration" in plan.feedstocks["zstdish"].reason
     assert plan.feedstocks["crcish"].category == "ready"
+
+
+def _variant(python: str, **extra: str) -> str:
+    keys = {"numpy": extra.get("numpy", "2.0"), "python": python,
+            "target_platform": "linux-64", **extra}
+    text = "".join(f"{k}:\n- {v}\n" for k, v in sorted(keys.items()) if k != "zip_keys")
+    return text + extra.get("zip_keys", "")
+
+
+def test_rerender_names_with_several_loop_keys_and_refuses_what_it_cannot_derive():
+    from ftforge.migrate.pinning import migration_file_for
+    from ftforge.migrate.rerender import rerender
+
+    mig = Migration.parse("python314t")
+    mfile = migration_file_for(mig.name, mig.variant, Pinning.load(PINNING_DIR),
+                               feedstock_zip_group=[], migrator_ts=TS)
+    # numpy varies too: it is part of the name, kept from the template
+    files = {f".ci_support/linux_64_numpy{n}python3.14.____cp314.yaml":
+             _variant("3.14.* *_cp314", numpy=n) for n in ("1.26", "2.0")}
+    out = rerender(files, mfile, mig.variant, feedstock="npish", recipe_text="")
+    assert sorted(out.new_configs) == ["linux_64_numpy1.26python3.14.____cp314t",
+                                       "linux_64_numpy2.0python3.14.____cp314t"]
+    assert out.files[".ci_support/linux_64_numpy1.26python3.14.____cp314t.yaml"] == \
+        _variant("3.14.* *_cp314t", numpy="1.26")
+    # no Azure file: said, not guessed
+    assert any("azure-pipelines-linux.yml has no job" in n for n in out.notes)
+
+    # a name conda-smithy shortened with a hash cannot be parsed back
+    long_key = "x" * 200
+    hashed = {".ci_support/linux_64_numpy2.0python3.14.____cp314" + "_h0123abcd.yaml":
+              _variant("3.14.* *_cp314", verylongkey=long_key)}
+    out = rerender(hashed, mfile, mig.variant, feedstock="npish", recipe_text="")
+    assert out.new_configs == [] and "hash-shortened name" in out.notes[0]
+
+    # python zipped with a key the migration gives no value for
+    zipped = {".ci_support/linux_64_python3.14.____cp314.yaml": _variant(
+        "3.14.* *_cp314", zip_keys="zip_keys:\n- - python\n  - numpy\n")}
+    out = rerender(zipped, mfile, mig.variant, feedstock="npish", recipe_text="")
+    assert out.new_configs == [] and "zips numpy with python" in out.notes[0]
+
+
+def test_config_name_follows_the_windows_path_rule():
+    config = {"python": ["3.14.* *_cp314t"], "verylongkey": ["y" * 150]}
+    name = config_name("win_64", config, ["python", "verylongkey"], "some-package")
+    repo = "some-package-feedstock"
+    assert len(f"C:/Users/runnerx/_work/{repo}/{repo}/.ci_support/{name}.yaml") <= 259
+    assert name.startswith("win_64_python3.14.____cp314t") and name[-10:-8] == "_h"

@@ -283,7 +283,8 @@ def build_feedstock(name: str, plan: Plan, migration: Migration, loop: BuildLoop
 
         with config.open("w") as handle:
             YAML().dump(conda_build_config([migration.gil_variant, migration.variant]), handle)
-        channels = [*loop.channels]
+        # the publish channel is read once it has something (the parents' builds)
+        channels = [c for c in loop.channels if Path(c) != Path(loop.channel)]
         if (loop.channel / "noarch" / "repodata.json").is_file():
             channels.append(loop.channel)
         outcome = build(BuildRequest(recipe_dir, loop.output_dir / name, variant_files=(config,),
