@@ -250,8 +250,9 @@ def channel_publish(
         console.print(f"[dim]unchanged[/dim] {escape(str(path))}", highlight=False)
     for name, minted in getattr(result, "tokens", {}).items():
         console.print(f"[bold]token for recipe {escape(name)}[/bold] (shown once; publish and "
-                      f"remove its packages with --token or FTFORGE_CHANNEL_TOKEN): {minted}",
+                      "remove its packages with --token or FTFORGE_CHANNEL_TOKEN):",
                       highlight=False)
+        console.print(f"  token: {minted}", highlight=False, soft_wrap=True)
 
 
 @channel_app.command("remove")
@@ -305,8 +306,11 @@ def channel_serve(
     """Serve channels over HTTP on loopback, each under /DIRNAME/ (production: nginx-config)."""
     from .channel.serve import serve_forever
 
-    serve_forever(channels, port=port,
-                  announce=lambda url: console.print(f"serving {escape(url)}", highlight=False))
+    def announce(line: str) -> None:
+        console.print(f"serving {escape(line)}", highlight=False, soft_wrap=True)
+        sys.stdout.flush()  # the URLs are for whoever reads a pipe, before the server blocks
+
+    serve_forever(channels, port=port, announce=announce)
 
 
 @channel_app.command("nginx-config")

@@ -642,3 +642,39 @@ def test_reindex_of_a_channel_broken_by_an_older_version_says_how_to_recover(tmp
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "re-indexing failed" in result.stderr and "channel audit" in result.stderr
     assert (channel / "noarch" / "repodata.json").read_bytes() == before
+
+
+def test_cli_publish_prints_the_token_once_and_takes_it_from_the_environment(tmp_path):
+    channel = tmp_path / "ch"
+    first = write_package(pure("tok"), tmp_path / "1")
+    result = cli("channel", "publish", str(first), "--channel", str(channel), "--recipe", "tok-fs")
+    assert result.returncode == 0, result.stderr
+    assert "token for recipe tok-fs" in result.stdout
+    token = next(line for line in result.stdout.splitlines()
+                 if line.startswith("  token: ")).split(": ", 1)[1].strip()
+    newer = write_package(pure("tok", version="2.0"), tmp_path / "2")
+    refused = cli("channel", "publish", str(newer), "--channel", str(channel), "--recipe", "tok-fs")
+    assert refused.returncode == 1 and "token given for it is missing" in refused.stderr
+    env_run = subprocess.run(
+        [sys.executable, "-m", "ftforge.cli", "channel", "publish", str(newer), "--channel",
+         str(channel), "--recipe", "tok-fs"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "FTFORGE_CHANNEL_TOKEN": token})
+    assert env_run.returncode == 0, env_run.stderr
+    assert "token for recipe" not in env_run.stdout
+
+
+def test_cli_serve_prints_one_url_per_channel(tmp_path, world):
+    channel, _ = world
+    other = tmp_path / "more" / "base"
+    publish([write_package(pure("b"), tmp_path / "b")], other)
+    proc = subprocess.Popen([sys.executable, "-m", "ftforge.cli", "channel", "serve",
+                             str(channel), str(other), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    urls = [line.split()[1] for line in lines]
+    assert [u.rsplit("/", 2)[1] for u in urls] == ["channel", "base"], lines
+    assert all(u.startswith("http://127.0.0.1:") and u.endswith("/") for u in urls)
