@@ -455,6 +455,11 @@ def _plan(feedstocks: Path, migration: str, channel: list[Path] | None,
         except (OSError, ValueError) as exc:
             raise FtforgeError(f"{pypi_wheels}: not a readable JSON file ({exc})",
                                hint="expected {\"feedstock\": [\"wheel file name\", ...]}") from None
+        if not isinstance(wheels, dict) or not all(
+                isinstance(v, list) and all(isinstance(w, str) for w in v) for v in wheels.values()):
+            raise FtforgeError(f"{pypi_wheels}: expected a JSON object of feedstock names to "
+                               "lists of wheel file names",
+                               hint="expected {\"feedstock\": [\"wheel file name\", ...]}")
     stress = None
     if evidence:
         from .stress import evidence as stress_evidence

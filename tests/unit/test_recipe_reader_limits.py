@@ -135,3 +135,27 @@ def test_default_limits_are_documented_values():
     limits = RecipeLimits()
     assert (limits.render_seconds, limits.render_memory_bytes) == (10.0, 1 << 30)
     assert limits.max_loop_items == 100_000 and limits.max_yaml_nodes == 1_000_000
+
+
+def _cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "ftforge.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "400"})
+
+
+def test_cli_plan_shows_rule_text_with_brackets_and_refuses_bad_options(tmp_path):
+    root = tmp_path / "feedstocks"
+    _feedstock(root, "bsd", "meta.yaml", META_HEAD + "build:\n  skip: true  # [freebsd]\n")
+    result = _cli("migrate", "plan", str(root))
+    assert result.returncode == 0, result.stderr
+    assert "selector [freebsd]: unknown selector name 'freebsd'" in result.stdout, result.stdout
+    wheels = tmp_path / "wheels.json"
+    wheels.write_text("[1, 2]")
+    for args, expected in ((["--migration", "pythont"], "unknown migration 'pythont'"),
+                           (["--pypi-wheels", str(wheels)], "expected a JSON object")):
+        result = _cli("migrate", "plan", str(root), *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert expected in result.stderr

@@ -11,6 +11,7 @@ ready, in what order — the autotick bot's graph, with its known gaps fixed:
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,7 @@ class Migration:
 
     @classmethod
     def parse(cls, name: str) -> Migration:
-        if not (name.startswith("python") and name.endswith("t")):
+        if not re.fullmatch(r"python\d\d+t", name):  # `pythont` was an IndexError
             raise FtforgeError(f"unknown migration '{name}'",
                                hint="use python313t, python314t or python315t")
         digits = name[len("python"):-1]
