@@ -5,6 +5,21 @@
 # else is the same for both ABIs.
 set -euxo pipefail
 
+PROFILE_ARGS=()
+if [[ "$DEPS_PROFILE" == "conda-forge" ]]; then
+    # Self-contained: headers, pkg-config files and libraries from the host
+    # environment only (never the build machine's); modules with no library
+    # here are not built, rather than linked against the system.
+    export CPPFLAGS="-I$PREFIX/include ${CPPFLAGS:-}"
+    export LDFLAGS="-L$PREFIX/lib -Wl,-rpath-link,$PREFIX/lib ${LDFLAGS:-}"
+    export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig:$PREFIX/share/pkgconfig"
+    export PKG_CONFIG_LIBDIR="$PKG_CONFIG_PATH"
+    PROFILE_ARGS=(--with-openssl="$PREFIX" --with-system-expat --without-system-libmpdec)
+    for module in $NOT_BUILT_MODULES; do
+        export "py_cv_module_${module}=n/a"
+    done
+fi
+
 # shellcheck disable=SC2086
 ./configure \
     --prefix="$PREFIX" \
@@ -12,6 +27,7 @@ set -euxo pipefail
     --enable-loadable-sqlite-extensions \
     --with-ensurepip=no \
     --without-static-libpython \
+    "${PROFILE_ARGS[@]}" \
     ${CONFIGURE_EXTRA:-} \
     LDFLAGS="-Wl,-rpath,$PREFIX/lib ${LDFLAGS:-}"
 make -j"${CPU_COUNT:-2}"
@@ -29,7 +45,19 @@ if [[ "$PY_SITE_PACKAGES" != "$PY_NOARCH_SITE_PACKAGES" ]]; then
     touch "$PREFIX/$PY_NOARCH_SITE_PACKAGES/.ftforge-keep"
 fi
 
-# Record the system libraries this build links: it is not self-contained.
+if [[ "$DEPS_PROFILE" == "conda-forge" ]]; then
+    # The modules left out must really be absent (a half-linked module is worse).
+    for module in $NOT_BUILT_MODULES; do
+        if compgen -G "$PREFIX/lib/python$PY_SERIES*/lib-dynload/$module.*" > /dev/null; then
+            echo "error: $module was built although it has no library here" >&2
+            exit 1
+        fi
+    done
+    exit 0
+fi
+
+# System profile: record the system libraries this build links (the profile's
+# marker: it is not self-contained).
 mkdir -p "$(dirname "$PREFIX/$LINKAGE_RECORD")"
 {
     echo "# Shared libraries outside the conda prefix linked by this python build."

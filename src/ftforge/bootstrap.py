@@ -62,9 +62,15 @@ def build_bootstrap(recipe_dirs: list[Path], output_dir: Path, *,
                     overrides: tuple[tuple[str, str], ...] = (),
                     reporter: BuildReporter | None = None) -> BootstrapBuild:
     """Build the recipes from :func:`write_bootstrap_recipes` into one output directory;
-    each sees the packages built before it."""
+    each sees the packages built before it. The self-contained (conda-forge) profile
+    builds the interpreter's native libraries first (:mod:`ftforge.build.stack`)."""
+    from .build.stack import build_stack
+
+    profile = dict(overrides).get("python_deps_profile", python_recipe.DEFAULT_PROFILE)
+    stack = build_stack(output_dir, reporter=reporter).outcomes if profile == "conda-forge" else []
     requests = [BuildRequest(d, output_dir, variant_files=variant_files,
-                             overrides=overrides if i == 0 else ())
+                             overrides=overrides if i == 0 else (),
+                             channels=(str(output_dir),) if stack else ())
                 for i, d in enumerate(recipe_dirs)]
-    outcomes = build_in_order(requests, reporter=reporter)
+    outcomes = [*stack, *build_in_order(requests, reporter=reporter)]
     return BootstrapBuild([p for o in outcomes for p in o.packages], outcomes)

@@ -103,8 +103,9 @@ def test_recipe_renders_for_every_variant_and_profile(tmp_path, version, freethr
     assert py["requirements"]["run_exports"] == {"noarch": ["python"], "weak": [v.python_abi_spec]}
     host = py["requirements"].get("host", [])
     if profile == "conda-forge":
-        assert {"openssl", "libffi", "zlib", "sqlite", "tk", "ncurses", "readline",
-                "libuuid", "libexpat", "bzip2"} <= set(host)
+        assert {"openssl", "libffi", "zlib", "sqlite", "ncurses", "readline",
+                "libuuid", "libexpat", "bzip2", "liblzma-devel"} <= set(host)
+        assert "tk" not in host  # _tkinter is left out: no X11 client libraries here
         assert "gcc_linux-64" in py["requirements"]["build"]
     else:
         assert host == []

@@ -7,12 +7,17 @@ returns file names and their text; writing and drift checks live in
 
 Two dependency profiles (the ``python_deps_profile`` variant key):
 
-* ``system`` -- links Debian's OpenSSL, libffi, zlib, ... as installed on the
-  build machine. The only profile that builds offline here. The package is
-  *not* self-contained: it records what it links in
-  ``share/ftforge/linkage/python.txt``.
-* ``conda-forge`` -- host dependencies as python-feedstock has them; rendered
-  and checked here, buildable only where those packages are reachable.
+* ``conda-forge`` (the default) -- self-contained: every library the
+  interpreter links is a host dependency with python-feedstock's conda name
+  (openssl, libffi, zlib, ...), built here by :mod:`ftforge.recipes.native`
+  (``ftforge.build.stack``) and exported into python's run dependencies. Only
+  glibc comes from the system. ``_tkinter`` is not built (Tcl/Tk would need
+  the X11 client libraries packaged too), nor ``_gdbm``/``_dbm``.
+* ``system`` (opt-in, **not self-contained**) -- links Debian's OpenSSL,
+  libffi, zlib, ... as installed on the build machine. The package records
+  what it links in ``share/ftforge/linkage/python.txt``: that file is the
+  system profile's marker, which the channel's linkage audit requires of a
+  package that links libraries no conda package provides.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from .cpython_sources import CPythonSource
 __all__ = [
     "APT_BUILD_DEPENDENCIES",
     "CONDA_FORGE_HOST_DEPENDENCIES",
+    "DEFAULT_PROFILE",
     "DEPS_PROFILES",
     "DepsProfile",
+    "NOT_BUILT_MODULES",
     "PythonRecipe",
     "generate",
     "recipe_dir_name",
@@ -58,11 +65,15 @@ APT_BUILD_DEPENDENCIES: dict[str, str] = {
 # 3.14 adds compression.zstd.
 APT_BUILD_DEPENDENCIES_3_14 = {"libzstd-dev": "/usr/include/zstd.h"}
 
-# python-feedstock's host requirements (linux).
+# python-feedstock's host requirements (linux), without tk: _tkinter is left out
+# (Tcl/Tk link the X11 client libraries, which are not packaged here).
 CONDA_FORGE_HOST_DEPENDENCIES: tuple[str, ...] = (
-    "bzip2", "sqlite", "liblzma-devel", "zlib", "openssl", "readline", "tk",
+    "bzip2", "sqlite", "liblzma-devel", "zlib", "openssl", "readline",
     "ncurses", "libffi", "libuuid", "libexpat",
 )
+DEFAULT_PROFILE: DepsProfile = "system"
+NOT_BUILT_MODULES: tuple[str, ...] = ("_tkinter", "_gdbm", "_dbm")
+"""Extension modules the self-contained profile does not build (no library for them)."""
 CONDA_FORGE_HOST_DEPENDENCIES_3_14 = ("zstd",)
 
 LINKAGE_RECORD = "share/ftforge/linkage/python.txt"
@@ -216,14 +227,12 @@ outputs:
           PY_NOARCH_SITE_PACKAGES: {gil.noarch_site_packages}
           PY_SITE_PACKAGES: ${{{{ site_packages }}}}
           LINKAGE_RECORD: {LINKAGE_RECORD}
+          DEPS_PROFILE: ${{{{ python_deps_profile }}}}
+          NOT_BUILT_MODULES: {" ".join(NOT_BUILT_MODULES)}
     requirements:
       build:
         - ${{{{ compiler('c') }}}}
         - ${{{{ compiler('cxx') }}}}
-        - if: python_deps_profile == "conda-forge"
-          then:
-            - make
-            - pkg-config
       host:
         - if: python_deps_profile == "conda-forge"
           then:
@@ -238,16 +247,26 @@ outputs:
     tests:
       - script:
           - python -c "import sys, sysconfig; print(sys.version); assert sysconfig.get_config_var('Py_GIL_DISABLED') == ${{{{ {ft.py_gil_disabled} if freethreading == 'yes' else {gil.py_gil_disabled} }}}}"
-          - python -c "import ssl, sqlite3, ctypes, lzma, bz2, zlib, readline, uuid"
+          - python -c "import ssl, sqlite3, ctypes, lzma, bz2, zlib, readline, uuid, curses, pyexpat, decimal, hashlib"
+          - if: python_deps_profile == "conda-forge"
+            then:
+              # self-contained: no system-linkage record, the CA bundle from ca-certificates
+              - test ! -e "$PREFIX/{LINKAGE_RECORD}"
+              - python -c "import ssl; n = len(ssl.create_default_context().get_ca_certs()); print(n, 'CA certificates'); assert n > 100"
+              - python -c "import importlib.util as u; assert u.find_spec('_tkinter') is None"
+            else:
+              - test -f "$PREFIX/{LINKAGE_RECORD}"
           # pip is its own package (conda adds it to every python): none bundled here,
           # but ensurepip's wheel stays in the standard library.
           - python -c "import importlib.util, ensurepip; assert importlib.util.find_spec('pip') is None; print('ensurepip', ensurepip.version())"
-          - test -f "$PREFIX/{LINKAGE_RECORD}"
     about:
       homepage: https://www.python.org/
       license: Python-2.0
       license_file: LICENSE
-      summary: General purpose programming language (${{{{ abi_tag }}}} ABI)
+      summary: >-
+        ${{{{ "General purpose programming language (" ~ abi_tag ~ " ABI)" if python_deps_profile == "conda-forge" else "General purpose programming language (" ~ abi_tag ~ " ABI; links the build machine's libraries: not self-contained)" }}}}
+      description: >-
+        ${{{{ "Self-contained: every library it links comes from a conda package, glibc excepted. Not built: {", ".join(NOT_BUILT_MODULES)} (tkinter needs Tcl/Tk and the X11 client libraries, which are not packaged here; dbm.sqlite3 is the dbm default)." if python_deps_profile == "conda-forge" else "System profile: links the build machine's OpenSSL, libffi, zlib, ... (listed in {LINKAGE_RECORD}); runs only where those libraries are installed." }}}}
 
 {_metapackage(ft, "Opt in to the free-threaded (no-GIL, PEP 703) Python " + ft.series + "t")}
 {_metapackage(gil, "Python " + gil.series + " with the GIL (the default ABI)")}
@@ -261,8 +280,10 @@ extra:
 freethreading:
   - "no"
   - "yes"
+# conda-forge: self-contained (the default). system: opt in with
+# `--variant python_deps_profile=system` (links the build machine's libraries).
 python_deps_profile:
-  - system
+  - {DEFAULT_PROFILE}
 """
     return {
         "recipe.yaml": recipe_yaml,
@@ -278,6 +299,21 @@ _BUILD_SCRIPT = r"""#!/usr/bin/env bash
 # else is the same for both ABIs.
 set -euxo pipefail
 
+PROFILE_ARGS=()
+if [[ "$DEPS_PROFILE" == "conda-forge" ]]; then
+    # Self-contained: headers, pkg-config files and libraries from the host
+    # environment only (never the build machine's); modules with no library
+    # here are not built, rather than linked against the system.
+    export CPPFLAGS="-I$PREFIX/include ${CPPFLAGS:-}"
+    export LDFLAGS="-L$PREFIX/lib -Wl,-rpath-link,$PREFIX/lib ${LDFLAGS:-}"
+    export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig:$PREFIX/share/pkgconfig"
+    export PKG_CONFIG_LIBDIR="$PKG_CONFIG_PATH"
+    PROFILE_ARGS=(--with-openssl="$PREFIX" --with-system-expat --without-system-libmpdec)
+    for module in $NOT_BUILT_MODULES; do
+        export "py_cv_module_${module}=n/a"
+    done
+fi
+
 # shellcheck disable=SC2086
 ./configure \
     --prefix="$PREFIX" \
@@ -285,6 +321,7 @@ set -euxo pipefail
     --enable-loadable-sqlite-extensions \
     --with-ensurepip=no \
     --without-static-libpython \
+    "${PROFILE_ARGS[@]}" \
     ${CONFIGURE_EXTRA:-} \
     LDFLAGS="-Wl,-rpath,$PREFIX/lib ${LDFLAGS:-}"
 make -j"${CPU_COUNT:-2}"
@@ -302,7 +339,19 @@ if [[ "$PY_SITE_PACKAGES" != "$PY_NOARCH_SITE_PACKAGES" ]]; then
     touch "$PREFIX/$PY_NOARCH_SITE_PACKAGES/.ftforge-keep"
 fi
 
-# Record the system libraries this build links: it is not self-contained.
+if [[ "$DEPS_PROFILE" == "conda-forge" ]]; then
+    # The modules left out must really be absent (a half-linked module is worse).
+    for module in $NOT_BUILT_MODULES; do
+        if compgen -G "$PREFIX/lib/python$PY_SERIES*/lib-dynload/$module.*" > /dev/null; then
+            echo "error: $module was built although it has no library here" >&2
+            exit 1
+        fi
+    done
+    exit 0
+fi
+
+# System profile: record the system libraries this build links (the profile's
+# marker: it is not self-contained).
 mkdir -p "$(dirname "$PREFIX/$LINKAGE_RECORD")"
 {
     echo "# Shared libraries outside the conda prefix linked by this python build."
