@@ -68,7 +68,8 @@ def test_nginx_headers_content_types_and_etag(nginx_url, channel):
     page = _get(f"{nginx_url}/")
     assert page.headers["Content-Type"].startswith("text/html")
     for secret in ("/.ftforge/log.jsonl", "/.ftforge/lock", "/.ftforge-channel",
-                   "/%2eftforge/log.jsonl", "/%2Eftforge-channel", "/.ftforge/recipe-tokens.json"):
+                   "/%2eftforge/log.jsonl", "/%2Eftforge-channel", "/.ftforge/recipe-tokens.json",
+                   "/owners.yaml"):
         with pytest.raises(urllib.error.HTTPError) as hidden:
             _get(f"{nginx_url}{secret}")
         assert hidden.value.code == 404

@@ -290,7 +290,25 @@ def corpus(elves: dict[str, bytes]) -> dict[str, tuple[str, object]]:
         ok_ft, {"_path": "../../x", "path_type": "softlink"}))
     kinds["paths-directory-absolute"] = ("metadata.paths-malformed", _paths_extra(
         ok_ft, {"_path": "/etc/cron.d/x", "path_type": "directory"}))
+    # paths the client itself creates at install time
+    kinds["entry-point-escapes-bin"] = ("metadata.install-path", _link_json(
+        {"noarch": {"type": "python", "entry_points": ["../../etc/cron.d/x = purepkg:main"]},
+         "package_metadata_version": 1}))
+    kinds["site-packages-path-escapes"] = ("metadata.install-path", pure(index_overrides={
+        "python_site_packages_path": "../../../tmp/evil"}))
     return kinds
+
+
+def _link_json(link: dict):
+    def make(tmp: Path) -> Path:
+        good = write_package(pure(), tmp / "good")
+        data = json.dumps(link).encode()
+        members = info_tar_of(good) + [(_info("info/link.json", data), data)]
+        comps = _components(good)
+        stem = good.name[: -len(".conda")]
+        comps[f"info-{stem}.tar.zst"] = _zst(_tar(members))
+        return rezip(good, tmp / good.name, list(comps.items()))
+    return make
 
 
 def _paths_extra(files: dict[str, bytes], entry: dict):
@@ -574,6 +592,7 @@ def test_nginx_config_quotes_paths_and_refuses_what_it_cannot_quote(tmp_path):
     result = cli("channel", "nginx-config", str(odd))
     assert result.returncode == 0, result.stderr
     assert f'alias "{odd.resolve()}/";' in result.stdout and "location /ft/ {" in result.stdout
+    assert "location = /ft/owners.yaml { return 404; }" in result.stdout
     dollar = tmp_path / "$host" / "ft"
     publish([pkg], dollar)
     result = cli("channel", "nginx-config", str(dollar))
@@ -606,7 +625,8 @@ def test_serve_decodes_before_hiding_state_and_serves_each_channel_by_name(tmp_p
         assert _status(ft + "noarch/repodata.json") == 200
         assert _status(base + "noarch/repodata.json") == 200
         assert _status(root) == 200
-        hidden = [".ftforge/log.jsonl", "%2eftforge/log.jsonl", "%2Eftforge/lock",
+        hidden = ["owners.yaml", "%6fwners.yaml", ".ftforge/log.jsonl", "%2eftforge/log.jsonl",
+                  "%2Eftforge/lock",
                   "%2eftforge-channel", ".ftforge/recipe-tokens.json",
                   f"%2eftforge/removed/{next((channel / '.ftforge/removed').iterdir()).name}"
                   f"/noarch/{seed}", f"noarch/{seed}", "..%2f..%2fetc/passwd", "noarch/"]

@@ -85,6 +85,8 @@ RULES: dict[str, str] = {
     "metadata.paths-sha256": "a file's sha256 differs from paths.json",
     "metadata.paths-size": "a file's size differs from paths.json",
     "metadata.paths-unlisted": "a file is in the archive but not in paths.json, or the reverse",
+    "metadata.install-path": "a path the client creates at install time (entry point, "
+    "python_site_packages_path) is unsafe",
     "abi.python-abi-count": "a package built against python must depend on exactly one python_abi",
     "abi.marker-disagrees": "the build string's ABI marker disagrees with the python_abi dependency",
     "abi.abi3-in-freethreaded": "a free-threaded 3.13t/3.14t package ships a stable-ABI module",
@@ -193,7 +195,7 @@ _HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
 _ELF_MAGIC = b"\x7fELF"
 _SPOOL_BYTES = 8 << 20
 """ELF objects up to this size are classified in memory, larger ones from a temporary file."""
-_KEPT_INFO = ("info/index.json", "info/paths.json")
+_KEPT_INFO = ("info/index.json", "info/paths.json", "info/link.json")
 
 
 class _Stop(Exception):
@@ -559,6 +561,7 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
         _check_paths(report, scan)
         return report
     _check_filename(report, stem, index)
+    _check_entry_points(report, scan)
     _check_paths(report, scan)
     _check_links(report, scan)
     _check_abi(report, index, scan.files)
@@ -628,6 +631,10 @@ def _check_fields(report: AuditReport, index: dict, subdir_here: str | None) -> 
         value = index.get(key)
         if value is not None and (not isinstance(value, str) or not _clean_name(value)):
             bad(f"{key} {_shown(value)} is not a string of feature names")
+    site = index.get("python_site_packages_path")
+    if site is not None and (not isinstance(site, str) or not _safe_relative(site)):
+        report.add("metadata.install-path", f"python_site_packages_path {_shown(site)} must be "
+                   "a relative path inside the prefix", where)
     noarch = index.get("noarch")
     if noarch is not None and noarch not in ("python", "generic"):
         bad(f"noarch {_shown(noarch)} is neither 'python' nor 'generic'")
@@ -680,6 +687,28 @@ def _check_rattler_reads(report: AuditReport, index: dict) -> None:
         report.add("metadata.field", "py-rattler cannot read index.json "
                    f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                    "info/index.json")
+
+
+_ENTRY_POINT_RE = re.compile(
+    r"^\s*(?P<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*=\s*[A-Za-z_][\w.]*\s*:\s*[A-Za-z_][\w.]*\s*$")
+
+
+def _check_entry_points(report: AuditReport, scan: _Scan) -> None:
+    """``info/link.json`` entry points become files the client writes into ``bin/``:
+    each name must be a plain file name (no '/', no '..')."""
+    if "info/link.json" not in scan.info:
+        return
+    link = _json(scan.info["info/link.json"])
+    noarch = link.get("noarch", {}) if isinstance(link, dict) else None
+    points = noarch.get("entry_points", []) if isinstance(noarch, dict) else None
+    if not isinstance(link, dict) or not isinstance(points, list):
+        report.add("metadata.install-path", "info/link.json is not JSON with a list of "
+                   "noarch.entry_points", "info/link.json")
+        return
+    for point in points:
+        if not isinstance(point, str) or not _ENTRY_POINT_RE.match(point):
+            report.add("metadata.install-path", f"entry point {_shown(point)} is not "
+                       "'name = module:function' with a plain file name", "info/link.json")
 
 
 def _check_filename(report: AuditReport, stem: str, index: dict) -> None:

@@ -4,7 +4,7 @@ Caching follows what a channel's files are: packages and shards are
 immutable (a file name is published once), so clients may keep them for a
 year; ``repodata.json`` and friends change on every publish, so clients
 revalidate them (nginx's ETag + ``If-None-Match`` gives a cheap 304).
-Publisher state (``.ftforge/``, dot files) is never served.
+Publisher state (``.ftforge/``, dot files, ``owners.yaml``) is never served.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import ChannelError, MissingSystemDependency
 from ..loopback import free_port, wait_for_port
+from .owners import OWNERS_FILE
 
 __all__ = ["CONTENT_TYPES", "channel_urls", "nginx_conf", "running_nginx", "server_block"]
 
@@ -76,7 +77,8 @@ def server_block(channels: Path | list[Path], *, port: int = 8080, url_prefix: s
     base = _base(url_prefix)
     if not isinstance(port, int) or not 0 < port <= 65535:
         raise ChannelError(f"port {port} is not a TCP port", hint="give --port 1-65535")
-    locations = "\n".join(f"""    location {base}{name}/ {{
+    locations = "\n".join(f"""    location = {base}{name}/{OWNERS_FILE} {{ return 404; }}
+    location {base}{name}/ {{
         alias {_quoted_path(root)};
         index index.html;
         # repodata and the page revalidate (ETag -> 304); packages and shards are immutable

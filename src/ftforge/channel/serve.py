@@ -5,8 +5,8 @@ Every channel is served under a path named after its directory
 see distinct channel names they can rank (a channel at the URL root has no
 name). Production serving is nginx (:mod:`ftforge.channel.nginx`), with the
 same layout and the same rule: publisher state (any dot path, checked after
-percent-decoding) is never served, nor anything a symlink leads out of the
-channel to.
+percent-decoding) and ``owners.yaml`` are never served, nor anything a symlink
+leads out of the channel to.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import ChannelError
 from .layout import is_channel
+from .owners import OWNERS_FILE
 
 __all__ = ["channel_mounts", "serve_forever", "serving", "serving_channels"]
 
@@ -94,6 +95,9 @@ class _ChannelHandler(SimpleHTTPRequestHandler):
         root = self.server.mounts.get(parts[0])
         if root is None:
             self.send_error(HTTPStatus.NOT_FOUND, "no such channel")
+            return None
+        if parts[1:] == [OWNERS_FILE]:  # publisher state, like .ftforge/
+            self.send_error(HTTPStatus.NOT_FOUND, "not served")
             return None
         target = os.path.realpath(root.joinpath(*parts[1:]))
         if target != str(root) and not target.startswith(str(root) + os.sep):
