@@ -580,6 +580,7 @@ def ensure_published(channel: Path, requirements: Iterable[str], *,
             build.append(text)
     if not build:
         return specs
+    work.mkdir(parents=True, exist_ok=True)
     cbc = work / "conda_build_config.yaml"
     cbc.write_text(build_config.generate()["conda_build_config.yaml"])
     recipes, seen = [], set(have)
