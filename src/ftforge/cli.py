@@ -40,15 +40,15 @@ class RichReporter:
         self.task = progress.add_task("starting", total=None)
         self.current = "starting"
 
-    def step(self, message: str) -> None:
+    def step(self, message: str) -> None:  # messages and log lines are text, never markup
         self.current = message
-        self.progress.console.print(f"[dim]•[/dim] {message}", highlight=False)
-        self.progress.update(self.task, description=message)
+        self.progress.console.print(f"[dim]•[/dim] {escape(message)}", highlight=False)
+        self.progress.update(self.task, description=escape(message))
 
     def log(self, line: str) -> None:
         tail = line.strip().splitlines()[-1][:90] if line.strip() else ""
         if tail:
-            self.progress.update(self.task, description=f"{self.current[:60]} · {tail}")
+            self.progress.update(self.task, description=escape(f"{self.current[:60]} · {tail}"))
 
 
 def _progress() -> Progress:

@@ -53,6 +53,8 @@ class SourceLimits:
     """One PyPI JSON project document (default 64 MiB; numpy's is about 10 MiB)."""
     max_sdist_bytes: int = 512 << 20
     """One downloaded sdist, compressed (default 512 MiB)."""
+    download_seconds: float = 600.0
+    """Wall time of one download, however slowly the server trickles (default 600 s)."""
     max_members: int = 100_000
     """Members of one sdist archive (default 100,000)."""
     max_unpacked_bytes: int = 2 << 30

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -142,12 +143,24 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 
 
-def _urlopen(url: str, limit: int = SourceLimits().max_sdist_bytes) -> tuple[str, bytes]:
-    """GET ``url`` (http/https only); at most ``limit`` bytes (one more is an error)."""
+def _urlopen(url: str, limits: SourceLimits = SourceLimits()) -> tuple[str, bytes]:
+    """GET ``url`` (http/https only): at most ``max_sdist_bytes`` + 1 bytes (the caller
+    refuses the extra one), within ``download_seconds`` however slow the server is."""
     _check_url(url, source=url)
+    deadline = time.monotonic() + limits.download_seconds
+    chunks, size = [], 0
     with _OPENER.open(url, timeout=60) as response:
-        body = response.read(limit + 1)
-        return response.geturl(), body
+        while size <= limits.max_sdist_bytes:
+            chunk = response.read1(min(1 << 20, limits.max_sdist_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if time.monotonic() > deadline:
+                raise PyPIError(f"{url}: download took longer than {limits.download_seconds:g} s "
+                                "(SourceLimits.download_seconds)",
+                                hint="the server is too slow or hostile; try again later")
+        return response.geturl(), b"".join(chunks)
 
 
 def _too_big(body: bytes, limit: int, what: str, setting: str) -> None:

@@ -338,6 +338,8 @@ def test_cli_source_errors_are_one_clear_line(tmp_path, index_server):
         (["recipe", "pypi", str(pure), "--output-dir", str(a_file)],
          "exists and is not a directory"),
         (["recipe", "pypi", "demo", "--map", "foo"], "--map 'foo' is not PYPI=CONDA"),
+        (["recipe", "python", "3.13.5", "--output-dir", str(a_file)],
+         "cannot write the recipe (Not a directory)"),
     ]
     for args, expected in cases:
         result = cli(*args, env=env)
@@ -423,3 +425,33 @@ def test_property_sdist_metadata_gives_no_traceback(tmp_path, name, version, sum
         assert all(part.isidentifier() for m in facts.top_level for part in m.split("."))
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_a_trickling_server_is_cut_off_by_the_download_time_limit(tmp_path):
+    import time as clock
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    clock.sleep(0.2)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/demo-1.0.tar.gz"
+        with pytest.raises(PyPIError, match=r"SourceLimits\.download_seconds"):
+            pypi._urlopen(url, SourceLimits(download_seconds=1))
+    finally:
+        server.shutdown()
+        server.server_close()
