@@ -86,6 +86,23 @@ def recipe_python(
     _write_or_check(target, files, check=check, command=f"ftforge recipe python {version}")
 
 
+@recipe_app.command("native")
+def recipe_native(
+    names: Annotated[list[str] | None, typer.Argument(
+        help="library recipes (openssl, zlib, ...); none: every one")] = None,
+    output_dir: Annotated[Path, typer.Option(help="where recipe directories go")] = Path("recipes"),
+    check: Annotated[bool, typer.Option("--check", help="exit non-zero if the files on disk "
+                                        "differ from what would be written")] = False,
+) -> None:
+    """Write the C library recipes a self-contained interpreter links (openssl, zlib, ...)."""
+    from .recipes import native
+
+    for name in names or sorted({lib.directory for lib in native.LIBRARIES}):
+        directory, files = native.files_for(name)
+        _write_or_check(output_dir / directory, files, check=check,
+                        command=f"ftforge recipe native {directory}")
+
+
 def _name_mapping(text: str) -> tuple[str, str]:
     """``--map PYPI=CONDA`` (its own message; this is not ``--variant``)."""
     pypi_name, sep, conda = (part.strip() for part in text.partition("="))
