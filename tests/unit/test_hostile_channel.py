@@ -698,3 +698,27 @@ def test_cli_serve_prints_one_url_per_channel(tmp_path, world):
     urls = [line.split()[1] for line in lines]
     assert [u.rsplit("/", 2)[1] for u in urls] == ["channel", "base"], lines
     assert all(u.startswith("http://127.0.0.1:") and u.endswith("/") for u in urls)
+
+
+def test_serve_is_quiet_when_clients_hang_up(tmp_path, capfd):
+    import struct
+    import time
+
+    channel = tmp_path / "big" / "ft"
+    blob = os.urandom(8 << 20)  # incompressible: the response outlives the client
+    pkg = write_package(pure("bigpkg", files={"site-packages/bigpkg/data.bin": blob,
+                                              "site-packages/bigpkg/__init__.py": b""}),
+                        tmp_path / "in")
+    publish([pkg], channel)
+    with serving_channels([channel]) as urls:
+        host, port = urls["ft"].split("/")[2].split(":")
+        for _ in range(5):
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(f"GET /ft/noarch/{pkg.name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.recv(1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # reset mid-response
+        time.sleep(0.5)
+        assert _status(urls["ft"] + "noarch/repodata.json") == 200  # still serving
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err
