@@ -128,3 +128,29 @@ def test_debian_mirror_is_read_from_apt_configuration(tmp_path):
     assert debian_mirror_uri([one]) == "http://mirror.example/debian"
     with pytest.raises(SourceUnavailableError, match="no Debian mirror"):
         debian_mirror_uri([tmp_path / "nothing"])
+
+
+def test_pypi_recipe_with_c_libraries_depends_on_their_conda_packages(tmp_path):
+    from ftforge.recipes import clibs
+    from ftforge.recipes import pypi as gen
+
+    from .test_recipes_pypi import SETUPTOOLS_EXT, recipe_for
+
+    assert clibs.libraries_for_project("PyYAML") == ("yaml",)
+    assert clibs.libraries_for_project("Pillow") == ("zlib", "libjpeg-turbo")
+    assert clibs.conda_for_header("<yaml.h>") == "yaml"
+    assert clibs.BY_PKG_CONFIG["libjpeg"] == "libjpeg-turbo"
+    # every conda name the map gives for the stack is a package the native generator builds
+    built = {n for lib in native.LIBRARIES for n in (lib.name, *lib.aliases)}
+    assert {clibs.BY_DEBIAN_PACKAGE[d] for d in ("libyaml-dev", "zlib1g-dev", "libssl-dev",
+                                                  "libjpeg62-turbo-dev")} <= built
+    recipe = recipe_for(tmp_path, "fastthing", SETUPTOOLS_EXT, c_libraries=("yaml",))
+    data = YAML(typ="safe").load(gen.generate(recipe)["recipe.yaml"])
+    assert "yaml" in data["requirements"]["host"]
+    assert data["build"]["script"].startswith('CPPFLAGS="-I$PREFIX/include" LDFLAGS="-L$PREFIX/lib"')
+    plain = YAML(typ="safe").load(gen.generate(
+        recipe_for(tmp_path, "fastthing", SETUPTOOLS_EXT))["recipe.yaml"])
+    assert "yaml" not in plain["requirements"]["host"]
+    with pytest.raises(FtforgeError, match="libfoo-dev"):
+        clibs.conda_for_apt(["libyaml-dev", "libfoo-dev"], project="x")
+    assert clibs.conda_for_apt(["libyaml-dev", "zlib1g-dev"], project="x") == ("yaml", "zlib")
