@@ -281,6 +281,9 @@ def corpus(elves: dict[str, bytes]) -> dict[str, tuple[str, object]]:
             "site-packages/purepkg/__init__.py": {"_path": ["a"]}})),
         "paths-sha256-number": ("metadata.paths-malformed", pure(paths_overrides={
             "site-packages/purepkg/__init__.py": {"sha256": 12}})),
+        "paths-file-mode-unknown": ("metadata.paths-malformed", pure(paths_overrides={
+            "site-packages/purepkg/__init__.py": {"file_mode": "exec",
+                                                  "prefix_placeholder": "/opt/x"}})),
         # issue 11: a free-threaded build without its GIL twin
         "freethreaded-without-gil-twin": ("channel.variant-incomplete", compiled(
             FT, ok_ft, name="lonely")),

@@ -761,10 +761,13 @@ def _check_paths(report: AuditReport, scan: _Scan) -> None:
             report.add("metadata.paths-malformed", f"size_in_bytes {_shown(size)} is not an "
                        "integer", rel)
             continue
-        for key in ("prefix_placeholder", "file_mode"):
-            if entry.get(key) is not None and not isinstance(entry[key], str):
-                report.add("metadata.paths-malformed", f"{key} {_shown(entry[key])} is not a "
-                           "string", rel)
+        placeholder, mode = entry.get("prefix_placeholder"), entry.get("file_mode")
+        if placeholder is not None and (not isinstance(placeholder, str) or not placeholder):
+            report.add("metadata.paths-malformed", f"prefix_placeholder {_shown(placeholder)} "
+                       "is not a non-empty string", rel)
+        if mode is not None and mode not in ("text", "binary"):
+            report.add("metadata.paths-malformed", f"file_mode {_shown(mode)} is neither 'text' "
+                       "nor 'binary'", rel)
         if path_type == "directory":
             continue
         if path_type == "softlink":
