@@ -483,10 +483,17 @@ def test_disk_full_and_read_only_are_one_line(tmp_path, elves, world, monkeypatc
         k for k in before if "staging" not in k}
 
 
-@pytest.mark.parametrize("damage", ["not-utf8", "directory", "deleted"])
+@pytest.mark.parametrize("damage", ["not-utf8", "directory", "deleted", "tokens-deleted"])
 def test_a_damaged_owners_file_is_an_error(tmp_path, world, damage):
     channel, tokens = world
     owners = channel / "owners.yaml"
+    if damage == "tokens-deleted":
+        owners = channel / ".ftforge" / "recipe-tokens.json"
+        owners.unlink()
+        pkg = write_package(pure("seed", version="2.0"), tmp_path / "p")
+        with pytest.raises(ChannelError, match="recipe-tokens.json: missing"):
+            publish([pkg], channel, recipe="good-feedstock")
+        return
     if damage == "not-utf8":
         owners.write_bytes(b"good: \xff\xfe\n")
     else:

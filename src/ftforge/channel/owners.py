@@ -64,7 +64,7 @@ def load_owners(channel: Path) -> dict[str, str]:
 
     path = channel / OWNERS_FILE
     if not path.exists() and not path.is_symlink():
-        if (internal_dir(channel) / LAST_OWNERS).exists() or _tokens(channel):
+        if (internal_dir(channel) / LAST_OWNERS).exists() or _tokens_path(channel).exists():
             raise ChannelError(
                 f"{path}: missing, but this channel has registered owners",
                 hint=f"restore it (the last copy is {internal_dir(channel) / LAST_OWNERS}); "
@@ -93,6 +93,10 @@ def _tokens_path(channel: Path) -> Path:
 def _tokens(channel: Path) -> dict[str, str]:
     path = _tokens_path(channel)
     if not path.exists():
+        if (internal_dir(channel) / LAST_OWNERS).exists():  # claims were made with tokens
+            raise ChannelError(f"{path}: missing, but this channel's owners have tokens",
+                               hint="restore it from a backup; a deleted token file must not "
+                               "let anyone claim a recipe")
         return {}
     try:
         data = json.loads(_read_text(path))
