@@ -732,3 +732,19 @@ def test_serve_is_quiet_when_clients_hang_up(tmp_path, capfd):
         assert _status(urls["ft"] + "noarch/repodata.json") == 200  # still serving
     err = capfd.readouterr().err
     assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err
+
+
+def test_oci_push_refuses_an_index_naming_files_elsewhere(tmp_path, world):
+    """A hand-edited repodata.json must not make `channel push` read (and upload) a file
+    outside the channel; a missing channel is one line."""
+    from ftforge.channel.oci import push_channel
+
+    channel, _ = world
+    repodata = channel / "noarch" / "repodata.json"
+    data = json.loads(repodata.read_text())
+    data["packages.conda"]["../../../etc/passwd.conda"] = {"sha256": "0" * 64}
+    repodata.write_text(json.dumps(data))
+    with pytest.raises(ChannelError, match="not a package file of this subdir"):
+        push_channel(channel, "127.0.0.1:9/ft")  # refused before any connection
+    with pytest.raises(ChannelError, match="no such channel directory"):
+        push_channel(tmp_path / "missing", "127.0.0.1:9/ft")

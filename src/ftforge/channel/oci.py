@@ -31,7 +31,7 @@ from urllib.parse import urljoin
 from ..errors import ChannelError
 from .audit import package_stem
 from .index import read_repodata
-from .layout import PACKAGE_SUFFIXES, served_subdirs
+from .layout import PACKAGE_SUFFIXES, require_channel, served_subdirs
 
 __all__ = ["MEDIA_TYPES", "PushResult", "oci_reference", "push_channel"]
 
@@ -157,6 +157,7 @@ def push_channel(
 ) -> PushResult:
     """Push every package the channel's index lists, then its repodata."""
     say = progress or (lambda _msg: None)
+    require_channel(channel)
     registry = _Registry(target, ca_bundle)
     result = PushResult()
     for subdir in served_subdirs(channel):
@@ -164,8 +165,19 @@ def push_channel(
         if repodata is None:
             continue
         result.subdirs.append(subdir)
-        listed = {**repodata.get("packages", {}), **repodata.get("packages.conda", {})}
+        listed = {}
+        for group in ("packages", "packages.conda"):
+            entries = repodata.get(group)
+            listed.update(entries if isinstance(entries, dict) else {})
         for filename in sorted(listed):
+            record = listed[filename]
+            # the index names files inside this subdir only: never a path to elsewhere
+            if ("/" in filename or "\\" in filename or filename.startswith(".")
+                    or not filename.endswith(PACKAGE_SUFFIXES) or not isinstance(record, dict)
+                    or not isinstance(record.get("sha256"), str)):
+                raise ChannelError(f"{channel / subdir / 'repodata.json'}: lists "
+                                   f"{filename!r}, which is not a package file of this subdir",
+                                   hint="run `ftforge channel reindex` to rebuild the index")
             repo, tag = oci_reference(subdir, filename)
             if registry.has_manifest(repo, tag) is not None:
                 result.skipped += 1
