@@ -643,8 +643,9 @@ def stress_channel(channel: Path, names: Iterable[str] = (), *,
                          f"{options.iterations}")
                 modules = _modules_of(target.recipe)
                 record = run_tests(record, sdist, prefix, modules, options, work)
-            except FtforgeError as exc:
-                record.status, record.note = "error", exc.message.splitlines()[0][:300]
+            except FtforgeError as exc:  # the record says why, in one line
+                lines = [" ".join(line.split()) for line in exc.message.splitlines()]
+                record.status, record.note = "error", " | ".join(filter(None, lines))[:800]
             finally:
                 if keep is not None and (work / "pytest.log").is_file():
                     shutil.copy(work / "pytest.log", keep / f"{rec['fn']}.pytest.log")
