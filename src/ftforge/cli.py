@@ -625,14 +625,25 @@ def stress_cmd(
             progress=lambda msg: (progress.console.print(f"[dim]•[/dim] {escape(msg)}",
                                                          highlight=False),
                                   progress.update(task, description=escape(msg))))
-    table = Table("package", "build", "collected", "passed in parallel",
-                  "failed only in parallel", "GIL re-enabled", "seconds", "status")
+    table = Table("package", "version", "tests", "passed in parallel", "GIL re-enabled",
+                  "seconds", "status")
     for r in records:
-        table.add_row(escape(r.package), escape(r.build), str(r.collected),
-                      str(r.passed_parallel), escape(", ".join(r.failed_only_in_parallel) or "-"),
-                      escape(r.gil_reenabled_after or "yes") if r.gil_reenabled else "no",
-                      f"{r.seconds:.0f}", escape(r.status if not r.note else f"{r.status}: {r.note}"))
+        table.add_row(escape(r.package), escape(r.version), str(r.collected),
+                      str(r.passed_parallel), "yes" if r.gil_reenabled else "no",
+                      f"{r.seconds:.0f}", escape(r.status))
     console.print(table)
+    for r in records:
+        label = escape(f"{r.package} {r.version} {r.build}")
+        for test in r.failed_only_in_parallel:
+            console.print(f"[red]failed only in parallel[/red] {label}: {escape(test)}",
+                          highlight=False, soft_wrap=True)
+        if r.gil_reenabled:
+            console.print(f"[yellow]GIL re-enabled[/yellow] {label}: after "
+                          f"{escape(r.gil_reenabled_after or 'session start')}",
+                          highlight=False, soft_wrap=True)
+        if r.note:
+            console.print(f"[dim]{escape(r.status)}[/dim] {label}: {escape(r.note)}",
+                          highlight=False, soft_wrap=True)
 
 
 @app.command()
