@@ -361,3 +361,22 @@ def test_with_deps_passes_root_options_down_and_not_to_dependencies(tmp_path, mo
     assert 'gil_reenabled_ok: "upstream #1"' in text and "- libfoo-dev" in text
     assert "--allow-gil" in _gil_check_line(text)
     assert all("gil_reenabled_ok" not in kw and "apt" not in kw for kw in seen.values()), seen
+
+
+def test_cli_writes_a_recipe_for_a_local_sdist(tmp_path):
+    import subprocess
+    import sys
+
+    sdist = make_sdist(tmp_path, "fastthing", SETUPTOOLS_EXT)
+    env = {**os.environ, "FTFORGE_SOURCE_MIRROR": str(tmp_path / "mirror")}
+    result = subprocess.run([sys.executable, "-m", "ftforge.cli", "recipe", "pypi", str(sdist),
+                             "--output-dir", str(tmp_path / "out")],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "out" / "fastthing" / "recipe.yaml").read_text()
+    assert sdist.resolve().as_uri() in text and "--require-extensions" in text
+    missing = subprocess.run([sys.executable, "-m", "ftforge.cli", "recipe", "pypi",
+                              str(tmp_path / "nope-1.0.tar.gz")],
+                             capture_output=True, text=True, env=env)
+    assert missing.returncode == 1 and "no such sdist file" in missing.stderr
+    assert "Traceback" not in missing.stderr
