@@ -182,3 +182,26 @@ def test_dynamic_build_requirements_are_asked_from_the_backend():
     host = [str(h).split()[0] for h in recipe["requirements"]["host"]]
     assert "cython" in host and "expandvars" in host
     assert "get_requires_for_build_wheel" in files["recipe.yaml"]
+
+
+def test_a_silent_pure_python_fallback_fails_the_build_and_names_the_cause(tmp_path, channel):
+    """Issue 15 fault 1: the C extension cannot compile (snappy-c.h is not installed), the
+    sdist's setup.py builds pure Python anyway; the recipe test refuses the package and
+    the error says why, with the conda package to add."""
+    from ..fixtures.sdists import write_fallback_sdist
+
+    sdist = write_fallback_sdist(tmp_path / "sdists")
+    dirs = []
+    for plan, files in closure_from_pypi(str(sdist)):
+        recipe_files.write_files(tmp_path / "recipes" / plan.conda_name, files)
+        dirs.append(tmp_path / "recipes" / plan.conda_name)
+    with pytest.raises(BuildFailedError) as info:
+        build_in_order([BuildRequest(d, tmp_path / "out", variant_files=CBC,
+                                     overrides=(("python", FT.python_spec),)
+                                     if d.name == "pyfallback" else (),
+                                     channels=(str(channel),)) for d in dirs])
+    message = info.value.message
+    assert "the build declares extension modules but the package ships none" in message
+    assert "snappy-c.h" in message and "\n" not in message
+    assert "`snappy`" in info.value.hint and "--apt libsnappy-dev" in info.value.hint
+    assert not list((tmp_path / "out").glob("*/pyfallback-*.conda"))
