@@ -11,7 +11,8 @@ export PKG_CONFIG_LIBDIR="$PKG_CONFIG_PATH"
 export CPU_COUNT="${CPU_COUNT:-2}"
 
 # WITH_SIMD=OFF: no nasm on the build machine (slower, same output format).
-cmake -S . -B build -DCMAKE_INSTALL_PREFIX="$PREFIX" -DCMAKE_INSTALL_LIBDIR=lib \
+# libjpeg-turbo reads a relative CMAKE_INSTALL_LIBDIR against the build tree: absolute.
+cmake -S . -B build -DCMAKE_INSTALL_PREFIX="$PREFIX" -DCMAKE_INSTALL_LIBDIR="$PREFIX/lib" \
     -DENABLE_STATIC=OFF -DWITH_JPEG8=ON -DWITH_SIMD=OFF -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$CPU_COUNT"
 cmake --install build

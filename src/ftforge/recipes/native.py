@@ -218,7 +218,8 @@ cmake --install build
 """,
     "libjpeg-turbo": """\
 # WITH_SIMD=OFF: no nasm on the build machine (slower, same output format).
-cmake -S . -B build -DCMAKE_INSTALL_PREFIX="$PREFIX" -DCMAKE_INSTALL_LIBDIR=lib \\
+# libjpeg-turbo reads a relative CMAKE_INSTALL_LIBDIR against the build tree: absolute.
+cmake -S . -B build -DCMAKE_INSTALL_PREFIX="$PREFIX" -DCMAKE_INSTALL_LIBDIR="$PREFIX/lib" \\
     -DENABLE_STATIC=OFF -DWITH_JPEG8=ON -DWITH_SIMD=OFF -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$CPU_COUNT"
 cmake --install build
