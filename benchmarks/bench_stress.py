@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from ftforge.build.driver import BuildRequest, build_in_order
+from ftforge.channel.layout import index_channel, mark_channel
 from ftforge.channel.publish import publish
 from ftforge.errors import FtforgeError
 from ftforge.recipes import files as recipe_files
@@ -69,6 +70,8 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="ftforge-bench-stress-") as tmp:
         channel = Path(tmp) / "channel"
+        mark_channel(channel)  # an empty, indexed channel the first build can read
+        index_channel(channel)
         for spec in specs:
             started = time.monotonic()
             row: dict = {"package": spec}
