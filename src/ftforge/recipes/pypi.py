@@ -21,7 +21,7 @@ from packaging.specifiers import SpecifierSet
 from ..errors import FtforgeError
 from ..pypi import normalize
 from ..variants import DEFAULT_SERIES, FREETHREADED_MARKER, PythonVariant
-from . import gil_check, installer
+from . import clibs, gil_check, installer
 from .conda_names import conda_name, conda_name_or_assumed
 from .sdist import BACKENDS, SdistFacts
 
@@ -303,6 +303,8 @@ source:
     script = installer.install_script(recipe.package_name)
     if recipe.c_libraries:  # the C libraries' headers and libraries from the host environment
         script = f'CPPFLAGS="-I$PREFIX/include" LDFLAGS="-L$PREFIX/lib" {script}'
+    if recipe.apt_build_dependencies:  # system profile: record what it links (the marker)
+        script = f"{script} && bash $RECIPE_DIR/{clibs.SYSTEM_LINKAGE_SCRIPT_NAME}"
     if not facts.compiled:
         text = common + source + f"""
 build:
@@ -339,7 +341,9 @@ requirements:
 
 {_tests(recipe, imports)}{ft_tests}
 {_about(facts)}"""
-    return {"recipe.yaml": text + _extra(recipe), **_gil_check_files(facts)}
+    marker = ({clibs.SYSTEM_LINKAGE_SCRIPT_NAME: clibs.system_linkage_script(recipe.package_name)}
+              if recipe.apt_build_dependencies else {})
+    return {"recipe.yaml": text + _extra(recipe), **_gil_check_files(facts), **marker}
 
 
 def _compilers(facts: SdistFacts, template: str) -> list[str]:
