@@ -129,18 +129,22 @@ def test_everything_imports_in_the_bare_root(root_with_envs, abi):
     assert "OpenSSL 3.0.20" in result.stdout  # the channel's openssl, not the system's
 
 
-def test_linkage_audit_refuses_a_package_linking_what_the_channel_lacks(
-        tmp_path, sc_channel):
-    """pyyaml built against the build machine's libyaml (--apt) has no provider here."""
+def test_linkage_audit_refuses_python_without_its_library_dependencies(tmp_path, sc_channel):
+    """The real interpreter, repacked with only python_abi as its dependency (what the
+    system profile's python records looked like): refused, naming openssl; channel unchanged."""
     from ftforge.channel.index import channel_records
+    from ftforge.channel.synthetic import repack
 
     before = sorted(r["fn"] for r in channel_records(sc_channel))
-    name, files = recipe_from_pypi("pyyaml==6.0.3", apt=("libyaml-dev",))
-    recipe_files.write_files(tmp_path / name, files)
-    # the same recipe as the integration suite's system-profile pyyaml: one cache entry
-    (out,) = build_in_order([BuildRequest(tmp_path / name, tmp_path / "out",
-                                          variant_files=CBC, channels=(str(sc_channel),))])
-    with pytest.raises(PackageRefused, match=r"needs libyaml-0\.so\.2.*no package in the "
-                                             r"channel provides it"):
-        publish(out.packages, sc_channel)
+    python = next(sc_channel / r["subdir"] / r["fn"] for r in channel_records(sc_channel)
+                  if r["name"] == "python" and r["build"].endswith("_cp313t"))
+    record = next(r for r in channel_records(sc_channel) if r["fn"] == python.name)
+    bare = repack(python, tmp_path, build_number=record["build_number"] + 1,
+                  build=record["build"].replace("_0_cp313t", "_1_cp313t"),
+                  depends=[d for d in record["depends"] if d.startswith("python_abi")])
+    with pytest.raises(PackageRefused) as info:
+        publish([bare], sc_channel)
+    text = str(info.value)
+    assert "needs libssl.so.3" in text and "the channel's openssl provides it" in text
+    assert "no __glibc" in text
     assert sorted(r["fn"] for r in channel_records(sc_channel)) == before
