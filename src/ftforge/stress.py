@@ -63,7 +63,8 @@ _REQUIREMENT_FILES = ("requirements/test.txt", "requirements/tests.txt",
 _NOT_NEEDED = frozenset({"pytest-cov", "coverage", "codecov", "tox", "nox", "pre-commit", "flake8",
                          "ruff", "mypy", "black", "isort", "pylint", "pytest-xdist",
                          "pytest-randomly", "pytest-timeout", "pytest-benchmark",
-                         "pytest-codspeed", "pytest-run-parallel", "pytest"})
+                         "pytest-codspeed", "pytest-instafail", "pytest-sugar",
+                         "pytest-run-parallel", "pytest"})
 
 
 class StressError(FtforgeError):
@@ -555,9 +556,16 @@ def _targets(channel: Path, names: Iterable[str]) -> list[_Target]:
 
 def ensure_published(channel: Path, requirements: Iterable[str], *,
                      interpreter_channels: Iterable[str], work: Path,
-                     progress: Callable[[str], None]) -> list[str]:
+                     progress: Callable[[str], None],
+                     required: Iterable[str] = TOOLS) -> tuple[list[str], dict[str, str]]:
     """Build what the channel lacks of ``requirements`` with ftforge's PyPI pipeline
-    (closures, both ABIs where compiled) and publish it; returns the conda specs."""
+    (each one's closure, both ABIs where compiled) and publish it.
+
+    Returns ``(conda specs, {requirement: why it was left out})``: a test requirement
+    that cannot be built is left out (the tests that need it fail, and the record
+    says so); one of ``required`` (pytest, pytest-run-parallel) is an error."""
+    from packaging.requirements import Requirement
+
     from .build.driver import BuildRequest, build_in_order
     from .channel.index import channel_records
     from .channel.publish import publish
@@ -567,40 +575,47 @@ def ensure_published(channel: Path, requirements: Iterable[str], *,
     from .recipes.from_pypi import closure_from_pypi
     from .recipes.pypi import conda_spec
 
-    from packaging.requirements import Requirement
-
     have = {r["name"] for c in (channel, *interpreter_channels) if Path(c).is_dir()
             for r in channel_records(Path(c))}
-    specs, build = [], []
+    required = {re.sub(r"[-_.]+", "-", r).lower() for r in required}
+    specs: dict[str, str] = {}
+    missing: list[tuple[str, str]] = []
     for text in requirements:
         req = Requirement(text)
         name, _ = conda_name_or_assumed(req.name)
-        specs.append(f"{name} {conda_spec(req.specifier)}".strip())
+        specs[text] = f"{name} {conda_spec(req.specifier)}".strip()
         if name not in have:
-            build.append(text)
-    if not build:
-        return specs
+            missing.append((text, name))
+    left_out: dict[str, str] = {}
+    if not missing:
+        return list(specs.values()), left_out
     work.mkdir(parents=True, exist_ok=True)
     cbc = work / "conda_build_config.yaml"
     cbc.write_text(build_config.generate()["conda_build_config.yaml"])
-    recipes, seen = [], set(have)
-    for text in build:
-        progress(f"planning {text}")
-        for plan, files in closure_from_pypi(text):
-            if plan.conda_name in seen:
-                continue
-            seen.add(plan.conda_name)
-            recipe_files.write_files(work / "recipes" / plan.conda_name, files)
-            recipes.append(work / "recipes" / plan.conda_name)
-    out = work / "built"
     channels = (str(channel), *interpreter_channels)
-    progress(f"building {len(recipes)} recipe(s): {', '.join(p.name for p in recipes)}")
-    outcomes = build_in_order([BuildRequest(d, out, variant_files=(cbc,), channels=channels)
-                               for d in recipes])
-    packages = sorted({p for o in outcomes for p in o.packages})
-    progress(f"publishing {len(packages)} package(s) to {channel}")
-    publish(packages, channel, recipe="ftforge stress", by="ftforge stress")
-    return specs
+    for text, name in missing:
+        progress(f"building {text} and what it needs (ftforge's PyPI pipeline)")
+        try:
+            recipes = []
+            for plan, files in closure_from_pypi(text):
+                if plan.conda_name not in have:
+                    target = work / "recipes" / f"{plan.conda_name}-{plan.version}"
+                    recipe_files.write_files(target, files)
+                    recipes.append(target)
+            outcomes = build_in_order([BuildRequest(d, work / "built" / name,
+                                                    variant_files=(cbc,), channels=channels)
+                                       for d in recipes])
+            packages = sorted({p for o in outcomes for p in o.packages})
+            progress(f"publishing {len(packages)} package(s) to {channel}")
+            publish(packages, channel, recipe="ftforge stress", by="ftforge stress")
+        except FtforgeError as exc:
+            if Requirement(text).name.lower() in required:
+                raise
+            left_out[text] = exc.message.splitlines()[0][:200]
+            del specs[text]
+            continue
+        have |= {r["name"] for r in channel_records(channel)}
+    return list(specs.values()), left_out
 
 
 def stress_channel(channel: Path, names: Iterable[str] = (), *,
@@ -632,8 +647,9 @@ def stress_channel(channel: Path, names: Iterable[str] = (), *,
                 progress(f"{rec['name']} {rec['version']}: sdist {filename}")
                 sdist = _sdist(filename, sha256, url, rec["name"])
                 needs = [*TOOLS, *test_requirements(sdist)]
-                specs = ensure_published(channel, needs, interpreter_channels=interpreter_channels,
-                                         work=work / "deps", progress=progress)
+                specs, left_out = ensure_published(
+                    channel, needs, interpreter_channels=interpreter_channels,
+                    work=work / "deps", progress=progress)
                 progress(f"{rec['name']}: environment")
                 prefix = work / "env"
                 create(prefix, [str(channel), *interpreter_channels],
@@ -643,6 +659,10 @@ def stress_channel(channel: Path, names: Iterable[str] = (), *,
                          f"{options.iterations}")
                 modules = _modules_of(target.recipe)
                 record = run_tests(record, sdist, prefix, modules, options, work)
+                if left_out:
+                    record.note = "; ".join(filter(None, [record.note, "test requirements "
+                                            "not built: " + "; ".join(
+                                                f"{k} ({v})" for k, v in left_out.items())]))
             except FtforgeError as exc:  # the record says why, in one line
                 lines = [" ".join(line.split()) for line in exc.message.splitlines()]
                 record.status, record.note = "error", " | ".join(filter(None, lines))[:800]
