@@ -25,7 +25,7 @@ from ..limits import RecipeLimits
 from ..variants import PythonVariant, parse_series, variant_of_python_abi_dependency
 from .git import DEFAULT_BRANCHES, default_branch, exists, git_ok, is_dirty
 from .pinning import MigrationFile, Pinning, migration_file_for
-from .recipe_reader import Recipe, RecipeError, read_recipe
+from .recipe_reader import Recipe, RecipeError, read_recipes
 from .rerender import sanitize
 
 __all__ = ["CATEGORIES", "Migration", "Plan", "FeedstockState", "plan_migration"]
@@ -250,13 +250,14 @@ def plan_migration(
             not pinning.has_series(migration.gil_variant) else []
     states: dict[str, FeedstockState] = {}
     recipes: dict[str, Recipe] = {}
-    for repo in sorted(p for p in feedstocks_dir.iterdir() if (p / "recipe").is_dir()):
+    repos = sorted(p for p in feedstocks_dir.iterdir() if (p / "recipe").is_dir())
+    # read in worker processes (time/memory limits), several at once
+    read = read_recipes(repos, python=migration.variant.version_tuple, freethreading=True)
+    for repo in repos:
         name = repo.name.removesuffix("-feedstock")
-        try:
-            recipe = read_recipe(repo, python=migration.variant.version_tuple,
-                                 freethreading=True)
-        except RecipeError as exc:
-            states[name] = FeedstockState(name, str(repo), "bot-error", exc.message)
+        recipe = read[repo]
+        if isinstance(recipe, RecipeError):
+            states[name] = FeedstockState(name, str(repo), "bot-error", recipe.message)
             continue
         recipes[name] = recipe
         states[name] = FeedstockState(name, str(repo), "", outputs=recipe.outputs,

@@ -26,12 +26,14 @@ import functools
 import json
 import math
 import os
+import queue
 import re
 import select
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +41,7 @@ from ..errors import FtforgeError
 from ..limits import RecipeLimits
 from ..variants import DEFAULT_SERIES, PYTHON_MIN
 
-__all__ = ["Recipe", "RecipeError", "read_recipe"]
+__all__ = ["Recipe", "RecipeError", "read_recipe", "read_recipes"]
 
 
 class RecipeError(FtforgeError):
@@ -445,7 +447,34 @@ def read_recipe(feedstock: Path, *, python: tuple[int, int] = (3, 13),
     path = _recipe_path(Path(feedstock))
     if not isolated:
         return _read_in_process(Path(feedstock), path, python, freethreading, limits)
-    return _worker_for(limits).read(Path(feedstock), path, python, freethreading)
+    pool = _pool_for(limits)
+    worker = pool.acquire()
+    try:
+        return worker.read(Path(feedstock), path, python, freethreading)
+    finally:
+        pool.release(worker)
+
+
+def read_recipes(feedstocks: Iterable[Path], *, python: tuple[int, int] = (3, 13),
+                 freethreading: bool = False, limits: RecipeLimits = RecipeLimits(),
+                 workers: int | None = None) -> dict[Path, Recipe | RecipeError]:
+    """:func:`read_recipe` for many feedstocks, on up to ``workers`` worker processes at
+    once (default: one per CPU, at most 4); each value is the recipe or its error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    feedstocks = [Path(f) for f in feedstocks]
+    count = max(1, min(workers or os.cpu_count() or 1, 4, len(feedstocks)))
+    _pool_for(limits).grow(count)
+
+    def one(feedstock: Path) -> Recipe | RecipeError:
+        try:
+            return read_recipe(feedstock, python=python, freethreading=freethreading,
+                               limits=limits)
+        except RecipeError as exc:
+            return exc
+
+    with ThreadPoolExecutor(count) as threads:
+        return dict(zip(feedstocks, threads.map(one, feedstocks)))
 
 
 def _recipe_path(feedstock: Path) -> Path:
@@ -602,24 +631,52 @@ class _Worker:
                 return b"".join(chunks)
 
 
-_WORKERS: dict[RecipeLimits, _Worker] = {}
-_WORKERS_LOCK = threading.Lock()
+class _Pool:
+    """Worker processes for one set of limits: one by default, more for read_recipes."""
+
+    def __init__(self, limits: RecipeLimits) -> None:
+        self.limits = limits
+        self.workers: list[_Worker] = []
+        self.free: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.grow(1)
+
+    def grow(self, count: int) -> None:
+        with self.lock:
+            while len(self.workers) < count:
+                worker = _Worker(self.limits)
+                self.workers.append(worker)
+                self.free.put(worker)
+
+    def acquire(self) -> _Worker:
+        return self.free.get()
+
+    def release(self, worker: _Worker) -> None:
+        self.free.put(worker)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
 
 
-def _worker_for(limits: RecipeLimits) -> _Worker:
-    with _WORKERS_LOCK:
-        if limits not in _WORKERS:
-            if not _WORKERS:
+_POOLS: dict[RecipeLimits, _Pool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool_for(limits: RecipeLimits) -> _Pool:
+    with _POOLS_LOCK:
+        if limits not in _POOLS:
+            if not _POOLS:
                 atexit.register(_stop_workers)
-            _WORKERS[limits] = _Worker(limits)
-        return _WORKERS[limits]
+            _POOLS[limits] = _Pool(limits)
+        return _POOLS[limits]
 
 
 def _stop_workers() -> None:
-    with _WORKERS_LOCK:
-        for worker in _WORKERS.values():
-            worker.stop()
-        _WORKERS.clear()
+    with _POOLS_LOCK:
+        for pool in _POOLS.values():
+            pool.stop()
+        _POOLS.clear()
 
 
 def _serve() -> None:
