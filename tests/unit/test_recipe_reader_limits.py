@@ -159,3 +159,54 @@ def test_cli_plan_shows_rule_text_with_brackets_and_refuses_bad_options(tmp_path
         result = _cli("migrate", "plan", str(root), *args)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert expected in result.stderr
+
+
+# --------------------------------------------------------------------------- properties
+import json  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalar = st.none() | st.booleans() | st.integers(-5, 10**20) | st.floats() | st.sampled_from(
+    ["python", "x", "${{ v }}", "${{ v | int }}", "${{ 1/0 }}", "${{ nope.y }}", "${{ [1][3] }}",
+     "py >= 313", "linux", "", "${{ compiler('c') }}", "python-abi3", "${{ range(10**9) }}"])
+_chaos = st.recursive(_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(
+    st.sampled_from(["name", "if", "then", "else", "python", "imports", "run", "host", "build",
+                     "requirements", "package", "number", "noarch", "requires"]), c, max_size=3),
+    max_leaves=10)
+
+
+def _section(*keys):
+    return st.fixed_dictionaries({}, optional={k: _chaos for k in keys}) | _chaos
+
+
+_recipe = st.fixed_dictionaries(
+    {"package": st.fixed_dictionaries({"name": st.just("x")}, optional={"version": _chaos})},
+    optional={"context": st.dictionaries(st.sampled_from(["v", "w", "x y"]), _chaos, max_size=3)
+              | _chaos,
+              "build": _section("number", "noarch", "python_version_independent"),
+              "requirements": _section("build", "host", "run"),
+              "outputs": st.lists(_section("name", "package", "requirements", "build", "test"),
+                                  max_size=3) | _chaos,
+              "test": _section("imports", "requires"),
+              "tests": st.lists(_section("python", "requirements"), max_size=2) | _chaos})
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=_recipe, v1=st.booleans())
+def test_property_any_recipe_shape_is_read_or_refused_never_a_traceback(tmp_path, data, v1):
+    """In-process (no worker catch-all): every wrong type or expression is a RecipeError."""
+    text = json.dumps(data)  # JSON is YAML
+    repo = tmp_path / ("v1" if v1 else "meta")
+    (repo / "recipe").mkdir(parents=True, exist_ok=True)
+    name = "recipe.yaml" if v1 else "meta.yaml"
+    for old in (repo / "recipe").iterdir():
+        old.unlink()
+    (repo / "recipe" / name).write_text(text if v1 else text.replace("${{", "{{"))
+    small = RecipeLimits(max_loop_items=1000, max_rendered_chars=100_000)
+    try:
+        recipe = read_recipe(repo, limits=small, isolated=False)
+    except RecipeError as exc:
+        assert "\n" not in exc.message and exc.message.startswith(str(repo / "recipe" / name))
+    else:
+        assert recipe.name == "x" and all(isinstance(o, str) for o in recipe.outputs)
