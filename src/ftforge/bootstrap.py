@@ -20,6 +20,7 @@ from pathlib import Path
 from .build.driver import BuildOutcome, BuildReporter, BuildRequest, build_in_order
 from .recipes import files as recipe_files
 from .recipes import python as python_recipe
+from .recipes import build_config
 from .recipes.cpython_sources import DEFAULT_VERSION
 from .recipes.from_pypi import recipe_from_pypi
 
@@ -47,6 +48,9 @@ def write_bootstrap_recipes(recipes_dir: Path, *, version: str = DEFAULT_VERSION
     """Write the interpreter recipe and the pip recipes under ``recipes_dir``, in build
     order. The pip recipes are generated from PyPI (their sdists land in the source
     mirror), so the sdists' checksums come from the index at generation time."""
+    # The variant matrix (python_min for the noarch pip recipes) sits above the
+    # recipes, where the build driver looks for it.
+    recipe_files.write_files(recipes_dir, build_config.generate())
     name, files = python_recipe.files_for(version)
     dirs = [recipes_dir / name]
     recipe_files.write_files(dirs[0], files)
