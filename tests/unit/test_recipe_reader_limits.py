@@ -221,3 +221,14 @@ def test_property_any_recipe_shape_is_read_or_refused_never_a_traceback(tmp_path
         assert "\n" not in exc.message and exc.message.startswith(str(repo / "recipe" / name))
     else:
         assert recipe.name == "x" and all(isinstance(o, str) for o in recipe.outputs)
+
+
+def test_a_recipe_linking_out_of_its_feedstock_is_refused_unread(tmp_path):
+    secret = tmp_path / "id_rsa"
+    secret.write_text("build:\n  number: SECRET-KEY-MATERIAL\n")
+    repo = tmp_path / "linked-feedstock"
+    (repo / "recipe").mkdir(parents=True)
+    (repo / "recipe" / "meta.yaml").symlink_to(secret)
+    with pytest.raises(RecipeError, match="link to a file outside the feedstock") as info:
+        read_recipe(repo, limits=LIMITS)
+    assert "SECRET" not in info.value.message

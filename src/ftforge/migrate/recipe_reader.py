@@ -482,6 +482,9 @@ def _recipe_path(feedstock: Path) -> Path:
     path = v1 if v1.exists() else feedstock / "recipe" / "meta.yaml"
     if not path.is_file():
         raise RecipeError(feedstock / "recipe", None, "no recipe.yaml or meta.yaml (as a file)")
+    if not path.resolve().is_relative_to(feedstock.resolve()):
+        # a checkout can hold links; one to ~/.ssh/id_rsa must not end up in a reason
+        raise RecipeError(path, None, "is a link to a file outside the feedstock; refused")
     return path
 
 
