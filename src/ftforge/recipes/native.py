@@ -92,6 +92,9 @@ class NativeLibrary:
     test_commands: tuple[str, ...] = ()
     noarch: bool = False
     recipe_name: str | None = None
+    build_number: int = 0
+    patches: tuple[tuple[str, str], ...] = ()
+    """(file name, text) of upstream's own fixes, applied to the release tarball."""
     cmake: bool = False
     """Built with the build machine's cmake (a build tool, not linked)."""
     extra_comment: str = ""
@@ -227,6 +230,29 @@ cmake --install build
 }
 
 
+# Readline 8.2's official patch 1 (Chet Ramey, 2022-10-05; Debian bookworm carries it
+# too): without it libreadline crashes in _rl_init_locale when the locale named by
+# LANG/LC_* is not installed -- `import readline` segfaults in a bare root filesystem.
+_READLINE_82_001 = """\
+Readline-8.2 patch 1 (upstream): fix crash when readline is started with an invalid
+locale specification.
+
+--- a/nls.c
++++ b/nls.c
+@@ -141,6 +141,10 @@ _rl_init_locale (void)
+   if (lspec == 0)
+     lspec = "";
+   ret = setlocale (LC_CTYPE, lspec);\t/* ok, since it does not change locale */
++  if (ret == 0 || *ret == 0)
++    ret = setlocale (LC_CTYPE, (char *)NULL);
++  if (ret == 0 || *ret == 0)
++    ret = RL_DEFAULT_LOCALE;
+ #else
+   ret = (lspec == 0 || *lspec == 0) ? RL_DEFAULT_LOCALE : lspec;
+ #endif
+"""
+
+
 def _deb(package: str, version: str, filename: str) -> DebianOrig:
     return DebianOrig(package, version, filename)
 
@@ -298,7 +324,8 @@ LIBRARIES: tuple[NativeLibrary, ...] = (
                      _deb("readline", "8.2-1.3", "readline_8.2.orig.tar.gz")),
         "Library for editing command lines as they are typed in", "GPL-3.0-only",
         "COPYING", "https://tiswww.case.edu/php/chet/readline/rltop.html",
-        _SCRIPTS["readline"], host=("ncurses",),
+        _SCRIPTS["readline"], host=("ncurses",), build_number=1,
+        patches=(("readline82-001.patch", _READLINE_82_001),),
         libraries=("libreadline.so.8", "libhistory.so.8"),
     ),
     NativeLibrary(
@@ -544,13 +571,15 @@ def generate(lib: NativeLibrary) -> dict[str, str]:
     run_exports_note = ("" if lib.noarch else
                         f"# run_exports: {lib.pin} (conda-forge's max_pin {lib.max_pin!r})\n")
     aliases = "".join(_alias_output(lib, a) for a in lib.aliases)
+    patch_block = ("\n  patches:\n" + _yaml_list([n for n, _ in lib.patches], 4)
+                   if lib.patches else "")
     recipe = f"""{header}
 {origin}
 {run_exports_note}schema_version: 1
 
 context:
   version: "{lib.version}"
-  build_number: 0
+  build_number: {lib.build_number}
 
 recipe:
   name: {lib.directory}
@@ -558,7 +587,7 @@ recipe:
 
 source:
   url: {src.url}
-  sha256: {src.sha256}
+  sha256: {src.sha256}{patch_block}
 
 outputs:
 {main}{aliases}"""
@@ -566,6 +595,7 @@ outputs:
         "recipe.yaml": recipe,
         "build.sh": (_PROLOGUE.replace("# HEADER", header) + lib.script + _EPILOGUE),
     }
+    files.update(dict(lib.patches))
     if lib.libraries:
         files["test-load.sh"] = (_LOAD_TEST.replace("# HEADER", header)
                                  .replace(" GLIBC_LIBS ", " " + " ".join(sorted(GLIBC_LIBRARIES)) + " "))
