@@ -128,3 +128,17 @@ def test_without_bubblewrap_the_backend_is_not_run(tmp_path, cache, monkeypatch)
         dynamic_build_requires(sdist_with_backend(tmp_path, source), FACTS)
     assert not marker.exists()
     assert os.environ["FTFORGE_TEST_SECRET"] == "hunter2"
+
+
+@pytest.mark.parametrize("requirement,expected", [
+    ("--target=/tmp/ftforge-pip-escape", "not a PEP 508 requirement"),
+    ("-r/etc/passwd", "not a PEP 508 requirement"),
+    ("x @ file:///etc/passwd", "direct URL"),
+])
+def test_build_requirements_are_never_pip_options_or_urls(tmp_path, cache, requirement, expected):
+    facts = SimpleNamespace(backend_wrapper="probe_backend", build_requires=(requirement,),
+                            backend="setuptools")
+    source = "def get_requires_for_build_wheel(config_settings=None):\n    return []\n"
+    with pytest.raises(SdistError, match=expected):
+        dynamic_build_requires(sdist_with_backend(tmp_path, source), facts)
+    assert not Path("/tmp/ftforge-pip-escape").exists()

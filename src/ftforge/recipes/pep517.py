@@ -96,6 +96,7 @@ def _ask_backend(sdist: Path, static: tuple[str, ...], limits: SourceLimits) -> 
     from pyproject_hooks import BuildBackendHookCaller
 
     sandbox.require()  # no sandbox, no backend code: fail before any work
+    requirements = _index_requirements(sdist, static)
     with tempfile.TemporaryDirectory(prefix="ftforge-pep517-") as tmp:
         source = _unpack(sdist, Path(tmp) / "src", limits)
         try:
@@ -109,7 +110,7 @@ def _ask_backend(sdist: Path, static: tuple[str, ...], limits: SourceLimits) -> 
         python = venv / "bin" / "python"
         install = subprocess.run([str(python), "-m", "pip", "install", "-q",
                                   "--disable-pip-version-check", "--only-binary", ":all:",
-                                  *static],
+                                  "--", *requirements],
                                  capture_output=True, text=True, check=False) if static else None
         if install is not None and install.returncode != 0:
             raise SdistError(
@@ -130,6 +131,27 @@ def _ask_backend(sdist: Path, static: tuple[str, ...], limits: SourceLimits) -> 
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
             raise SdistError(f"{sdist.name}: its build backend failed when asked for build "
                              f"requirements: {first}") from None
+
+
+def _index_requirements(sdist: Path, static: tuple[str, ...]) -> list[str]:
+    """``[build-system] requires`` as pip arguments: PEP 508 requirements only, never an
+    option (``--target``, ``-r FILE``) and never a direct URL (``x @ file:///...``)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    out = []
+    for text in static:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            raise SdistError(f"{sdist.name}: pyproject.toml [build-system] requires "
+                             f"{text[:80]!r}, which is not a PEP 508 requirement",
+                             hint="the sdist is malformed or hostile; nothing ran") from None
+        if requirement.url:
+            raise SdistError(f"{sdist.name}: pyproject.toml [build-system] requires a direct "
+                             f"URL ({requirement.name} @ ...); ftforge installs build "
+                             "requirements from the index only", hint="nothing ran")
+        out.append(str(requirement))
+    return out
 
 
 def _checked_answer(sdist: Path, answer: object) -> list[str]:
