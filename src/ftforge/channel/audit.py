@@ -156,6 +156,8 @@ class AuditReport:
     record: PackageRecord | None = None
     findings: list[Finding] = field(default_factory=list)
     members: int = 0
+    elf_objects: int = 0
+    """Members that are ELF objects (the linkage audit reads only packages that have some)."""
 
     @property
     def ok(self) -> bool:
@@ -551,6 +553,7 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
     except _NotAFile as exc:
         report.add("input.not-a-file", str(exc))
         return report
+    report.elf_objects = sum(1 for m in scan.files.values() if m.elf is not None)
     index = _json(scan.info.get("info/index.json"))
     if not isinstance(index, dict):
         report.add("metadata.index-missing", "info/index.json is missing or not a JSON object",

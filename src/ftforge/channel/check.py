@@ -159,16 +159,20 @@ def missing_twins(records: Iterable[dict], channel: str = "", *,
     ``without``: file names to leave out, as if removed (a removal checks what stays).
     """
     kept = [r for r in records if r.get("fn") not in without]
+    if only is not None:  # a publish: only its own records' twins matter, not the channel's
+        kept_only = [r for r in kept if r.get("fn") in only]
+        twins = {_twin_name(str(r.get("name"))) for r in kept_only}
+        gil_side = [r for r in kept if str(r.get("name")) in twins]
+    else:
+        kept_only = gil_side = kept
     gil_builds = set()
-    for record in kept:
+    for record in gil_side:
         variant = _variant(record)
         if variant is not None and not variant.freethreaded:
             gil_builds.add((record.get("subdir"), record.get("name"), record.get("version"),
                             variant.series))
     out = []
-    for record in kept:
-        if only is not None and record.get("fn") not in only:
-            continue
+    for record in kept_only:
         variant = _variant(record)
         if variant is None or not variant.freethreaded:
             continue

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from ..atomic import write_atomic
+from .durable import write_atomic_many
 from .layout import PACKAGE_SUFFIXES, internal_dir, served_subdirs
 
 __all__ = ["INDEX_FILES", "channel_records", "read_repodata", "reindex"]
@@ -34,19 +35,22 @@ def _shadow_root(channel: Path, subdir: str) -> Path:
 
 
 def _sync_shadow(channel: Path, subdir: str, exclude: frozenset[str]) -> None:
-    """Make the shadow subdir hold exactly the served packages (hard links)."""
+    """Make the shadow subdir hold exactly the served packages (hard links). One
+    directory read each side: a link already in place has the served file's inode."""
     served = channel / subdir
     shadow = _shadow_root(channel, subdir) / subdir
     shadow.mkdir(parents=True, exist_ok=True)
     (_shadow_root(channel, subdir) / "noarch").mkdir(exist_ok=True)
-    want = _package_names(served) - exclude
-    have = _package_names(shadow)
-    for name in have - want:
+    want = _package_inodes(served)
+    for name in exclude:
+        want.pop(name, None)
+    have = _package_inodes(shadow)
+    for name in have.keys() - want.keys():
         (shadow / name).unlink()
-    for name in want:
-        target = shadow / name
-        if name in have and os.path.samefile(target, served / name):
+    for name, inode in want.items():
+        if have.get(name) == inode:
             continue
+        target = shadow / name
         target.unlink(missing_ok=True)
         os.link(served / name, target)
     # A crash while index_fs wrote here may have left a broken index: drop it.
@@ -56,10 +60,16 @@ def _sync_shadow(channel: Path, subdir: str, exclude: frozenset[str]) -> None:
             (shadow / name).unlink(missing_ok=True)
 
 
-def _package_names(directory: Path) -> set[str]:
+def _package_inodes(directory: Path) -> dict[str, int]:
+    """``{file name: inode}`` of the package files in ``directory`` (no stat per file)."""
     if not directory.is_dir():
-        return set()
-    return {p.name for p in directory.iterdir() if p.name.endswith(PACKAGE_SUFFIXES)}
+        return {}
+    with os.scandir(directory) as entries:
+        return {e.name: e.inode() for e in entries if e.name.endswith(PACKAGE_SUFFIXES)}
+
+
+def _package_names(directory: Path) -> set[str]:
+    return set(_package_inodes(directory))
 
 
 def _stale(channel: Path, subdir: str) -> bool:
@@ -79,10 +89,14 @@ def read_repodata(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def channel_records(channel: Path) -> list[dict]:
-    """Every record in the channel's repodata, with ``subdir`` and ``fn`` set."""
+def channel_records(channel: Path, subdirs: Iterable[str] | None = None) -> list[dict]:
+    """Every record in the channel's repodata, with ``subdir`` and ``fn`` set, subdir by
+    subdir (``noarch`` first); ``subdirs``: only these."""
     records = []
+    wanted = None if subdirs is None else set(subdirs)
     for subdir in served_subdirs(channel):
+        if wanted is not None and subdir not in wanted:
+            continue
         repodata = read_repodata(channel / subdir / "repodata.json") or {}
         for key in ("packages", "packages.conda"):
             entries = repodata.get(key)
@@ -95,29 +109,35 @@ def channel_records(channel: Path) -> list[dict]:
 
 
 def _promote(channel: Path, subdir: str) -> None:
+    """New shards, then the index files in :data:`INDEX_FILES` order, each replaced
+    atomically; every one of them is durable before the first replacement."""
     shadow = _shadow_root(channel, subdir) / subdir
     served = channel / subdir
     shards = shadow / "shards"
+    files: list[tuple[Path, bytes]] = []
     if shards.is_dir():
         (served / "shards").mkdir(exist_ok=True)
-        for shard in shards.iterdir():
-            target = served / "shards" / shard.name
-            if not target.exists():  # content-addressed: an existing name is the same bytes
-                write_atomic(target, shard.read_bytes())
+        have = set(os.listdir(served / "shards"))
+        for name in sorted(os.listdir(shards)):
+            if name not in have:  # content-addressed: an existing name is the same bytes
+                files.append((served / "shards" / name, (shards / name).read_bytes()))
     for name in INDEX_FILES:
         if (shadow / name).exists():
-            write_atomic(served / name, (shadow / name).read_bytes())
+            files.append((served / name, (shadow / name).read_bytes()))
+    write_atomic_many(files)
     # Leftover temporaries of a crashed promotion are never read; clear them.
-    for stale in served.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
+    for folder in (served, served / "shards"):
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = False,
-            exclude: set[str] = frozenset()) -> None:
+            exclude: set[str] = frozenset()) -> list[str]:
     """Index served subdirs on their shadow trees, then promote atomically.
 
     ``subdirs``: only these (default: every served subdir, and any without an index);
     ``exclude``: package file names to leave out of the index (being removed).
+    Returns the subdirs re-indexed (``subdirs`` and any left stale by a crash).
     """
     from rattler import Subdir
     from rattler.index import index_fs
@@ -133,16 +153,22 @@ def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = Fal
                              write_zst=False, write_shards=True, force=force))
         _compress(_shadow_root(channel, subdir) / subdir / "repodata.json")
         _promote(channel, subdir)
+    return todo
 
 
 ZSTD_LEVEL = 9
 
 
 def _compress(repodata: Path) -> None:
+    """``repodata.json.zst`` beside the shadow's ``repodata.json``. Not synced: the
+    shadow is re-made by every re-index, and :func:`_promote` makes the served copy
+    durable."""
     try:
         from compression import zstd  # Python 3.14+
     except ImportError:
         from backports import zstd  # a dependency of conda-package-streaming
 
-    write_atomic(repodata.with_name("repodata.json.zst"),
-                 zstd.compress(repodata.read_bytes(), level=ZSTD_LEVEL))
+    target = repodata.with_name("repodata.json.zst")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(zstd.compress(repodata.read_bytes(), level=ZSTD_LEVEL))
+    os.replace(tmp, target)

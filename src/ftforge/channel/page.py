@@ -7,6 +7,7 @@ noarch), and its dependencies. Static HTML, no scripts, escaped throughout.
 from __future__ import annotations
 
 import html
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -37,8 +38,11 @@ def abi_of_record(record: dict) -> tuple[str, str]:
     return ("ft" if variant.freethreaded else "gil"), f"{kind} {variant.abi_tag}"
 
 
-def render(channel: Path, title: str | None = None) -> str:
-    records = channel_records(channel)
+def render(channel: Path, title: str | None = None, records: list[dict] | None = None) -> str:
+    """The page; ``records``: the channel's records when the caller has them already."""
+    if records is None:
+        records = channel_records(channel)
+    stress = _StressRecords(channel)
     by_name: dict[str, list[dict]] = defaultdict(list)
     for record in records:
         by_name[record["name"]].append(record)
@@ -68,23 +72,45 @@ def render(channel: Path, title: str | None = None) -> str:
                 f"<td><code>{e(record['build'])}</code></td>"
                 f"<td><span class='abi {css}'>{e(label)}</span></td>"
                 f"<td>{e(record['subdir'])}</td><td class='deps'>{deps}</td>"
-                f"{_stress_cell(channel, record)}</tr>"
+                f"{stress.cell(record)}</tr>"
             )
         parts.append("</table>")
     parts.append("</body></html>\n")
     return "".join(parts)
 
 
-def _stress_cell(channel: Path, record: dict) -> str:
-    """The package's stress record (stored beside it by ``ftforge stress``), or a dash."""
-    from ..stress import read_record
+class _StressRecords:
+    """The stress records (stored beside packages by ``ftforge stress``) of a channel:
+    each subdir's folder is listed once, and only a record that is there is read."""
 
-    stored = read_record(channel, record["subdir"], record["fn"])
-    if stored is None:
-        return "<td class='stress'>—</td>"
-    return (f"<td class='stress stress-{html.escape(stored.status)}'>"
-            f"{html.escape(stored.summary())}</td>")
+    def __init__(self, channel: Path) -> None:
+        self.channel = channel
+        self.present: dict[str, frozenset[str]] = {}
+
+    def _listed(self, subdir: str) -> frozenset[str]:
+        if subdir not in self.present:
+            from ..stress import RECORD_SUFFIX
+
+            try:
+                with os.scandir(self.channel / subdir) as entries:
+                    names = frozenset(e.name for e in entries if e.name.endswith(RECORD_SUFFIX))
+            except OSError:
+                names = frozenset()
+            self.present[subdir] = names
+        return self.present[subdir]
+
+    def cell(self, record: dict) -> str:
+        """The package's stress result, or a dash."""
+        from ..stress import read_record
+
+        stored = None
+        if self._listed(str(record["subdir"])):
+            stored = read_record(self.channel, record["subdir"], record["fn"])
+        if stored is None:
+            return "<td class='stress'>—</td>"
+        return (f"<td class='stress stress-{html.escape(stored.status)}'>"
+                f"{html.escape(stored.summary())}</td>")
 
 
-def write_page(channel: Path) -> Path:
-    return write_atomic(channel / "index.html", render(channel))
+def write_page(channel: Path, records: list[dict] | None = None) -> Path:
+    return write_atomic(channel / "index.html", render(channel, records=records))

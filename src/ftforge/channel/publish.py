@@ -43,6 +43,7 @@ from ..build.mirror import sha256_of
 from ..errors import ChannelError
 from .audit import AuditReport, Finding, Limits, PackageRefused, audit_package, package_stem
 from .check import missing_twins
+from .durable import sync_paths
 from .index import INDEX_FILES, channel_records, reindex
 from .layout import (
     INTERNAL_DIR,
@@ -124,11 +125,14 @@ def _who(by: str | None) -> str:
         return f"uid {os.getuid()}"
 
 
-def _log(channel: Path, **record: object) -> None:
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
+def _log(channel: Path, *records: dict[str, object]) -> None:
+    """Append ``records`` to the channel's log: one write and one ``fsync`` for a whole
+    publish (a record cut short by a crash is skipped when read)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    lines = "".join(json.dumps({"time": stamp, **r}, sort_keys=True) + "\n" for r in records)
     path = internal_dir(channel) / "log.jsonl"
     with open(path, "a") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+        handle.write(lines)
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -219,8 +223,9 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
         shutil.copyfile(pkg, copy)
         staged.append(copy)
     # what is audited is exactly what is published: the staged copies
+    existing = channel_records(channel)
     reports = audit_or_refuse(staged, channel, limits, shown_as=packages, progress=say,
-                              existing=channel_records(channel),
+                              existing=existing,
                               subdirs_here=[_subdir_here(p) for p in packages])
 
     added, unchanged, moves = [], [], []
@@ -255,10 +260,12 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
             os.chmod(staged_copy, 0o644)
             os.replace(staged_copy, target)
             added.append((staged_copy, target))
+        # the packages (data and names) are on disk before any index names them
+        sync_paths([t for _, t in added] + [channel / sub for sub in sorted(touched)])
         if moves:
             minted = register(channel, claims, {recipe} if recipe else set())
         say(f"indexing {channel}")
-        _refresh(channel, touched)
+        _refresh(channel, touched, before=existing)
     except Exception as exc:
         _roll_back(channel, added, saved, touched)
         raise ChannelError(
@@ -268,15 +275,31 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
             hint="the channel serves what it served before; fix the package and publish again"
         ) from None
     who = _who(by)
-    for record, _, target in moves:
-        _log(channel, action="publish", file=f"{record.subdir}/{target.name}",
-             sha256=record.sha256, recipe=recipe, by=who)
+    if moves:
+        _log(channel, *({"action": "publish", "file": f"{record.subdir}/{target.name}",
+                         "sha256": record.sha256, "recipe": recipe, "by": who}
+                        for record, _, target in moves))
     return PublishResult([t for _, t in added], unchanged, reports, minted)
 
 
 def _burned(channel: Path) -> set[str]:
-    """Every ``subdir/file`` ever removed from the channel (kept files and log records)."""
-    burned = {str(r.get("file")) for r in read_log(channel) if r.get("action") == "remove"}
+    """Every ``subdir/file`` ever removed from the channel (kept files and log records).
+
+    The log grows with every publish; only its removal records matter here, so a line
+    is parsed only if it can be one (it holds ``remove``, or a JSON escape that could
+    spell it)."""
+    burned = set()
+    path = internal_dir(channel) / "log.jsonl"
+    if path.exists():
+        for line in path.read_bytes().splitlines():
+            if b"remove" not in line and b"\\u" not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:  # a record cut short by a crash, or not UTF-8
+                continue
+            if isinstance(record, dict) and record.get("action") == "remove":
+                burned.add(str(record.get("file")))
     removed = internal_dir(channel) / "removed"
     if removed.is_dir():
         for stamp in removed.iterdir():
@@ -373,8 +396,8 @@ def _check_linkage(reports: list[AuditReport], paths: list[Path], where: object)
     from .linkage import check_linkage
 
     readable = [(r, p) for r, p in zip(reports, paths) if r.ok and r.record is not None]
-    if not readable:
-        return
+    if not any(r.elf_objects for r, _ in readable):
+        return  # nothing links anything: no finding is possible (and no package is re-read)
     found = check_linkage([p for _, p in readable], where if isinstance(where, Path) else None)
     for report, path in readable:
         for finding in found.get(path, []):
@@ -393,11 +416,21 @@ def _check_invariants(report: AuditReport, where: object) -> None:
                                        "info/index.json"))
 
 
-def _refresh(channel: Path, subdirs: set[str] | None = None) -> None:
+def _refresh(channel: Path, subdirs: set[str] | None = None,
+             before: list[dict] | None = None) -> None:
+    """Re-index ``subdirs`` (all: None) and write the page. ``before``: the channel's
+    records as read before this transaction; a subdir not re-indexed is not read again."""
     from .page import write_page
 
-    reindex(channel, subdirs=subdirs)
-    write_page(channel)
+    redone = set(reindex(channel, subdirs=subdirs))
+    if before is None or subdirs is None:
+        write_page(channel)
+        return
+    fresh = channel_records(channel, subdirs=redone)
+    by_subdir: dict[str, list[dict]] = {}
+    for record in [r for r in before if r["subdir"] not in redone] + fresh:
+        by_subdir.setdefault(record["subdir"], []).append(record)
+    write_page(channel, [r for sub in served_subdirs(channel) for r in by_subdir.get(sub, [])])
 
 
 def recover(channel: Path) -> None:
@@ -501,8 +534,9 @@ def _finish_removals(channel: Path) -> list[Path]:
         source = channel / rel
         keep = internal_dir(channel) / "removed" / intent["stamp"] / rel
         keep.parent.mkdir(parents=True, exist_ok=True)
-        _log(channel, action="remove", file=rel, sha256=sha256_of(source), by=intent["by"],
-             reason=intent["reason"], kept_at=str(keep.relative_to(channel)))
+        _log(channel, {"action": "remove", "file": rel, "sha256": sha256_of(source),
+                       "by": intent["by"], "reason": intent["reason"],
+                       "kept_at": str(keep.relative_to(channel))})
         os.replace(source, keep)
         kept.append(keep)
     _refresh(channel, touched)
