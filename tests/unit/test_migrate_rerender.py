@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,9 @@ def test_states_after_run_and_local_changes(cf, tmp_path):
                       "abi3ish": "branch-made", "ftkeyish": "branch-made",
                       "waitish": "awaiting-migrators"}
     assert after.feedstocks["crcish"].pr_body == str(prs / "crcish.md")
+    # the commit is dated when it was made, not from a fixed timestamp
+    made = int(git(cf["crcish"], "log", "-1", "--format=%ct", MIG.branch))
+    assert abs(made - time.time()) < 86400
     json_path, html_path = write_status(after, tmp_path / "status")
     data = json.loads(json_path.read_text())
     assert data["categories"]["branch-made"] == ["abi3ish", "crcish", "ftkeyish"]
