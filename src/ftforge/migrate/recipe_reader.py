@@ -236,10 +236,19 @@ def _read_text(path: Path, limits: RecipeLimits) -> str:
                           f"{data[exc.start:exc.start + 1]!r})") from None
 
 
+@functools.lru_cache(maxsize=4096)
+def _template(env, text: str):
+    """Compiled short templates, shared: v1 recipes repeat the same ``${{ name }}``-style
+    expressions across feedstocks, and compiling is most of a render's cost."""
+    return env.from_string(text)
+
+
 def _render(template_text: str, env, variables: dict, limits: RecipeLimits) -> str:
     """Render, stopping as soon as the output passes ``max_rendered_chars``."""
     chunks, size = [], 0
-    for chunk in env.from_string(template_text).generate(**variables):
+    template = _template(env, template_text) if len(template_text) < 256 \
+        else env.from_string(template_text)
+    for chunk in template.generate(**variables):
         size += len(chunk)
         if size > limits.max_rendered_chars:
             raise _RuleBroken(f"renders to more than {limits.max_rendered_chars} characters "
