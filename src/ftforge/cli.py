@@ -576,7 +576,10 @@ def migrate_run(feedstocks: FeedstocksArg, migration: MigrationOpt = "python313t
     if not result.migrated and not result.built:
         console.print("nothing to migrate")
     if result.failed:
-        raise typer.Exit(1)
+        raise FtforgeError(f"{len(result.failed)} feedstock build(s) failed: "
+                           f"{', '.join(sorted(result.failed))}; their children wait",
+                           hint="the build log named above says why; fix the recipe on the "
+                           "migration branch and run again")
 
 
 @migrate_app.command("status")
