@@ -405,6 +405,17 @@ def _facts(path: Path, archive: _Archive) -> SdistFacts:
     if evidence and sources:
         evidence.append(f"{len(sources)} compiled source file(s), e.g. {sources[0]}")
     uses_cython = any(map(is_cython_requirement, build_requires))
+    notes: list[str] = []
+    if (evidence and sources and not uses_cython
+            and backend not in ("meson-python", "scikit-build-core", "maturin")
+            and all(PurePosixPath(r).suffix == ".pyx" for r in sources)):
+        # Cython sources and nothing that asks for Cython (the backend is asked for
+        # its dynamic requirements later, and a Cython answer makes it compiled
+        # again): the extensions are opt-in (e.g. charset-normalizer's
+        # CHARSET_NORMALIZER_USE_CYTHON=1), and the default build is pure Python.
+        notes.append("the build declares Cython extension modules but does not ask for "
+                     "Cython: they are opt-in, and the default build is pure Python")
+        evidence = []
     build_text = "\n".join(archive.read(f) or "" for f in ("setup.py", "setup.cfg", "pyproject.toml"))
     limited = bool(_LIMITED_API.search(build_text))
 
@@ -436,4 +447,5 @@ def _facts(path: Path, archive: _Archive) -> SdistFacts:
                            meta.get("Home-page"))),
         extension_modules=declared.extension_modules(build_files, pyproject),
         cxx=bool(evidence) and declared.needs_cxx(sources, build_files),
+        notes=tuple(notes),
     )
