@@ -328,8 +328,10 @@ def _pytest(prefix: Path, cwd: Path, probe_dir: Path, extra: list[str], log: Pat
             raise StressError(f"pytest ran longer than {timeout:.0f} s in {cwd.name}",
                               hint="raise --timeout, or lower --threads/--iterations") from None
     if not out.is_file():
-        raise StressError(f"pytest did not finish a session in {cwd.name} (see {log})",
-                          hint="the test suite could not start: read the log")
+        tail = [line.strip() for line in log.read_text(errors="replace").splitlines()
+                if line.strip()][-3:]
+        raise StressError(f"pytest did not finish a session: {' | '.join(tail)[-400:]}",
+                          hint="the test suite could not start (keep the log with --keep-logs)")
     return parse_outcomes(json.loads(out.read_text()))
 
 
