@@ -39,7 +39,8 @@ def interpreters(work: Path) -> dict[str, Path]:
     channel = work / "channel"
     envs = {}
     for value, variant in (("yes", PythonVariant.ft()), ("no", PythonVariant.gil())):
-        outcome = build(BuildRequest(RECIPE, work / "output", overrides=(("freethreading", value),)))
+        outcome = build(BuildRequest(RECIPE, work / "output", overrides=(
+            ("freethreading", value), ("python_deps_profile", "system"))))
         publish(outcome.packages, channel)
         prefix = work / "envs" / variant.abi_tag
         create(prefix, [str(channel)], [variant.metapackage], force=True)
@@ -65,6 +66,8 @@ def plain_build_seconds(work: Path, variant: PythonVariant) -> float:
         "PY_SITE_PACKAGES": variant.site_packages,
         "PY_NOARCH_SITE_PACKAGES": variant.noarch_site_packages,
         "LINKAGE_RECORD": "share/ftforge/linkage/python.txt",
+        "DEPS_PROFILE": "system",  # like the ftforge builds below: the build machine's libraries
+        "NOT_BUILT_MODULES": "",
     }
     started = time.monotonic()
     subprocess.run(["bash", str(RECIPE / "build-python.sh")], cwd=source, env=env, check=True,
@@ -75,7 +78,8 @@ def plain_build_seconds(work: Path, variant: PythonVariant) -> float:
 def ftforge_build_seconds(work: Path, variant: PythonVariant) -> float:
     started = time.monotonic()
     build(BuildRequest(RECIPE, work / "overhead-output",
-                       overrides=(("freethreading", variant.recipe_freethreading),),
+                       overrides=(("freethreading", variant.recipe_freethreading),
+                                  ("python_deps_profile", "system")),
                        test="skip", use_cache=False))
     return time.monotonic() - started
 
