@@ -19,6 +19,7 @@ The ABI facts come from :mod:`ftforge.variants` only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -210,6 +211,7 @@ class _HeaderTooLarge(Exception):
         self.name, self.size = name, size
 
 
+@functools.lru_cache(maxsize=8)
 def _tarinfo_class(max_header: int) -> type[tarfile.TarInfo]:
     class LimitedTarInfo(tarfile.TarInfo):
         """Refuses an extended header before tarfile reads its payload into memory."""
@@ -335,12 +337,15 @@ class _Scan:
                 spool.close()
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _clean_name(name: str) -> bool:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:  # tarfile decodes bad bytes as surrogates
         return False
-    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+    return _CONTROL_RE.search(name) is None
 
 
 def _elf_facts(spool: IO[bytes]) -> _ElfFacts:
@@ -659,6 +664,15 @@ def _shown(value: object) -> str:
 
 
 def _parses(kind: str, text: str) -> bool:
+    """Whether py-rattler's ``kind`` parser accepts ``text``. A pure function of both, and
+    the same specs recur in every package: short texts' answers are remembered (the
+    memory stays bounded: at most 4,096 answers of at most 1,000 characters)."""
+    if len(text) > 1000:
+        return _rattler_parses(kind, text)
+    return _remembered_parse(kind, text)
+
+
+def _rattler_parses(kind: str, text: str) -> bool:
     import rattler
 
     try:
@@ -666,6 +680,9 @@ def _parses(kind: str, text: str) -> bool:
     except Exception:
         return False
     return True
+
+
+_remembered_parse = functools.lru_cache(maxsize=4096)(_rattler_parses)
 
 
 def _is_match_spec(spec: str) -> bool:

@@ -14,6 +14,7 @@ open is whole, old or new.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -53,11 +54,20 @@ def _sync_shadow(channel: Path, subdir: str, exclude: frozenset[str]) -> None:
         target = shadow / name
         target.unlink(missing_ok=True)
         os.link(served / name, target)
-    # A crash while index_fs wrote here may have left a broken index: drop it.
+    # A crash while index_fs wrote here may have left a broken index: drop it. The
+    # usual case, the shadow holding the served (whole, promoted) bytes, needs no parse.
     repodata = shadow / "repodata.json"
-    if repodata.exists() and read_repodata(repodata) is None:
+    if repodata.exists() and not _same_bytes(repodata, served / "repodata.json") \
+            and read_repodata(repodata) is None:
         for name in INDEX_FILES:
             (shadow / name).unlink(missing_ok=True)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
 
 
 def _package_inodes(directory: Path) -> dict[str, int]:
@@ -83,21 +93,36 @@ def _stale(channel: Path, subdir: str) -> bool:
 
 def read_repodata(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        return _parse_repodata(path.read_bytes())
+    except OSError:
+        return None
+
+
+def _parse_repodata(raw: bytes) -> dict | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 
 
-def channel_records(channel: Path, subdirs: Iterable[str] | None = None) -> list[dict]:
+def channel_records(channel: Path, subdirs: Iterable[str] | None = None, *,
+                    digests: dict[str, str] | None = None) -> list[dict]:
     """Every record in the channel's repodata, with ``subdir`` and ``fn`` set, subdir by
-    subdir (``noarch`` first); ``subdirs``: only these."""
+    subdir (``noarch`` first); ``subdirs``: only these. ``digests``: filled with the
+    sha256 of each subdir's ``repodata.json`` as read (what the records came from)."""
     records = []
     wanted = None if subdirs is None else set(subdirs)
     for subdir in served_subdirs(channel):
         if wanted is not None and subdir not in wanted:
             continue
-        repodata = read_repodata(channel / subdir / "repodata.json") or {}
+        try:
+            raw = (channel / subdir / "repodata.json").read_bytes()
+        except OSError:
+            raw = b""
+        if digests is not None:
+            digests[subdir] = hashlib.sha256(raw).hexdigest()
+        repodata = _parse_repodata(raw) or {}
         for key in ("packages", "packages.conda"):
             entries = repodata.get(key)
             if not isinstance(entries, dict):

@@ -21,6 +21,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from ..errors import ChannelError
@@ -215,8 +216,9 @@ def register(channel: Path, claims: list[Claim], recipe_seen: set[str] = frozens
         files.append((_tokens_path(channel), json.dumps(tokens, indent=2, sort_keys=True)))
     if claims:
         owners.update({c.package: c.recipe for c in claims})
+        quote = encode_basestring_ascii  # what json.dumps does to a str, without its setup
         body = "# package name: the recipe (feedstock) allowed to publish it\n" + "".join(
-            f"{json.dumps(name)}: {json.dumps(owners[name])}\n" for name in sorted(owners)
+            f"{quote(name)}: {quote(owners[name])}\n" for name in sorted(owners)
         )
         files += [(channel / OWNERS_FILE, body), (internal_dir(channel) / LAST_OWNERS, body)]
     # tokens, then owners, then the last good copy; all durable before the first replace

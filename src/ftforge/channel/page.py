@@ -2,18 +2,30 @@
 
 Every package, each of its builds with the ABI marked (free-threaded, GIL,
 noarch), and its dependencies. Static HTML, no scripts, escaped throughout.
+
+A publish re-renders only the sections of the package names whose records
+changed and keeps the others from the page it replaces -- but only when that
+page provably is the one rendered from the channel's previous repodata: a
+record in ``.ftforge/page.json`` holds the page's sha256, the sha256 of each
+``repodata.json`` it was made from, its title and the stress records it
+showed. Anything else (a page edited by hand, a crash between two writes, a
+new stress record) renders the whole page, as :func:`render` does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
-from ..atomic import write_atomic
 from ..variants import variant_of_package
+from .durable import write_atomic_many
 from .index import channel_records
+from .layout import internal_dir
 
 __all__ = ["abi_of_record", "write_page"]
 
@@ -38,45 +50,168 @@ def abi_of_record(record: dict) -> tuple[str, str]:
     return ("ft" if variant.freethreaded else "gil"), f"{kind} {variant.abi_tag}"
 
 
-def render(channel: Path, title: str | None = None, records: list[dict] | None = None) -> str:
-    """The page; ``records``: the channel's records when the caller has them already."""
-    if records is None:
-        records = channel_records(channel)
-    stress = _StressRecords(channel)
-    by_name: dict[str, list[dict]] = defaultdict(list)
-    for record in records:
-        by_name[record["name"]].append(record)
+def _header(title: str, names: int, files: int) -> str:
     e = html.escape
-    title = title or f"ftforge channel {channel.name}"
-    parts = [
+    return "".join([
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        f"<p id='summary'>{len(by_name)} packages, {len(records)} files. "
+        f"<p id='summary'>{names} packages, {files} files. "
         "Builds marked <span class='abi ft'>free-threaded</span> need the free-threaded "
         "interpreter (<code>python-freethreading</code>); "
         "<span class='abi gil'>GIL</span> builds need the default one.</p>",
-    ]
-    for name in sorted(by_name):
-        parts.append(f"<h2 id='{e(name)}'>{e(name)}</h2><table><tr><th>version</th>"
-                     "<th>build</th><th>ABI</th><th>subdir</th><th>depends</th>"
-                     "<th>thread-safety (ftforge stress)</th></tr>")
-        rows = sorted(by_name[name], key=lambda r: (r["version"], r["build"]), reverse=True)
-        for record in rows:
-            css, label = abi_of_record(record)
-            deps = ", ".join(e(d) for d in record.get("depends", [])) or "—"
-            if record.get("track_features"):
-                label += " · down-weighted"
-            parts.append(
-                f"<tr data-fn='{e(record['fn'])}'><td>{e(record['version'])}</td>"
-                f"<td><code>{e(record['build'])}</code></td>"
-                f"<td><span class='abi {css}'>{e(label)}</span></td>"
-                f"<td>{e(record['subdir'])}</td><td class='deps'>{deps}</td>"
-                f"{stress.cell(record)}</tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>\n")
+    ])
+
+
+_SECTION = "<h2 id='"
+"""Where each package's section starts; escaped text never contains it."""
+_FOOTER = "</body></html>\n"
+
+
+def _section(name: str, records: list[dict], stress: _StressRecords) -> str:
+    e = html.escape
+    parts = [f"{_SECTION}{e(name)}'>{e(name)}</h2><table><tr><th>version</th>"
+             "<th>build</th><th>ABI</th><th>subdir</th><th>depends</th>"
+             "<th>thread-safety (ftforge stress)</th></tr>"]
+    rows = sorted(records, key=lambda r: (r["version"], r["build"]), reverse=True)
+    for record in rows:
+        css, label = abi_of_record(record)
+        deps = ", ".join(e(d) for d in record.get("depends", [])) or "—"
+        if record.get("track_features"):
+            label += " · down-weighted"
+        parts.append(
+            f"<tr data-fn='{e(record['fn'])}'><td>{e(record['version'])}</td>"
+            f"<td><code>{e(record['build'])}</code></td>"
+            f"<td><span class='abi {css}'>{e(label)}</span></td>"
+            f"<td>{e(record['subdir'])}</td><td class='deps'>{deps}</td>"
+            f"{stress.cell(record)}</tr>"
+        )
+    parts.append("</table>")
     return "".join(parts)
+
+
+def _by_name(records: list[dict]) -> dict[str, list[dict]]:
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_name[record["name"]].append(record)
+    return by_name
+
+
+def _title(channel: Path, title: str | None) -> str:
+    return title or f"ftforge channel {channel.name}"
+
+
+def render(channel: Path, title: str | None = None, records: list[dict] | None = None) -> str:
+    """The whole page; ``records``: the channel's records when the caller has them already."""
+    if records is None:
+        records = channel_records(channel)
+    return _render(channel, _title(channel, title), records, _StressRecords(channel))
+
+
+def _render(channel: Path, title: str, records: list[dict], stress: _StressRecords) -> str:
+    by_name = _by_name(records)
+    return "".join([_header(title, len(by_name), len(records)),
+                    *(_section(name, by_name[name], stress) for name in sorted(by_name)),
+                    _FOOTER])
+
+
+def _changed_names(before: list[dict], after: list[dict], subdirs: set[str]) -> set[str]:
+    """Names with a record added, dropped or different in ``subdirs`` (the subdirs
+    whose repodata changed; the others' records are the same by their digest)."""
+    old = {(r["subdir"], r["fn"]): r for r in before if r["subdir"] in subdirs}
+    new = {(r["subdir"], r["fn"]): r for r in after if r["subdir"] in subdirs}
+    changed = {r["name"] for key, r in new.items() if old.get(key) != r}
+    changed |= {r["name"] for key, r in old.items() if key not in new}
+    return changed
+
+
+def _splice(page: str, title: str, before: list[dict], after: list[dict], subdirs: set[str],
+            stress: _StressRecords) -> str | None:
+    """The page for ``after`` from ``page`` (rendered from ``before``): the sections of
+    names changed in ``subdirs`` rendered, the others copied. None if ``page`` does not
+    have the shape ``before`` gives it."""
+    changed = _changed_names(before, after, subdirs)
+    old_names = sorted({r["name"] for r in before})
+    starts = []
+    at = page.find(_SECTION)
+    while at != -1:
+        starts.append(at)
+        at = page.find(_SECTION, at + len(_SECTION))
+    if len(starts) != len(old_names) or not page.endswith(_FOOTER):
+        return None
+    ends = starts[1:] + [len(page) - len(_FOOTER)]
+    kept: dict[str, str] = {}
+    e = html.escape
+    for name, start, end in zip(old_names, starts, ends):
+        if not page.startswith(f"{_SECTION}{e(name)}'>", start):
+            return None
+        if name not in changed:
+            kept[name] = page[start:end]
+    redo: dict[str, list[dict]] = defaultdict(list)
+    names = set()
+    for record in after:
+        names.add(record["name"])
+        if record["name"] in changed:
+            redo[record["name"]].append(record)
+    return "".join([_header(title, len(names), len(after)),
+                    *(kept[name] if name in kept else _section(name, redo[name], stress)
+                      for name in sorted(names)),
+                    _FOOTER])
+
+
+_STATE = "page.json"
+
+
+def write_page(channel: Path, records: list[dict] | None = None, *,
+               digests: dict[str, str] | None = None,
+               previous: tuple[list[dict], dict[str, str]] | None = None) -> Path:
+    """Write ``index.html``. ``records``: the channel's records now (read if None) and
+    ``digests``: the sha256 of the ``repodata.json`` files they came from (see
+    :func:`ftforge.channel.index.channel_records`). ``previous``: the records and
+    digests the channel had before this change, to re-render only what changed."""
+    if records is None:
+        digests = {}
+        records = channel_records(channel, digests=digests)
+    title = _title(channel, None)
+    stress = _StressRecords(channel)
+    state_path = internal_dir(channel) / _STATE
+    page = None
+    if previous is not None and digests is not None:
+        old = _read_state(state_path)
+        target = channel / "index.html"
+        if old is not None and old.get("title") == title \
+                and old.get("repodata") == previous[1] \
+                and old.get("stress") == stress.snapshot(previous[1]) and target.is_file():
+            current = target.read_bytes()
+            if hashlib.sha256(current).hexdigest() == old.get("page"):
+                try:
+                    moved = {sub for sub in set(digests) | set(previous[1])
+                             if digests.get(sub) != previous[1].get(sub)}
+                    page = _splice(current.decode("utf-8"), title, previous[0], records,
+                                   moved, stress)
+                except UnicodeDecodeError:
+                    page = None
+    if page is None:
+        page = _render(channel, title, records, stress)
+    data = page.encode("utf-8")
+    files: list[tuple[Path, bytes | str]] = [(channel / "index.html", data)]
+    if digests is not None:
+        state = {"title": title, "repodata": digests, "stress": stress.snapshot(digests),
+                 "page": hashlib.sha256(data).hexdigest()}
+        internal_dir(channel).mkdir(parents=True, exist_ok=True)
+        files.append((state_path, json.dumps(state, sort_keys=True)))
+    else:
+        state_path.unlink(missing_ok=True)  # the page it described is being replaced
+    write_atomic_many(files)  # the page first, then the record of what it shows
+    return channel / "index.html"
+
+
+def _read_state(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class _StressRecords:
@@ -86,31 +221,40 @@ class _StressRecords:
     def __init__(self, channel: Path) -> None:
         self.channel = channel
         self.present: dict[str, frozenset[str]] = {}
+        self.stats: dict[str, dict[str, list[int]]] = {}
 
     def _listed(self, subdir: str) -> frozenset[str]:
         if subdir not in self.present:
             from ..stress import RECORD_SUFFIX
 
+            found: dict[str, list[int]] = {}
             try:
                 with os.scandir(self.channel / subdir) as entries:
-                    names = frozenset(e.name for e in entries if e.name.endswith(RECORD_SUFFIX))
+                    for entry in entries:
+                        if entry.name.endswith(RECORD_SUFFIX):
+                            st = entry.stat(follow_symlinks=False)
+                            found[entry.name] = [st.st_size, st.st_mtime_ns, st.st_ino]
             except OSError:
-                names = frozenset()
-            self.present[subdir] = names
+                pass
+            self.present[subdir] = frozenset(found)
+            self.stats[subdir] = found
         return self.present[subdir]
+
+    def snapshot(self, subdirs: Iterable[str]) -> dict[str, dict[str, list[int]]]:
+        """Every stress record file of ``subdirs`` with its size, mtime and inode: if
+        any changed, the sections showing them are stale."""
+        for subdir in subdirs:
+            self._listed(subdir)
+        return {sub: self.stats[sub] for sub in sorted(subdirs) if self.stats[sub]}
 
     def cell(self, record: dict) -> str:
         """The package's stress result, or a dash."""
-        from ..stress import read_record
-
         stored = None
         if self._listed(str(record["subdir"])):
+            from ..stress import read_record
+
             stored = read_record(self.channel, record["subdir"], record["fn"])
         if stored is None:
             return "<td class='stress'>—</td>"
         return (f"<td class='stress stress-{html.escape(stored.status)}'>"
                 f"{html.escape(stored.summary())}</td>")
-
-
-def write_page(channel: Path, records: list[dict] | None = None) -> Path:
-    return write_atomic(channel / "index.html", render(channel, records=records))

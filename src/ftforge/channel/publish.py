@@ -223,7 +223,8 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
         shutil.copyfile(pkg, copy)
         staged.append(copy)
     # what is audited is exactly what is published: the staged copies
-    existing = channel_records(channel)
+    digests: dict[str, str] = {}
+    existing = channel_records(channel, digests=digests)
     reports = audit_or_refuse(staged, channel, limits, shown_as=packages, progress=say,
                               existing=existing,
                               subdirs_here=[_subdir_here(p) for p in packages])
@@ -265,7 +266,7 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
         if moves:
             minted = register(channel, claims, {recipe} if recipe else set())
         say(f"indexing {channel}")
-        _refresh(channel, touched, before=existing)
+        _refresh(channel, touched, before=(existing, digests))
     except Exception as exc:
         _roll_back(channel, added, saved, touched)
         raise ChannelError(
@@ -417,20 +418,27 @@ def _check_invariants(report: AuditReport, where: object) -> None:
 
 
 def _refresh(channel: Path, subdirs: set[str] | None = None,
-             before: list[dict] | None = None) -> None:
+             before: tuple[list[dict], dict[str, str]] | None = None) -> None:
     """Re-index ``subdirs`` (all: None) and write the page. ``before``: the channel's
-    records as read before this transaction; a subdir not re-indexed is not read again."""
+    records and their repodata digests as read before this transaction; a subdir not
+    re-indexed is not read again, and the page re-renders only the names that changed."""
     from .page import write_page
 
     redone = set(reindex(channel, subdirs=subdirs))
     if before is None or subdirs is None:
         write_page(channel)
         return
-    fresh = channel_records(channel, subdirs=redone)
+    records, digests = before
+    fresh_digests: dict[str, str] = {}
+    fresh = channel_records(channel, subdirs=redone, digests=fresh_digests)
     by_subdir: dict[str, list[dict]] = {}
-    for record in [r for r in before if r["subdir"] not in redone] + fresh:
+    for record in [r for r in records if r["subdir"] not in redone] + fresh:
         by_subdir.setdefault(record["subdir"], []).append(record)
-    write_page(channel, [r for sub in served_subdirs(channel) for r in by_subdir.get(sub, [])])
+    served = served_subdirs(channel)
+    now = [r for sub in served for r in by_subdir.get(sub, [])]
+    now_digests = {sub: fresh_digests[sub] if sub in redone else digests[sub]
+                   for sub in served if sub in redone or sub in digests}
+    write_page(channel, now, digests=now_digests, previous=before)
 
 
 def recover(channel: Path) -> None:
