@@ -58,8 +58,8 @@ class SourceLimits:
     max_members: int = 100_000
     """Members of one sdist archive (default 100,000)."""
     max_unpacked_bytes: int = 2 << 30
-    """Uncompressed size of an sdist's members together, when it is unpacked for its
-    PEP 517 backend (default 2 GiB)."""
+    """Uncompressed size of an sdist's members together, checked before it is read or
+    unpacked; also the largest file the sandboxed backend may write (default 2 GiB)."""
     max_header_bytes: int = 1 << 20
     """One tar PAX / GNU long-name header's payload (default 1 MiB)."""
     max_metadata_bytes: int = 4 << 20
@@ -87,10 +87,12 @@ class RecipeLimits:
     render_memory_bytes: int = 1 << 30
     """Address space of the render worker (default 1 GiB)."""
     max_rendered_chars: int = 4 << 20
-    """Text a Jinja template may produce, and the longest string or list one
-    expression (``*``, ``~``, ``range``, filters) may build (default 4 Mi)."""
+    """Text one Jinja template may produce, and the longest string or list ``*`` may
+    build (default 4 Mi); ``**`` may not build a number over 64 Kibit. What ``~`` and
+    filters build is bounded by ``render_memory_bytes``."""
     max_loop_items: int = 100_000
-    """Loop iterations of one render, all ``for`` loops together (default 100,000)."""
+    """Items of one ``range()`` (default 100,000); loops nested inside each other are
+    bounded by ``render_seconds``."""
     max_yaml_nodes: int = 1_000_000
     """YAML nodes after aliases are expanded (default 1,000,000; a billion-laughs
     document is refused here)."""
