@@ -244,14 +244,36 @@ def check_linkage(batch: Iterable[Path], channel: Path | None = None
             continue
         if pkg.subdir not in channel_by_subdir:
             channel_by_subdir[pkg.subdir] = _channel_packages(channel, pkg.subdir)
-        providers: dict[str, list[PackageLinkage]] = {}
-        for name, paths in channel_by_subdir[pkg.subdir].items():
-            providers[name] = [_linkage_of(p) for p in paths]
+        providers = _Providers(channel_by_subdir[pkg.subdir])
         for other in linkages.values():
             if other.subdir in (pkg.subdir, "noarch"):
                 providers.setdefault(other.name, []).append(other)
         results[path] = _findings(pkg, providers)
     return results
+
+
+class _Providers(dict):
+    """name -> linkages of the channel's packages of that name (and the batch's), each
+    name's packages read on first use: a publish reads what its closure reaches, not
+    every package of the channel (issue 16: 5,000 re-read for one package)."""
+
+    def __init__(self, paths: dict[str, list[Path]]) -> None:
+        super().__init__()
+        self._paths = paths
+
+    def get(self, name, default=None):  # noqa: ANN001 -- dict's signature
+        if name in self._paths and not super().__contains__(name):
+            self[name] = [_linkage_of(p) for p in self._paths[name]]
+        return super().get(name, default)
+
+    def setdefault(self, name, default=None):  # noqa: ANN001
+        self.get(name)
+        return super().setdefault(name, default)
+
+    def every(self) -> list[tuple[str, list[PackageLinkage]]]:
+        """All of them, in the channel's order then the batch's (reads every package)."""
+        channel = [(name, self.get(name)) for name in self._paths]
+        return channel + [(n, v) for n, v in self.items() if n not in self._paths]
 
 
 def _findings(pkg: PackageLinkage, providers: dict[str, list[PackageLinkage]]
@@ -262,11 +284,7 @@ def _findings(pkg: PackageLinkage, providers: dict[str, list[PackageLinkage]]
         for provider in providers.get(name, []):
             for lib in provider.files:
                 from_deps.setdefault(lib, name)
-    anywhere: dict[str, str] = {}
-    for name, builds in providers.items():
-        for provider in builds:
-            for lib in provider.files:
-                anywhere.setdefault(lib, name)
+    anywhere: dict[str, str] | None = None  # only for the message of a finding
     findings: list[LinkageFinding] = []
     declared = pkg.declared_glibc
     for elf in pkg.elves:
@@ -274,6 +292,14 @@ def _findings(pkg: PackageLinkage, providers: dict[str, list[PackageLinkage]]
             if (lib in pkg.files or lib in GLIBC_LIBRARIES or lib in from_deps
                     or lib in pkg.system_libraries):
                 continue
+            if anywhere is None:
+                anywhere = {}
+                every = providers.every() if isinstance(providers, _Providers) \
+                    else providers.items()
+                for name, builds in every:
+                    for provider in builds:
+                        for found in provider.files:
+                            anywhere.setdefault(found, name)
             provider = anywhere.get(lib)
             if provider:
                 what = (f"the channel's {provider} provides it, but {pkg.name} does not "
