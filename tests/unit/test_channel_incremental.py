@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
 
 import pytest
 from hypothesis import given, settings
@@ -254,3 +256,37 @@ def test_missing_twins_for_some_files_is_the_full_check_filtered(rows, rnd):
     fast = missing_twins(records, "ch", only=only)
     full = [v for v in missing_twins(records, "ch") if v.fn in only]
     assert fast == full
+
+
+# -- the linkage pass reads what the closure reaches, not the whole channel -----------------
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to make ELF objects")
+def test_linkage_reads_only_the_packages_the_closure_reaches(tmp_path, monkeypatch):
+    from ftforge.channel import linkage
+    from ftforge.channel.audit import PackageRefused
+
+    src = tmp_path / "c"
+    src.mkdir()
+    (src / "foo.c").write_text("int foo(void) { return 42; }\n")
+    (src / "user.c").write_text("int foo(void);\nint user(void) { return foo(); }\n")
+    run = lambda *a: subprocess.run(a, cwd=src, check=True, capture_output=True)  # noqa: E731
+    run("gcc", "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1", "-o", "libfoo.so.1", "foo.c")
+    run("gcc", "-shared", "-fPIC", "-o", "libuser.so", "user.c", "-L.", "-l:libfoo.so.1")
+
+    def native(name: str, files: dict[str, bytes], depends: list[str]) -> Path:
+        return write_package(SyntheticPackage(name, "1.0", "h0000000_0", subdir="linux-64",
+                                              depends=depends, files=files), tmp_path / name)
+
+    channel = tmp_path / "ch"
+    publish([write_package(pure(f"filler-{i}"), tmp_path / "f") for i in range(25)]
+            + [native("libfoo", {"lib/libfoo.so.1": (src / "libfoo.so.1").read_bytes()}, [])],
+            channel)
+    read: list[str] = []
+    original = linkage.read_linkage
+    monkeypatch.setattr(linkage, "read_linkage", lambda p: read.append(p.name) or original(p))
+    linkage._cached.cache_clear()
+    user = (src / "libuser.so").read_bytes()
+    publish([native("user", {"lib/libuser.so": user}, ["libfoo"])], channel)
+    assert sorted(n.split("-")[0] for n in read) == ["libfoo", "user"]  # not the 25 fillers
+    with pytest.raises(PackageRefused, match="the channel's libfoo provides it"):
+        publish([native("stray", {"lib/libstray.so": user}, [])], channel)
