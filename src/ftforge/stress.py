@@ -609,7 +609,8 @@ def ensure_published(channel: Path, requirements: Iterable[str], *,
                                        for d in recipes])
             packages = sorted({p for o in outcomes for p in o.packages})
             progress(f"publishing {len(packages)} package(s) to {channel}")
-            publish(packages, channel, recipe="ftforge stress", by="ftforge stress")
+            # Each new name is its own recipe (owners.yaml), as a feedstock per package.
+            publish(packages, channel, by="ftforge stress")
         except FtforgeError as exc:
             if Requirement(text).name.lower() in required:
                 raise
