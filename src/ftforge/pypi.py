@@ -273,7 +273,22 @@ def select_sdist(project: Project, version: str | None) -> tuple[str, DistFile]:
             f"{project.name} {version} has no sdist on PyPI (only {', '.join(kinds)})",
             hint="ftforge builds from source: pick a release that publishes an sdist",
         )
-    return version, sdists[0]
+    # The mirror is shared by every package (and CPython's own sources): a project's
+    # sdist is named after the project (PEP 625), never after another one's file.
+    for dist in sdists:
+        safe_filename(dist.filename, source=f"index entry {dist.filename[:80]!r}")
+    own = [f for f in sdists if _belongs_to(f.filename, project.name)]
+    if not own:
+        raise PyPIError(
+            f"{project.source or project.name}: {project.name} {version}: sdist file name "
+            f"{sdists[0].filename[:80]!r} does not start with the project's name (PEP 625)",
+            hint="the index is malformed or hostile; nothing was downloaded")
+    return version, own[0]
+
+
+def _belongs_to(filename: str, project_name: str) -> bool:
+    return isinstance(filename, str) and normalize(filename).startswith(
+        normalize(project_name) + "-")
 
 
 def canonical_sdist_url(project_name: str, filename: str) -> str:
