@@ -63,21 +63,16 @@ def test_metapackages_pin_the_abi(repodata):
     assert GIL.python_abi_spec in gil["depends"]
 
 
-def test_package_records_its_system_linkage(interpreter_packages):
-    names = sorted(p.name for p in interpreter_packages)
-    assert len(names) == 6, names  # python, python_abi, metapackage for each ABI
+def test_package_is_self_contained(interpreter_packages, repodata):
+    """The default (conda-forge) profile: no system-linkage record; the libraries it
+    links are run dependencies (the native stack, published with it)."""
     pkg = next(p for p in interpreter_packages
                if p.name.startswith("python-3.13.5") and p.name.endswith("_cp313t.conda"))
     with open(pkg, "rb") as handle:
-        for tar, member in stream_conda_component(pkg.name, handle, "pkg"):
-            if member.name == "share/ftforge/linkage/python.txt":
-                text = tar.extractfile(member).read().decode()
-                break
-        else:
-            pytest.fail("linkage record missing")
-    for lib in ("libssl.so.3", "libsqlite3.so.0", "libffi.so.8", "libtk8.6.so"):
-        assert f"{lib} /lib/x86_64-linux-gnu/{lib}" in text, lib
-    assert "placehold" not in text  # nothing from the build prefix
+        names = [m.name for _, m in stream_conda_component(pkg.name, handle, "pkg")]
+    assert "share/ftforge/linkage/python.txt" not in names
+    depends = {d.split()[0] for d in _record(repodata, "python", FT)["depends"]}
+    assert {"openssl", "libsqlite", "libffi", "libzlib", "readline", "__glibc"} <= depends
 
 
 def test_free_threaded_env(ft_env):
@@ -92,9 +87,16 @@ def test_free_threaded_env(ft_env):
 
 
 @pytest.mark.parametrize("module", ["ssl", "sqlite3", "ctypes", "lzma", "bz2", "readline",
-                                    "zlib", "uuid", "_tkinter", "dbm.gnu", "decimal"])
+                                    "zlib", "uuid", "curses", "dbm.sqlite3", "decimal"])
 def test_stdlib_extension_modules_import(ft_env, module):
     run_python(ft_env, f"import {module}")
+
+
+def test_modules_without_a_library_are_left_out(ft_env):
+    """_tkinter (Tcl/Tk need X11 client libraries, not packaged) and _gdbm/_dbm are not
+    built by the self-contained profile: absent, not half-linked."""
+    run_python(ft_env, "import importlib.util as u; "
+               "assert [m for m in ('_tkinter', '_gdbm', '_dbm') if u.find_spec(m)] == []")
 
 
 def test_rpath_is_relative(ft_env):

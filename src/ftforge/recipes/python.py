@@ -71,7 +71,7 @@ CONDA_FORGE_HOST_DEPENDENCIES: tuple[str, ...] = (
     "bzip2", "sqlite", "liblzma-devel", "zlib", "openssl", "readline",
     "ncurses", "libffi", "libuuid", "libexpat",
 )
-DEFAULT_PROFILE: DepsProfile = "system"
+DEFAULT_PROFILE: DepsProfile = "conda-forge"
 NOT_BUILT_MODULES: tuple[str, ...] = ("_tkinter", "_gdbm", "_dbm")
 """Extension modules the self-contained profile does not build (no library for them)."""
 CONDA_FORGE_HOST_DEPENDENCIES_3_14 = ("zstd",)
@@ -251,8 +251,9 @@ outputs:
           - if: python_deps_profile == "conda-forge"
             then:
               # self-contained: no system-linkage record, the CA bundle from ca-certificates
+              # (not the build machine's: SSL_CERT_FILE/SSL_CERT_DIR would point there)
               - test ! -e "$PREFIX/{LINKAGE_RECORD}"
-              - python -c "import ssl; n = len(ssl.create_default_context().get_ca_certs()); print(n, 'CA certificates'); assert n > 100"
+              - env -u SSL_CERT_FILE -u SSL_CERT_DIR python -c "import ssl; n = len(ssl.create_default_context().get_ca_certs()); print(n, 'CA certificates'); assert n > 100"
               - python -c "import importlib.util as u; assert u.find_spec('_tkinter') is None"
             else:
               - test -f "$PREFIX/{LINKAGE_RECORD}"
