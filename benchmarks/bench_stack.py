@@ -7,12 +7,13 @@
     and warm (same cache); ratio warm/cold; goals: cold <= 15 min on 2 cores,
     warm < 1 min.  --skip-demo leaves it out (the cold demo is the expensive part).
 (c) size on disk of a python-freethreading environment, self-contained (the
-    default profile) vs the system profile; ratio.
+    default profile) vs the system profile; ratio. Built with the real cache
+    (sizes do not depend on build times), before (a) and (b).
 
-    .venv/bin/python benchmarks/bench_stack.py [--skip-demo] [--skip-size] [--work DIR]
+    .venv/bin/python benchmarks/bench_stack.py [--skip-stack] [--skip-demo] [--skip-size] [--work DIR]
 
-The source mirror and the toolchain are shared with the real cache (seeding is
-not a build); every package build is cold. Run it on an otherwise idle machine:
+For (a) and (b) the source mirror is shared with the real cache (seeding is not
+a build); every package build is cold. Run it on an otherwise idle machine:
 2 cores shared with other work make every figure larger.
 """
 
@@ -92,30 +93,31 @@ def env_sizes(work: Path) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-stack", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-size", action="store_true")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="ftforge-bench-stack-"))
-    _private_cache(work)
     results: dict[str, object] = {"cpus": os.cpu_count()}
-
-    stack = stack_times(work)
-    results["stack"] = stack
-    print(f"(a) native stack: cold {stack['cold']:.0f} s, warm {stack['warm']:.1f} s, "
-          f"warm/cold {stack['warm'] / stack['cold']:.3f}")
-    if not args.skip_demo:
-        shutil.rmtree(work / "cache" / "builds", ignore_errors=True)  # the demo starts cold
-        demo = demo_times(work)
-        results["demo"] = demo
-        print(f"(b) ftforge demo: cold {demo['cold'] / 60:.1f} min (goal <= 15), warm "
-              f"{demo['warm']:.0f} s (goal < 60), warm/cold {demo['warm'] / demo['cold']:.3f}")
     if not args.skip_size:
         sizes = env_sizes(work)
         results["env_bytes"] = sizes
         print(f"(c) python-freethreading env: self-contained {sizes['conda-forge'] / 2**20:.1f} "
               f"MiB, system profile {sizes['system'] / 2**20:.1f} MiB, ratio "
               f"{sizes['conda-forge'] / sizes['system']:.2f}")
+    _private_cache(work)
+    if not args.skip_stack:
+        stack = stack_times(work)
+        results["stack"] = stack
+        print(f"(a) native stack: cold {stack['cold']:.0f} s, warm {stack['warm']:.1f} s, "
+              f"warm/cold {stack['warm'] / stack['cold']:.3f}")
+    if not args.skip_demo:
+        shutil.rmtree(work / "cache" / "builds", ignore_errors=True)  # the demo starts cold
+        demo = demo_times(work)
+        results["demo"] = demo
+        print(f"(b) ftforge demo: cold {demo['cold'] / 60:.1f} min (goal <= 15), warm "
+              f"{demo['warm']:.0f} s (goal < 60), warm/cold {demo['warm'] / demo['cold']:.3f}")
     print(json.dumps(results, indent=2))
 
 
