@@ -38,7 +38,8 @@ class ArchiveLimits:
     """One metadata file held in memory: ``metadata.json``, ``info/index.json``,
     ``info/paths.json`` (default 64 MiB; other ``info/`` files are hashed, not held)."""
     max_link_hops: int = 40
-    """Symlinks followed while resolving one path (Linux's own limit; a loop is refused)."""
+    """Symlinks followed while resolving one path (default 40, Linux's own limit; a loop
+    is refused)."""
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,38 @@ class RecipeLimits:
     document is refused here)."""
     max_selector_chars: int = 1_000
     """One ``# [selector]`` or ``if:`` expression (default 1,000 characters)."""
+
+
+def _human(name: str, value: object) -> str:
+    if name.endswith("_bytes") and isinstance(value, int):
+        for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+            if value >= 1 << shift and value % (1 << shift) == 0:
+                return f"{value >> shift} {unit}"
+        return f"{value} B"
+    if name.endswith("_seconds"):
+        return f"{value:g} s"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def markdown() -> str:
+    """The README's "Limits" table, from the fields and their docstrings above."""
+    import ast
+    import dataclasses
+    import inspect
+
+    tree = ast.parse(inspect.getsource(inspect.getmodule(markdown)))
+    lines = ["| setting | default | what it bounds |", "|---|---|---|"]
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or node.name not in __all__:
+            continue
+        defaults = {f.name: f.default for f in dataclasses.fields(globals()[node.name])}
+        body = node.body
+        for field_node, doc in zip(body, [*body[1:], None]):
+            if not isinstance(field_node, ast.AnnAssign):
+                continue
+            name = field_node.target.id  # type: ignore[union-attr]
+            text = (doc.value.value if isinstance(doc, ast.Expr)
+                    and isinstance(doc.value, ast.Constant) else "")
+            text = " ".join(str(text).split()).replace("``", "`").replace("|", "\\|")
+            lines.append(f"| `{node.name}.{name}` | {_human(name, defaults[name])} | {text} |")
+    return "\n".join(lines)
