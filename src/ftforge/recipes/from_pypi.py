@@ -177,7 +177,13 @@ def closure_from_pypi(spec: str, *, names: Mapping[str, str] | None = None,
             return local_project
         return pypi.fetch_project(name)
 
-    ordered = build_order(plan_closure(spec, generate, names=names, project_of=project_of))
+    # C libraries (yaml, zlib, ...) are conda packages of the native generator, not PyPI's
+    from .closure import PROVIDED
+    from .native import LIBRARIES
+
+    native = {n for lib in LIBRARIES for n in (lib.name, *lib.aliases)}
+    ordered = build_order(plan_closure(spec, generate, names=names, project_of=project_of,
+                                       provided=PROVIDED | native))
     if fmt == "meta.yaml":
         return [(p, generate(f"{p.pypi_name}=={p.version}", fmt)[1]) for p in ordered]
     return [(p, p.files) for p in ordered]
