@@ -22,7 +22,7 @@ drift check are :mod:`ftforge.recipes.files`'.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..channel.linkage import GLIBC_LIBRARIES
@@ -425,15 +425,6 @@ def recipes_root() -> Path:
 
 # ---------------------------------------------------------------------------
 # generation
-
-
-def _provides(lib: NativeLibrary) -> set[str]:
-    return {lib.name, *lib.aliases}
-
-
-def _host_pin(name: str) -> str:
-    """A host requirement by the name a recipe writes (``zlib``); its run_export pins it."""
-    return name
 
 
 _PROLOGUE = """\
