@@ -105,9 +105,11 @@ class StressRecord:
     failed_only_in_parallel: list[str] = field(default_factory=list)
     gil_reenabled: bool = False
     gil_reenabled_after: str | None = None
+    crashed: str | None = None
+    """The test in which the interpreter died (and the fatal error), if it did."""
     no_tests: bool = False
     status: str = "ok"
-    """ok | findings | gil-reenabled | no-tests | error"""
+    """ok | findings | crashed | gil-reenabled | no-tests | error"""
     note: str = ""
     seconds: float = 0.0
     """The whole run for this package: sdist, environment, both pytest runs."""
@@ -126,6 +128,8 @@ class StressRecord:
         if self.failed_only_in_parallel:
             text += (f"; failed only in parallel: {', '.join(self.failed_only_in_parallel[:5])}"
                      + (" ..." if len(self.failed_only_in_parallel) > 5 else ""))
+        if self.crashed:
+            text += f"; the interpreter crashed in {self.crashed}"
         if self.gil_reenabled:
             text += f"; GIL re-enabled at run time (after {self.gil_reenabled_after or 'start'})"
         return text
@@ -255,6 +259,12 @@ def pytest_collection_finish(session):
     _out["collected"] = len(session.items)
 
 
+def pytest_runtest_logstart(nodeid, location):
+    # The test running now, for a run that crashes the interpreter (no sessionfinish).
+    with open(os.environ["FTFORGE_STRESS_OUT"] + ".current", "w") as handle:
+        handle.write(nodeid)
+
+
 def pytest_runtest_logreport(report):
     outcomes = _out["outcomes"]
     if report.when == "call" or report.outcome != "passed":
@@ -284,12 +294,14 @@ class Outcome:
     gil_reenabled: bool
     gil_after: str | None
     exitstatus: int
+    crashed: str | None = None
+    """``"<test id>: Fatal Python error: ..."`` when the interpreter died in that test."""
 
     def passed(self) -> set[str]:
         return {k for k, v in self.outcomes.items() if v == "passed"}
 
     def failed(self) -> set[str]:
-        return {k for k, v in self.outcomes.items() if v in ("failed", "error")}
+        return {k for k, v in self.outcomes.items() if v in ("failed", "error", "crashed")}
 
 
 def parse_outcomes(data: Mapping) -> Outcome:
@@ -328,8 +340,13 @@ def _pytest(prefix: Path, cwd: Path, probe_dir: Path, extra: list[str], log: Pat
             raise StressError(f"pytest ran longer than {timeout:.0f} s in {cwd.name}",
                               hint="raise --timeout, or lower --threads/--iterations") from None
     if not out.is_file():
-        tail = [line.strip() for line in log.read_text(errors="replace").splitlines()
-                if line.strip()][-3:]
+        text = log.read_text(errors="replace")
+        current = Path(f"{out}.current")
+        fatal = re.findall(r"Fatal Python error: [^\n]*", text)
+        if current.is_file() and fatal:  # the interpreter died inside a test
+            test = current.read_text()[:500]
+            return Outcome(0, {test: "crashed"}, False, None, -1, f"{test}: {fatal[-1][:200]}")
+        tail = [line.strip() for line in text.splitlines() if line.strip()][-3:]
         raise StressError(f"pytest did not finish a session: {' | '.join(tail)[-400:]}",
                           hint="the test suite could not start (keep the log with --keep-logs)")
     return parse_outcomes(json.loads(out.read_text()))
@@ -388,7 +405,13 @@ def run_tests(record: StressRecord, sdist: Path, prefix: Path, modules: Iterable
     gil = serial if serial.gil_reenabled else parallel
     record.gil_reenabled = serial.gil_reenabled or parallel.gil_reenabled
     record.gil_reenabled_after = gil.gil_after if record.gil_reenabled else None
-    if serial.collected == 0:
+    record.crashed = serial.crashed or parallel.crashed
+    if record.crashed:
+        record.status = "crashed"
+        record.note = "; ".join(filter(None, [record.note, (
+            "the plain run crashed" if serial.crashed else
+            "the parallel run stopped at the crash (later tests did not run in parallel)")]))
+    elif serial.collected == 0:
         record.no_tests, record.status = True, "no-tests"
         record.note = ("pytest collected no tests from the sdist"
                        + (" (the installed package ships none)" if where else ""))

@@ -312,3 +312,33 @@ def test_tests_inside_the_package_run_from_the_installed_copy(tmp_path):
     assert result.collected == 3 and "--pyargs" in result.note
     [finding] = result.failed_only_in_parallel  # pytest's node id (rootdir: the package)
     assert finding.endswith("test_inside.py::test_shared_state_is_mine")
+
+
+CRASHING_TESTS = '''import os
+import threading
+
+HITS = []
+
+
+def test_fine():
+    assert True
+
+
+def test_dies_when_two_threads_meet():
+    HITS.append(threading.get_ident())
+    if len(set(HITS)) > 1:
+        os.abort()  # stands in for a segfault or bus error in an extension
+'''
+
+
+def test_a_crash_in_parallel_names_the_test_and_the_fatal_error(tmp_path):
+    sdist = make_sdist(tmp_path / "sd", "crashy", {
+        "PKG-INFO": PKG_INFO.format(name="crashy", requires=""),
+        "tests/test_crash.py": CRASHING_TESTS})
+    result = stress.run_tests(record(package="crashy"), sdist, fake_prefix(tmp_path), ["crashy"],
+                              StressOptions(threads=4, iterations=2), tmp_path / "work")
+    assert result.status == "crashed" and result.collected == 2 and result.passed_serial == 2
+    assert result.crashed == "tests/test_crash.py::test_dies_when_two_threads_meet: Fatal " \
+                             "Python error: Aborted"
+    assert result.failed_only_in_parallel == ["tests/test_crash.py::test_dies_when_two_threads_meet"]
+    assert "the interpreter crashed in tests/test_crash.py" in result.summary()
