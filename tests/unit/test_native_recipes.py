@@ -154,3 +154,23 @@ def test_pypi_recipe_with_c_libraries_depends_on_their_conda_packages(tmp_path):
     with pytest.raises(FtforgeError, match="libfoo-dev"):
         clibs.conda_for_apt(["libyaml-dev", "libfoo-dev"], project="x")
     assert clibs.conda_for_apt(["libyaml-dev", "zlib1g-dev"], project="x") == ("yaml", "zlib")
+
+
+def test_c_libraries_missing_from_the_channels_are_built_first(tmp_path):
+    from ftforge.build.stack import native_libraries_needed
+    from ftforge.channel.publish import publish
+    from ftforge.channel.synthetic import SyntheticPackage, write_package
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert native_libraries_needed({"python", "sqlite"}, (str(empty),)) == ("zlib", "sqlite")
+    assert native_libraries_needed({"openssl", "readline"}, (str(empty),)) == (
+        "ca-certificates", "ncurses", "readline", "openssl")
+    assert native_libraries_needed({"python", "cython"}, (str(empty),)) == ()
+    channel = tmp_path / "ch"
+    publish([write_package(SyntheticPackage("libzlib", "1.2.13", "h0_0", subdir="linux-64"),
+                           tmp_path / "in")], channel)
+    assert native_libraries_needed({"sqlite", "zlib"}, (str(channel),)) == ("sqlite",)
+    # a remote channel is not looked into: nothing is built behind the user's back
+    assert native_libraries_needed({"yaml"}, ("http://127.0.0.1:9/ft",)) == ()
+    assert native_libraries_needed({"yaml"}, ("conda-forge",)) == ()

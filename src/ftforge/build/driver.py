@@ -359,6 +359,8 @@ def build(
     keys: list[str] = []
     variants: list[dict[str, str]] = []
     all_cached = True
+    native_packages: list[Path] = []
+    native_channels: tuple[str, ...] = ()
     with tempfile.TemporaryDirectory(prefix="ftforge-stage-") as tmp:
         staged = stage_recipe(recipe_dir, Path(tmp) / "recipe", mirror)
         seen: set[str] = set()
@@ -368,6 +370,10 @@ def build(
             if not rendered or identity in seen:
                 continue
             seen.add(identity)
+            built = _native_libraries_for(rendered, request, native_channels, reporter, name)
+            if built:  # C libraries no channel had, built into the output directory first
+                native_packages += built
+                native_channels = (str(output_dir),)
             key = recipe_hash(recipe_dir, identity, extra=extra)
             keys.append(key)
             variants.extend(dict(v.variant) for v in rendered)
@@ -381,19 +387,40 @@ def build(
                 with _key_lock(paths.toolchain_channel_dir()):
                     toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
                 dependency_channels = [toolchain_channel.as_uri(),
-                                       *(channel_url(c) for c in request.channels)]
+                                       *(channel_url(c) for c in request.channels),
+                                       *(channel_url(c) for c in native_channels)]
                 _build_into_cache(rendered, cache_dir, dependency_channels, request.test,
                                   reporter, name)
     if not keys:
         raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
                            hint="check the --variant values")
     packages = [p for key in keys for p in _copy_out(paths.builds_dir() / key, output_dir)]
+    packages = [*dict.fromkeys(native_packages), *packages]
     with _key_lock(paths.toolchain_channel_dir()):
         toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
         packages += runtime_packages_for(packages, toolchain_channel, output_dir)
     index_channel(output_dir)
     return BuildOutcome(packages, ",".join(keys), all_cached, time.monotonic() - started,
                         paths.builds_dir() / keys[-1] / "build.log", variants)
+
+
+def _native_libraries_for(rendered: list, request: BuildRequest, native_channels: tuple[str, ...],
+                          reporter: BuildReporter, name: str) -> list[Path]:
+    """Build the C libraries (``ftforge.recipes.native``) that the rendered variants need
+    as host requirements and no given channel has; return their packages."""
+    from .stack import build_stack, native_libraries_needed
+
+    hosts = {item.split()[0] for variant in rendered
+             for item in (variant.recipe.to_dict().get("requirements") or {}).get("host") or []
+             if isinstance(item, str) and item.strip()}
+    request.output_dir.mkdir(parents=True, exist_ok=True)
+    output = str(request.output_dir.resolve())
+    needed = native_libraries_needed(hosts, (*request.channels, *native_channels, output))
+    if not needed:
+        return []
+    reporter.step(f"{name}: building the C libraries it needs first: {', '.join(needed)}")
+    return build_stack(request.output_dir, names=needed, reporter=reporter,
+                       channels=request.channels).packages
 
 
 @contextlib.contextmanager

@@ -58,3 +58,49 @@ def build_stack(output_dir: Path, *, names: tuple[str, ...] = native.STACK_ORDER
     requests = [BuildRequest(d, output_dir, channels=channels)
                 for d in recipe_dirs(names, work)]
     return StackResult(build_in_order(requests, reporter=reporter), output_dir)
+
+
+def _local_channel_names(channels: tuple[str, ...]) -> set[str] | None:
+    """Package names in the local channels; None if a channel is remote (not checked)."""
+    from urllib.parse import unquote, urlparse
+
+    from ..channel.index import channel_records
+
+    names: set[str] = set()
+    for channel in channels:
+        if "://" in channel and not channel.startswith("file://"):
+            return None
+        path = Path(unquote(urlparse(channel).path)) if "://" in channel else Path(channel)
+        if not path.is_dir():  # a channel name (or nothing here): not looked into
+            return None
+        if (path / "noarch" / "repodata.json").is_file():  # else: not indexed yet, empty
+            names |= {str(r.get("name")) for r in channel_records(path)}
+    return names
+
+
+def native_libraries_needed(host_names: set[str], channels: tuple[str, ...]) -> tuple[str, ...]:
+    """Native recipes (directories, in build order) to build so that ``host_names`` resolve:
+    the C libraries named there that no channel has, with what they need in turn.
+    Empty when a channel is remote (its contents are not checked)."""
+    by_name = {n: lib for lib in native.LIBRARIES for n in (lib.name, *lib.aliases)}
+    wanted = {by_name[h].directory for h in host_names if h in by_name}
+    if not wanted:
+        return ()
+    available = _local_channel_names(channels)
+    if available is None:
+        return ()
+
+    def present(directory: str) -> bool:
+        lib = native.library(directory)
+        return bool({lib.name, *lib.aliases} & available)
+
+    todo, needed = sorted(wanted), set()
+    while todo:
+        directory = todo.pop()
+        if directory in needed or present(directory):
+            continue
+        needed.add(directory)
+        lib = native.library(directory)
+        todo += [native.library(d).directory for d in (*lib.host, *lib.run)]
+    order = [*native.STACK_ORDER, *native.EXTENSION_LIBRARIES]
+    return tuple(sorted(needed, key=order.index))
