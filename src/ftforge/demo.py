@@ -1,7 +1,8 @@
 """``ftforge demo``: build the interpreters and pip, publish, install, prove it.
 
-recipes (generated) -> ftforge build (both ABIs, then pip's backend and pip) ->
-channel publish (variant-complete) -> a dry-run solve of plain ``python``
+recipes (generated) -> ftforge build (the C libraries the interpreter links,
+then both ABIs against them -- self-contained -- then pip's backend and pip) ->
+channel publish (variant-complete, linkage-audited) -> a dry-run solve of plain ``python``
 (must be the GIL build) -> ftforge create python-freethreading (pip comes
 with it, as with conda) -> a CPU-bound workload on 1 and 2 threads.
 """
