@@ -290,3 +290,36 @@ def test_linkage_reads_only_the_packages_the_closure_reaches(tmp_path, monkeypat
     assert sorted(n.split("-")[0] for n in read) == ["libfoo", "user"]  # not the 25 fillers
     with pytest.raises(PackageRefused, match="the channel's libfoo provides it"):
         publish([native("stray", {"lib/libstray.so": user}, [])], channel)
+
+
+# -- publishing the same files again does not audit them again ------------------------------
+
+def test_an_identical_republish_is_unchanged_without_a_second_audit(tmp_path, monkeypatch):
+    from ftforge.channel import publish as publish_module
+
+    channel = tmp_path / "ch"
+    first = [write_package(p, tmp_path / "a") for p in [pure("alpha"), *twins("ext")]]
+    token = publish(first, channel, recipe="r").tokens["r"]
+    audited: list[str] = []
+    original = publish_module.audit_package
+    monkeypatch.setattr(publish_module, "audit_package",
+                        lambda path, *a, **k: audited.append(path.name) or original(path, *a, **k))
+    new = write_package(pure("beta"), tmp_path / "b")
+    again = publish([*first, new], channel, recipe="r", token=token)
+    assert audited == [new.name]
+    assert sorted(p.name for p in again.unchanged) == sorted(p.name for p in first)
+    assert [p.name for p in again.added] == [new.name]
+    # other bytes under a published name are still audited, then refused
+    other = write_package(SyntheticPackage(**{**pure("alpha").__dict__,
+                                              "files": {"x/other.py": b"1\n"}}), tmp_path / "c")
+    assert other.name == first[0].name
+    with pytest.raises(ChannelError, match="different content"):
+        publish([other], channel, recipe="r", token=token)
+    assert audited[-1] == other.name
+    # an identical file in a folder named like another subdir is audited (and refused there)
+    misplaced = tmp_path / "linux-64" / first[0].name
+    misplaced.parent.mkdir()
+    misplaced.write_bytes(first[0].read_bytes())
+    with pytest.raises(ChannelError):
+        publish([misplaced], channel, recipe="r", token=token)
+    assert audited[-1] == first[0].name

@@ -3,7 +3,9 @@
 One publish, under the channel's lock:
 
 1. copy every input into ``.ftforge/staging/`` and audit the *copy* (what is
-   audited is exactly what is published);
+   audited is exactly what is published); a copy byte-identical to a file the
+   channel already serves and indexes under its name is reported unchanged
+   without a second audit;
 2. refuse on any audit finding (metadata checked under conda's rules, the
    package's subdir matching its place), on a channel invariant the
    transaction would break (a free-threaded build without its GIL twin), on a
@@ -73,6 +75,7 @@ class PublishResult:
     added: list[Path]
     unchanged: list[Path]
     reports: list[AuditReport] = field(default_factory=list)
+    """The audit of every input that was not already published byte for byte."""
     tokens: dict[str, str] = field(default_factory=dict)
     """Tokens minted by this publish, ``{recipe: token}``: shown once, stored hashed."""
 
@@ -225,11 +228,16 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
     # what is audited is exactly what is published: the staged copies
     digests: dict[str, str] = {}
     existing = channel_records(channel, digests=digests)
-    reports = audit_or_refuse(staged, channel, limits, shown_as=packages, progress=say,
-                              existing=existing,
-                              subdirs_here=[_subdir_here(p) for p in packages])
+    heres = [_subdir_here(p) for p in packages]
+    unchanged = _already_published(channel, staged, heres, existing)
+    todo = [i for i, copy in enumerate(staged) if copy not in unchanged]
+    reports = audit_or_refuse([staged[i] for i in todo], channel, limits,
+                              shown_as=[packages[i] for i in todo], progress=say,
+                              existing=existing, subdirs_here=[heres[i] for i in todo])
+    staged = [staged[i] for i in todo]
+    unchanged = [target for target in unchanged.values()]
 
-    added, unchanged, moves = [], [], []
+    added, moves = [], []
     burned = _burned(channel)
     for report, staged_copy in zip(reports, staged):
         record = report.record
@@ -281,6 +289,30 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
                          "sha256": record.sha256, "recipe": recipe, "by": who}
                         for record, _, target in moves))
     return PublishResult([t for _, t in added], unchanged, reports, minted)
+
+
+def _already_published(channel: Path, staged: list[Path], heres: list[str | None],
+                       existing: list[dict]) -> dict[Path, Path]:
+    """``{staged copy: served file}`` for inputs byte-identical to a file the channel
+    serves and indexes under the same name (a re-run publishing every output again):
+    those were audited when first published and are left as they are, unread again.
+    Anything else -- a new name, other bytes, an input in another subdir's folder -- is
+    audited as usual."""
+    by_fn: dict[str, list[dict]] = {}
+    for record in existing:
+        by_fn.setdefault(str(record.get("fn")), []).append(record)
+    same: dict[Path, Path] = {}
+    for copy, here in zip(staged, heres):
+        for record in by_fn.get(copy.name, ()):
+            subdir = str(record["subdir"])
+            served = channel / subdir / copy.name
+            if here not in (None, subdir) or not served.is_file():
+                continue
+            digest = sha256_of(copy)
+            if record.get("sha256") == digest and sha256_of(served) == digest:
+                same[copy] = served
+                break
+    return same
 
 
 def _burned(channel: Path) -> set[str]:
