@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ftforge.build.failure import LIBRARIES, diagnose
+from ftforge.build.failure import diagnose, library
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "build-logs"
 
@@ -47,10 +47,12 @@ def test_gil_check_failure_is_not_blamed_on_an_unrelated_error_line():
 @pytest.mark.parametrize("line,conda", [
     ("Package 'libffi', required by 'virtual:world', not found", "libffi"),
     ("Package yaml-0.1 was not found in the pkg-config search path.", "yaml"),
+    ("The headers or library files could not be found for zlib,", "zlib"),
     ("/usr/bin/ld: cannot find -lssl: No such file or directory", "openssl"),
     ("CMake Error: Could NOT find ZLIB (missing: ZLIB_LIBRARY ZLIB_INCLUDE_DIR)", "zlib"),
     ('meson.build:10:0: ERROR: Dependency "libzstd" not found, tried pkgconfig', "zstd"),
-    ("src/x.c:1:10: fatal error: lzma.h: No such file or directory", "xz"),
+    ("src/x.c:1:10: fatal error: lzma.h: No such file or directory", "liblzma-devel"),
+    ("x.c:2:10: fatal error: snappy-c.h: No such file or directory", "snappy"),
 ])
 def test_library_lines(line, conda):
     assert diagnose(f"noise\n{line}\nmore noise\n").conda_packages == [conda]
@@ -67,5 +69,9 @@ def test_a_log_without_a_cause_is_none():
     assert diagnose("error: subprocess-exited-with-error\n") is None
 
 
-def test_every_library_names_a_debian_dev_package():
-    assert all(lib.debian.endswith("-dev") for lib in LIBRARIES.values())
+def test_library_names_come_from_clibs_with_their_debian_package():
+    from ftforge.recipes import clibs
+
+    assert library("jpeg").conda == clibs.BY_HEADER["jpeglib.h"] == "libjpeg-turbo"
+    assert library("-lssl".removeprefix("-l")).debian == "libssl-dev"
+    assert library("frobnicate") is None

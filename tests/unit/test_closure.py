@@ -61,3 +61,16 @@ def test_cycle_is_reported():
     b = PlannedRecipe("b", "1", "b", {}, ("a",))
     with pytest.raises(ClosureError, match="dependency cycle"):
         build_order([a, b])
+
+
+def test_c_library_packages_are_not_looked_up_on_pypi():
+    """pyyaml's recipe needs the conda package `yaml` (libyaml); PyPI has no such project."""
+    def generate(spec):
+        name, _ = spec.split("==")
+        host = ["python", "yaml", "zlib"] if name == "pyyaml" else ["python"]
+        body = "requirements:\n  host:\n" + "".join(f"    - {h}\n" for h in host)
+        return name, {"recipe.yaml": body + "  run:\n    - python\n"}
+
+    projects = {"pyyaml": project("pyyaml", ["6.0.3"])}
+    planned = plan_closure("pyyaml", generate, project_of=projects.__getitem__)
+    assert [p.conda_name for p in planned] == ["pyyaml"]

@@ -4,9 +4,10 @@ pip buries the cause of a failed sdist build under ``error:
 subprocess-exited-with-error``; setup.py scripts that fall back to a pure-Python
 build when a C library is missing say so only in a warning. This module finds
 the telling line (a missing header, a library pkg-config or the linker cannot
-find, the messages Pillow and lxml print) and names the C library behind it:
-the conda package that provides it (what a self-contained recipe adds to
-``host``) and the Debian package the ``system`` profile uses (``--apt``).
+find, the messages Pillow and lxml print) and names the C library behind it
+through ``ftforge.recipes.clibs``: the conda package that provides it (what a
+self-contained recipe adds to ``host``) and the Debian package the ``system``
+profile uses (``--apt``).
 """
 
 from __future__ import annotations
@@ -14,50 +15,45 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["LIBRARIES", "Diagnosis", "Library", "diagnose"]
+__all__ = ["Diagnosis", "Library", "diagnose", "library"]
 
 
 @dataclass(frozen=True)
 class Library:
     conda: str
-    """conda-forge's package name."""
-    debian: str
-    """Debian's development package (headers and the .so link)."""
+    """conda-forge's package name (``ftforge.recipes.clibs``)."""
+    debian: str | None
+    """Debian's development package (headers and the .so link), when clibs knows it."""
 
 
-_L = Library
-# A header, pkg-config module, linker name or the word a build script prints -> library.
-LIBRARIES: dict[str, Library] = {
-    **dict.fromkeys(("jpeg", "jpeglib.h", "libjpeg", "turbojpeg"), _L("libjpeg-turbo", "libjpeg-dev")),
-    **dict.fromkeys(("zlib", "zlib.h", "z"), _L("zlib", "zlib1g-dev")),
-    **dict.fromkeys(("freetype", "freetype2", "ft2build.h"), _L("freetype", "libfreetype-dev")),
-    **dict.fromkeys(("png", "png.h", "libpng", "libpng16"), _L("libpng", "libpng-dev")),
-    **dict.fromkeys(("tiff", "tiffio.h", "libtiff-4"), _L("libtiff", "libtiff-dev")),
-    **dict.fromkeys(("webp", "libwebp", "webp/encode.h"), _L("libwebp", "libwebp-dev")),
-    **dict.fromkeys(("lcms2", "lcms2.h"), _L("lcms2", "liblcms2-dev")),
-    **dict.fromkeys(("openjpeg", "libopenjp2", "openjpeg.h"), _L("openjpeg", "libopenjp2-7-dev")),
-    **dict.fromkeys(("libxml2", "xml2", "libxml/xmlversion.h", "libxml/parser.h",
-                     "libxml-2.0"), _L("libxml2", "libxml2-dev")),
-    **dict.fromkeys(("libxslt", "xslt", "libxslt/xsltconfig.h", "libexslt"),
-                    _L("libxslt", "libxslt1-dev")),
-    **dict.fromkeys(("yaml", "yaml.h", "yaml-0.1"), _L("yaml", "libyaml-dev")),
-    **dict.fromkeys(("ffi", "ffi.h", "libffi"), _L("libffi", "libffi-dev")),
-    **dict.fromkeys(("ssl", "crypto", "openssl", "openssl/ssl.h", "openssl/crypto.h",
-                     "libssl", "libcrypto"), _L("openssl", "libssl-dev")),
-    **dict.fromkeys(("lzma", "lzma.h", "liblzma"), _L("xz", "liblzma-dev")),
-    **dict.fromkeys(("bz2", "bzlib.h"), _L("bzip2", "libbz2-dev")),
-    **dict.fromkeys(("zstd", "zstd.h", "libzstd"), _L("zstd", "libzstd-dev")),
-    **dict.fromkeys(("lz4", "lz4.h", "liblz4"), _L("lz4-c", "liblz4-dev")),
-    **dict.fromkeys(("sqlite3", "sqlite3.h"), _L("libsqlite", "libsqlite3-dev")),
-    **dict.fromkeys(("gmp", "gmp.h"), _L("gmp", "libgmp-dev")),
-    **dict.fromkeys(("pq", "libpq", "libpq-fe.h"), _L("libpq", "libpq-dev")),
-    **dict.fromkeys(("curl", "libcurl", "curl/curl.h"), _L("libcurl", "libcurl4-openssl-dev")),
-    **dict.fromkeys(("hdf5", "hdf5.h"), _L("hdf5", "libhdf5-dev")),
-    **dict.fromkeys(("uv", "uv.h", "libuv"), _L("libuv", "libuv1-dev")),
-    **dict.fromkeys(("snappy", "snappy-c.h"), _L("snappy", "libsnappy-dev")),
-    **dict.fromkeys(("brotlienc", "brotlidec", "brotli/decode.h", "libbrotlidec"),
-                    _L("libbrotlidec", "libbrotli-dev")),
+# Words build scripts and linkers use for a library -> the header or pkg-config name
+# ftforge.recipes.clibs knows it by (the one place library names are mapped).
+_ALIASES: dict[str, str] = {
+    "jpeg": "jpeglib.h", "libjpeg": "jpeglib.h", "turbojpeg": "turbojpeg.h",
+    "z": "zlib.h", "zlib": "zlib.h",
+    "xml2": "libxml/parser.h", "libxml2": "libxml/parser.h",
+    "xslt": "libxslt/xslt.h", "libxslt": "libxslt/xslt.h", "exslt": "libxslt/xslt.h",
+    "ssl": "openssl/ssl.h", "crypto": "openssl/ssl.h", "openssl": "openssl/ssl.h",
+    "ffi": "ffi.h", "yaml": "yaml.h", "lzma": "lzma.h", "bz2": "bzlib.h", "zstd": "zstd.h",
+    "freetype": "ft2build.h", "png": "png.h", "tiff": "tiffio.h", "webp": "webp/encode.h",
+    "sqlite3": "sqlite3.h", "snappy": "snappy-c.h", "lz4": "lz4.h", "gmp": "gmp.h",
+    "expat": "expat.h",
 }
+
+
+def library(name: str) -> Library | None:
+    """The library a header, pkg-config module or linker name stands for."""
+    from ..recipes import clibs
+
+    key = name.strip().strip("'\"<>")
+    for candidate in (key, key.lower(), re.sub(r"^lib", "", key.lower())):
+        conda = (clibs.BY_HEADER.get(candidate) or clibs.BY_PKG_CONFIG.get(candidate)
+                 or clibs.BY_HEADER.get(_ALIASES.get(candidate, "")))
+        if conda:
+            debian = next((d for d, c in clibs.BY_DEBIAN_PACKAGE.items() if c == conda), None)
+            return Library(conda, debian)
+    return None
+
 
 # (pattern, group naming the library or None); the first pattern matching a line wins.
 _CAUSES: tuple[tuple[re.Pattern[str], str | None], ...] = (
@@ -121,17 +117,13 @@ class Diagnosis:
         if not self.libraries:
             return f"the full log is {log}"
         conda = " and ".join(f"`{lib.conda}`" for lib in self.libraries)
-        debian = [lib.debian for lib in self.libraries]
-        return (f"add the conda package{'s' if len(debian) > 1 else ''} {conda} to the recipe's "
-                f"host requirements (from a channel passed with --channel); or, with the system "
-                f"profile on this machine, `apt-get install {' '.join(debian)}` and regenerate "
-                f"the recipe with {' '.join(f'--apt {d}' for d in debian)}. Full log: {log}")
-
-
-def _library(name: str) -> Library | None:
-    key = name.strip().strip("'\"")
-    return LIBRARIES.get(key) or LIBRARIES.get(key.lower()) or LIBRARIES.get(
-        re.sub(r"^lib", "", key.lower()))
+        plural = "s" if len(self.libraries) > 1 else ""
+        debian = [lib.debian for lib in self.libraries if lib.debian]
+        system = (f"; or, with the system profile on this machine, `apt-get install "
+                  f"{' '.join(debian)}` and regenerate the recipe with "
+                  f"{' '.join(f'--apt {d}' for d in debian)}" if debian else "")
+        return (f"add the conda package{plural} {conda} to the recipe's host requirements "
+                f"(from a channel passed with --channel){system}. Full log: {log}")
 
 
 def diagnose(log: str) -> Diagnosis | None:
@@ -149,7 +141,7 @@ def diagnose(log: str) -> Diagnosis | None:
             if match is None:
                 continue
             names = [v for k, v in match.groupdict().items() if k.startswith("lib") and v]
-            libraries = tuple(lib for lib in map(_library, names) if lib is not None)
+            libraries = tuple(lib for lib in map(library, names) if lib is not None)
             header = next((n for n in names if n.endswith((".h", ".hpp"))), None)
             return Diagnosis(line[:300], libraries, fell_back, check, header)
     if check:

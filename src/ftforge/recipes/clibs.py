@@ -50,6 +50,9 @@ BY_HEADER: dict[str, str] = {
     "libxml/parser.h": "libxml2",
     "libxslt/xslt.h": "libxslt",
     "zstd.h": "zstd",
+    "snappy-c.h": "snappy",
+    "lz4.h": "lz4-c",
+    "gmp.h": "gmp",
 }
 """A C header (as ``#include`` names it) -> the conda package that provides it."""
 
@@ -101,6 +104,9 @@ BY_DEBIAN_PACKAGE: dict[str, str] = {
     "libxml2-dev": "libxml2",
     "libxslt1-dev": "libxslt",
     "libzstd-dev": "zstd",
+    "libsnappy-dev": "snappy",
+    "liblz4-dev": "lz4-c",
+    "libgmp-dev": "gmp",
 }
 """A Debian ``-dev`` package -> the conda package with the same library."""
 

@@ -3,7 +3,8 @@
 One version per project, chosen as the newest release with an sdist that
 satisfies every constraint met anywhere in the closure (a fixpoint: a new
 constraint re-picks the project). Names already provided by a channel (the
-interpreter, ``python_abi``) are left out. The build order is a topological
+interpreter, ``python_abi``, ``pip``) and the conda packages of C libraries
+(``recipes.clibs``: built by the native recipes, not from PyPI) are left out. The build order is a topological
 sort of the requirement graph (networkx).
 """
 
@@ -24,6 +25,15 @@ from .conda_names import KNOWN
 __all__ = ["ClosureError", "PlannedRecipe", "build_order", "plan_closure"]
 
 PROVIDED = frozenset({"python", "python_abi", "pip"})
+
+
+def c_library_packages() -> frozenset[str]:
+    """conda names of C libraries (``yaml``, ``zlib``, ...): never PyPI projects."""
+    from . import clibs
+
+    return frozenset({*clibs.BY_HEADER.values(), *clibs.BY_PKG_CONFIG.values(),
+                      *clibs.BY_DEBIAN_PACKAGE.values(),
+                      *(name for names in clibs.KNOWN_PROJECTS.values() for name in names)})
 
 
 class ClosureError(FtforgeError):
@@ -88,7 +98,7 @@ def plan_closure(
     ``generate`` takes ``NAME==VERSION`` and returns ``(conda name, files)``.
     """
     conda_to_pypi = {v: k for k, v in {**KNOWN, **(names or {})}.items()}
-    provided = set(provided)
+    provided = set(provided) | c_library_packages()
     root_req = Requirement(root)
     pinned_root = pypi.normalize(root_req.name)
     constraints: dict[str, SpecifierSet] = {pinned_root: root_req.specifier}
