@@ -253,7 +253,8 @@ def test_gil_check_fails_a_package_that_ships_no_declared_extension(tmp_path):
     script.write_text(gil_check.SCRIPT)
     (tmp_path / "pkgs" / "fastthing").mkdir(parents=True)
     (tmp_path / "pkgs" / "fastthing" / "__init__.py").write_text("")  # the pure fallback
-    env = {**os.environ, "PYTHONPATH": f"{_fake_free_threaded_python(tmp_path)}:{tmp_path / 'pkgs'}"}
+    fake = _fake_free_threaded_python(tmp_path)
+    env = {**os.environ, "PYTHONPATH": f"{fake}:{tmp_path / 'pkgs'}"}
     run = lambda *args: subprocess.run([sys.executable, str(script), *args], env=env,  # noqa: E731
                                        capture_output=True, text=True, cwd=tmp_path)
     failed = run("--require-extensions", "--declared", "fastthing._speed", "fastthing")

@@ -76,7 +76,7 @@ def test_options_are_checked():
 
 # --- the serial / parallel comparison, with pytest and a thread-running plugin ----------
 
-FAKE_RUN_PARALLEL = '''"""Test double of pytest-run-parallel: its three options, each test in N threads."""
+FAKE_RUN_PARALLEL = '''"""Test double of pytest-run-parallel: its options, each test in N threads."""
 import threading
 
 import pytest
@@ -340,5 +340,6 @@ def test_a_crash_in_parallel_names_the_test_and_the_fatal_error(tmp_path):
     assert result.status == "crashed" and result.collected == 2 and result.passed_serial == 2
     assert result.crashed == "tests/test_crash.py::test_dies_when_two_threads_meet: Fatal " \
                              "Python error: Aborted"
-    assert result.failed_only_in_parallel == ["tests/test_crash.py::test_dies_when_two_threads_meet"]
+    assert result.failed_only_in_parallel == [
+        "tests/test_crash.py::test_dies_when_two_threads_meet"]
     assert "the interpreter crashed in tests/test_crash.py" in result.summary()
