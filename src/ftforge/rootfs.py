@@ -12,6 +12,7 @@ environment. Needs root.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -48,9 +49,15 @@ def ensure_rootfs(cache: Path | None = None) -> Path:
     """The cached root filesystem (built once per libc6/dash version)."""
     key = "-".join(f"{p}_{_version(p)}" for p in PACKAGES)
     root = (cache or paths.cache_root() / "rootfs") / key
-    stamp = root / ".ftforge-rootfs"
-    if stamp.is_file():
-        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(root.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one assembler; the others wait, then reuse
+        if not (root / ".ftforge-rootfs").is_file():
+            _assemble(root)
+    return root
+
+
+def _assemble(root: Path) -> None:
     part = root.with_name(root.name + ".part")
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True)
@@ -82,7 +89,6 @@ def ensure_rootfs(cache: Path | None = None) -> Path:
     (part / ".ftforge-rootfs").write_text(" ".join(PACKAGES) + "\n")
     shutil.rmtree(root, ignore_errors=True)
     part.rename(root)
-    return root
 
 
 def copy_into(root: Path, prefix: Path) -> Path:
