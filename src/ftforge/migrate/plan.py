@@ -14,6 +14,7 @@ import os
 import re
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from .recipe_reader import Recipe, RecipeError, read_recipes
 from .rerender import sanitize
 
 __all__ = ["CATEGORIES", "Migration", "Plan", "FeedstockState", "plan_migration"]
+
+GIT_QUERIES = 4
+"""git subprocesses the plan runs at once."""
 
 CATEGORIES = ("done", "branch-made", "ready", "awaiting-parents", "awaiting-migrators",
               "not-solvable", "local-changes", "bot-error", "not-needed")
@@ -273,6 +277,14 @@ def plan_migration(
             if parent and parent != name:
                 graph.add_edge(parent, name)
 
+    # the git questions (merged? branch made? dirty?) are subprocesses: asked a few at a
+    # time, so one feedstock's git start-up overlaps another's
+    asked = [n for n, r in recipes.items() if _needs(r)[0]
+             and not excluded & {n, *r.outputs} and not set(r.outputs) & in_channel]
+    with ThreadPoolExecutor(max_workers=GIT_QUERIES) as pool:
+        git_states = dict(zip(asked, pool.map(
+            lambda n: merged_or_branched(Path(states[n].path), migration), asked)))
+
     needs = {}
     for name, recipe in recipes.items():
         need, reason = _needs(recipe)
@@ -295,7 +307,7 @@ def plan_migration(
         elif set(recipe.outputs) & in_channel:
             state.category, state.reason = "done", "free-threaded build is in the channel"
         else:
-            is_merged, branched = merged_or_branched(Path(state.path), migration)
+            is_merged, branched = git_states[name]
             if is_merged:
                 state.category, state.reason = "done", "migration merged on the default branch"
             elif branched:
@@ -334,12 +346,13 @@ def plan_migration(
             state.category, state.reason = "awaiting-parents", f"waiting for {', '.join(waiting)}"
         else:
             state.category = "ready"
-    for name, state in states.items():
-        if state.category == "bot-error" or not state.category:
-            continue
-        if state.category == "ready" and is_dirty(Path(state.path)):
-            state.category, state.reason = "local-changes", (
-                "the checkout has uncommitted local changes; the bot will not touch it")
+    ready = [n for n, state in states.items() if state.category == "ready"]
+    with ThreadPoolExecutor(max_workers=GIT_QUERIES) as pool:
+        dirty = [n for n, d in zip(ready, pool.map(
+            lambda n: is_dirty(Path(states[n].path)), ready)) if d]
+    for name in dirty:
+        states[name].category, states[name].reason = "local-changes", (
+            "the checkout has uncommitted local changes; the bot will not touch it")
 
     migrating = [n for n in states if needs.get(n)]
     sub = graph.subgraph(migrating)
