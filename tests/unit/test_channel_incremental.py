@@ -323,3 +323,40 @@ def test_an_identical_republish_is_unchanged_without_a_second_audit(tmp_path, mo
     with pytest.raises(ChannelError):
         publish([misplaced], channel, recipe="r", token=token)
     assert audited[-1] == first[0].name
+
+
+# -- shards are linked from the shadow: py-rattler must never rewrite one ---------------------
+
+def _shards(channel: Path) -> dict[str, tuple[int, int, str]]:
+    """served shard -> (inode, mtime_ns, sha256 of its bytes)."""
+    out = {}
+    for shard in channel.glob("*/shards/*.msgpack.zst"):
+        st = shard.stat()
+        out[f"{shard.parent.parent.name}/{shard.name}"] = (
+            st.st_ino, st.st_mtime_ns, hashlib.sha256(shard.read_bytes()).hexdigest())
+    return out
+
+
+def test_rattler_never_rewrites_a_shard(tmp_path):
+    """The promotion hard-links new shards from the shadow index into the served subdir;
+    that is safe only because a shard's name is the sha256 of its bytes and py-rattler
+    writes each name once. If a py-rattler upgrade rewrites existing shards, this fails:
+    copy them again (see ``index._promote``)."""
+    channel = tmp_path / "ch"
+    token = publish([write_package(p, tmp_path / "a") for p in
+                     [pure("alpha"), pure("beta"), *twins("ext")]], channel,
+                    recipe="r").tokens["r"]
+    before = _shards(channel)
+    assert before and all(name.split("/")[1] == f"{sha}.msgpack.zst"
+                          for name, (_, _, sha) in before.items())
+    publish([write_package(p, tmp_path / "b") for p in
+             [pure("alpha", "2.0"), pure("gamma"), *twins("ext", "1.1")]], channel,
+            recipe="r", token=token)
+    after = _shards(channel)
+    assert {k: v for k, v in after.items() if k in before} == before  # untouched, same inode
+    assert len(after) > len(before)  # new versions made new shards
+    for name, (inode, _, sha) in after.items():
+        assert name.split("/")[1] == f"{sha}.msgpack.zst"
+        shadow = channel / ".ftforge" / "index" / name.split("/")[0] / name.split("/")[0] \
+            / "shards" / name.split("/")[1]
+        assert shadow.stat().st_ino == inode and shadow.stat().st_mode & 0o777 == 0o644

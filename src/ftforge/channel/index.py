@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .durable import write_atomic_many
+from .durable import sync_paths, write_atomic_many
 from .layout import PACKAGE_SUFFIXES, internal_dir, served_subdirs
 
 __all__ = ["INDEX_FILES", "channel_records", "read_repodata", "reindex"]
@@ -135,17 +135,35 @@ def channel_records(channel: Path, subdirs: Iterable[str] | None = None, *,
 
 def _promote(channel: Path, subdir: str) -> None:
     """New shards, then the index files in :data:`INDEX_FILES` order, each replaced
-    atomically; every one of them is durable before the first replacement."""
+    atomically; every one of them is durable before the first replacement.
+
+    A shard is content-addressed (its name is the sha256 of its bytes) and py-rattler
+    writes each name once and never again (``test_rattler_never_rewrites_a_shard``
+    pins that), so a new shard is hard-linked from the shadow instead of copied: one
+    ``link`` + ``fsync`` + ``rename`` each, instead of reading and writing 2,500 small
+    files on a first publish of 5,000 packages. The index files, which py-rattler
+    rewrites every time, are copied."""
     shadow = _shadow_root(channel, subdir) / subdir
     served = channel / subdir
     shards = shadow / "shards"
-    files: list[tuple[Path, bytes]] = []
+    linked: list[tuple[Path, Path]] = []
     if shards.is_dir():
         (served / "shards").mkdir(exist_ok=True)
         have = set(os.listdir(served / "shards"))
         for name in sorted(os.listdir(shards)):
-            if name not in have:  # content-addressed: an existing name is the same bytes
-                files.append((served / "shards" / name, (shards / name).read_bytes()))
+            if name in have or name.startswith("."):  # an existing name is the same bytes
+                continue
+            source, tmp = shards / name, served / "shards" / f".{name}.{os.getpid()}.tmp"
+            os.chmod(source, 0o644)
+            tmp.unlink(missing_ok=True)
+            os.link(source, tmp)
+            linked.append((tmp, served / "shards" / name))
+        sync_paths(tmp for tmp, _ in linked)
+        for tmp, final in linked:
+            os.replace(tmp, final)
+        if linked:
+            sync_paths([served / "shards"])
+    files: list[tuple[Path, bytes]] = []
     for name in INDEX_FILES:
         if (shadow / name).exists():
             files.append((served / name, (shadow / name).read_bytes()))
