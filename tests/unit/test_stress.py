@@ -343,3 +343,15 @@ def test_a_crash_in_parallel_names_the_test_and_the_fatal_error(tmp_path):
     assert result.failed_only_in_parallel == [
         "tests/test_crash.py::test_dies_when_two_threads_meet"]
     assert "the interpreter crashed in tests/test_crash.py" in result.summary()
+
+
+def test_a_missing_plugin_from_addopts_runs_without_addopts_and_says_so(tmp_path):
+    sdist = make_sdist(tmp_path / "sd", "opts", {
+        "PKG-INFO": PKG_INFO.format(name="opts", requires=""),
+        "setup.cfg": "[tool:pytest]\naddopts = -p nosuchplugin_xyz\n",
+        "tests/test_x.py": "def test_x():\n    assert True\n"})
+    result = stress.run_tests(record(package="opts"), sdist, fake_prefix(tmp_path), ["opts"],
+                              StressOptions(threads=2, iterations=1), tmp_path / "work")
+    assert result.collected == 1 and result.passed_parallel == 1 and result.status == "ok"
+    assert "run without the sdist's pytest addopts" in result.note
+    assert "nosuchplugin_xyz" in result.note
