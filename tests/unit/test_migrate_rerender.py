@@ -352,3 +352,15 @@ def test_config_name_follows_the_windows_path_rule():
     repo = "some-package-feedstock"
     assert len(f"C:/Users/runnerx/_work/{repo}/{repo}/.ci_support/{name}.yaml") <= 259
     assert name.startswith("win_64_python3.14.____cp314t") and name[-10:-8] == "_h"
+
+
+def test_parsing_a_hostile_file_name_back_is_not_exponential():
+    # two keys spell every piece ("p00" + "a" and "p00a" + ""): 2**40 subsets spell the
+    # name up to its last character, and none spells it whole
+    config = {}
+    for i in range(40):
+        config[f"p{i:02d}"] = ["a"]
+        config[f"p{i:02d}a"] = [""]
+    name = "".join(f"p{i:02d}a" for i in range(40))
+    assert loop_vars_of(name + "zz", config) is None
+    assert loop_vars_of(name, config) == [f"p{i:02d}" for i in range(40)]

@@ -18,6 +18,7 @@ reported as a note, and the PR body says the branch needs a rerender.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -79,18 +80,20 @@ def loop_vars_of(key: str, config: dict) -> list[str] | None:
                   and v and isinstance(v[0], str))
     pieces = {k: sanitize(k + config[k][0]) for k in keys}
 
-    def search(start: int, pos: int) -> list[str] | None:
+    @functools.cache  # (start, pos) decides the answer: linear in keys x name length
+    def search(start: int, pos: int) -> tuple[str, ...] | None:
         if pos == len(key):
-            return []
+            return ()
         for index in range(start, len(keys)):
             piece = pieces[keys[index]]
             if piece and key.startswith(piece, pos):
                 rest = search(index + 1, pos + len(piece))
                 if rest is not None:
-                    return [keys[index], *rest]
+                    return (keys[index], *rest)
         return None
 
-    return search(0, 0)
+    found = search(0, 0)
+    return None if found is None else list(found)
 
 
 def load_variant_file(text: str) -> dict | None:
