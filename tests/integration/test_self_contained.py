@@ -26,7 +26,7 @@ from ftforge.environments import create
 from ftforge.recipes import files as recipe_files
 from ftforge.recipes import python as python_recipe
 from ftforge.recipes.cpython_sources import DEFAULT_VERSION
-from ftforge.recipes.from_pypi import recipe_from_pypi
+from ftforge.recipes.from_pypi import closure_from_pypi, recipe_from_pypi
 from ftforge.variants import PythonVariant
 
 from .conftest import CBC
@@ -38,7 +38,8 @@ pytestmark = [
 ]
 
 PROFILE = (("python_deps_profile", "conda-forge"),)
-EXTRA_SPECS = ("msgpack==1.2.4", "cython==3.3.1", "pyyaml==6.0.3", "idna==3.20")
+EXTRA_SPECS = ("msgpack==1.2.4", "pyyaml==6.0.3", "idna==3.20")
+"""Built with their whole host/run closure (setuptools, cython, ...), as the suite does."""
 IMPORTS = ("ssl, sqlite3, readline, curses, lzma, bz2, zlib, ctypes, uuid, decimal, hashlib, "
            "pyexpat, msgpack, yaml, idna")
 CHECK = f"""
@@ -62,10 +63,15 @@ def sc_channel(tmp_path_factory) -> Path:
     name, files = python_recipe.files_for(DEFAULT_VERSION)
     recipe_files.write_files(recipes / name, files)
     dirs = [recipes / name]
-    for spec in (*BOOTSTRAP_SPECS, *EXTRA_SPECS):
+    for spec in BOOTSTRAP_SPECS:
         conda_name, files = recipe_from_pypi(spec)
         recipe_files.write_files(recipes / conda_name, files)
         dirs.append(recipes / conda_name)
+    for spec in EXTRA_SPECS:
+        for plan, files in closure_from_pypi(spec):
+            if recipes / plan.conda_name not in dirs:
+                recipe_files.write_files(recipes / plan.conda_name, files)
+                dirs.append(recipes / plan.conda_name)
     requests = [BuildRequest(d, out, variant_files=CBC, channels=(str(out),),
                              overrides=PROFILE if i == 0 else ())
                 for i, d in enumerate(dirs)]
