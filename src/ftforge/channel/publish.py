@@ -36,6 +36,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,24 +217,50 @@ def _subdir_here(package: Path) -> str | None:
     return parent if parent in known_subdirs() else None
 
 
+STAGE_THREADS = 8
+"""Threads copying inputs into staging (and syncing the copies) while the audit reads
+the copies already made: the copies wait on the disk, the audit on a core."""
+
+
+def _stage(source: Path, copy: Path) -> None:
+    """A private, durable copy of an input: what is audited is what is published."""
+    shutil.copyfile(source, copy)
+    with open(copy, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: str | None,
                     token: str | None, by: str | None, limits: Limits,
                     say: Progress) -> PublishResult:
-    staged = []
-    for pkg in packages:
-        say(f"staging {pkg.name}")
-        copy = staging / pkg.name
-        shutil.copyfile(pkg, copy)
-        staged.append(copy)
-    # what is audited is exactly what is published: the staged copies
+    say(f"staging {len(packages)} package(s)")
+    staged = [staging / pkg.name for pkg in packages]
+    with ThreadPoolExecutor(max_workers=min(STAGE_THREADS, len(packages) or 1)) as pool:
+        copies = dict(zip(staged, (pool.submit(_stage, pkg, copy)
+                                   for pkg, copy in zip(packages, staged))))
+        try:
+            return _publish_staged(packages, staged, copies, channel, recipe, token, by,
+                                   limits, say)
+        finally:
+            for future in copies.values():
+                future.cancel()  # a refusal or an error: copies not yet started are dropped
+
+
+def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path, Future],
+                    channel: Path, recipe: str | None, token: str | None, by: str | None,
+                    limits: Limits, say: Progress) -> PublishResult:
+    def ready(copy: Path) -> Path:
+        copies[copy].result()  # the copy is whole (and synced) before anything reads it
+        return copy
+
     digests: dict[str, str] = {}
     existing = channel_records(channel, digests=digests)
     heres = [_subdir_here(p) for p in packages]
-    unchanged = _already_published(channel, staged, heres, existing)
+    unchanged = _already_published(channel, staged, heres, existing, ready)
     todo = [i for i, copy in enumerate(staged) if copy not in unchanged]
     reports = audit_or_refuse([staged[i] for i in todo], channel, limits,
                               shown_as=[packages[i] for i in todo], progress=say,
-                              existing=existing, subdirs_here=[heres[i] for i in todo])
+                              existing=existing, subdirs_here=[heres[i] for i in todo],
+                              ready=ready)
     staged = [staged[i] for i in todo]
     unchanged = [target for target in unchanged.values()]
 
@@ -269,8 +296,9 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
             os.chmod(staged_copy, 0o644)
             os.replace(staged_copy, target)
             added.append((staged_copy, target))
-        # the packages (data and names) are on disk before any index names them
-        sync_paths([t for _, t in added] + [channel / sub for sub in sorted(touched)])
+        # the packages (data, synced when staged, and names) are on disk before any
+        # index names them
+        sync_paths([channel / sub for sub in sorted(touched)])
         if moves:
             minted = register(channel, claims, {recipe} if recipe else set())
         say(f"indexing {channel}")
@@ -292,7 +320,8 @@ def _publish_locked(packages: list[Path], channel: Path, staging: Path, recipe: 
 
 
 def _already_published(channel: Path, staged: list[Path], heres: list[str | None],
-                       existing: list[dict]) -> dict[Path, Path]:
+                       existing: list[dict], ready: Callable[[Path], Path] = lambda p: p
+                       ) -> dict[Path, Path]:
     """``{staged copy: served file}`` for inputs byte-identical to a file the channel
     serves and indexes under the same name (a re-run publishing every output again):
     those were audited when first published and are left as they are, unread again.
@@ -308,7 +337,7 @@ def _already_published(channel: Path, staged: list[Path], heres: list[str | None
             served = channel / subdir / copy.name
             if here not in (None, subdir) or not served.is_file():
                 continue
-            digest = sha256_of(copy)
+            digest = sha256_of(ready(copy))
             if record.get("sha256") == digest and sha256_of(served) == digest:
                 same[copy] = served
                 break
@@ -387,18 +416,20 @@ def audit_or_refuse(paths: list[Path], where: object, limits: Limits = Limits(),
                     shown_as: list[Path] | None = None,
                     progress: Progress | None = None,
                     existing: list[dict] | None = None,
-                    subdirs_here: list[str | None] | None = None) -> list[AuditReport]:
+                    subdirs_here: list[str | None] | None = None,
+                    ready: Callable[[Path], Path] | None = None) -> list[AuditReport]:
     """Audit each package and check the channel invariants on its metadata; raise
     :class:`PackageRefused` naming every finding if any package fails. ``shown_as``:
     the paths to report (the originals, when ``paths`` are staged copies);
     ``existing``: the channel's records, for the invariants across packages (variant
-    completeness); ``subdirs_here``: the subdir each input sits in, if known."""
+    completeness); ``subdirs_here``: the subdir each input sits in, if known;
+    ``ready``: called with each path before it is read (waits for its staged copy)."""
     say = progress or (lambda _msg: None)
     reports = []
     places = subdirs_here or [None] * len(paths)
     for path, shown, here in zip(paths, shown_as or paths, places):
         say(f"auditing {path.name}")
-        report = audit_package(path, limits, subdir_here=here)
+        report = audit_package(ready(path) if ready else path, limits, subdir_here=here)
         _check_invariants(report, where)
         report.path = shown
         reports.append(report)
