@@ -55,6 +55,8 @@ RECORD_SUFFIX = ".stress.json"
 RECORD_SCHEMA = 1
 TOOLS = ("pytest", "pytest-run-parallel")
 """What every stress environment has besides the package and its test requirements."""
+_UNDECLARED_ROUNDS = 3
+"""Test requirements added from ``No module named 'X'`` when pytest cannot start."""
 _TEST_EXTRAS = ("test", "tests", "testing")
 _REQUIREMENT_FILES = ("requirements/test.txt", "requirements/tests.txt",
                       "requirements-test.txt", "requirements-tests.txt", "test-requirements.txt",
@@ -685,18 +687,35 @@ def stress_channel(channel: Path, names: Iterable[str] = (), *,
                 progress(f"{rec['name']} {rec['version']}: sdist {filename}")
                 sdist = _sdist(filename, sha256, url, rec["name"])
                 needs = [*TOOLS, *test_requirements(sdist)]
-                specs, left_out = ensure_published(
-                    channel, needs, interpreter_channels=interpreter_channels,
-                    work=work / "deps", progress=progress)
-                progress(f"{rec['name']}: environment")
-                prefix = work / "env"
-                create(prefix, [str(channel), *interpreter_channels],
-                       [PythonVariant.ft().metapackage,
-                        f"{rec['name']} =={rec['version']} {rec['build']}", *specs])
-                progress(f"{rec['name']}: tests, then {options.threads} threads x "
-                         f"{options.iterations}")
                 modules = _modules_of(target.recipe)
-                record = run_tests(record, sdist, prefix, modules, options, work)
+                for attempt in range(1 + _UNDECLARED_ROUNDS):
+                    specs, left_out = ensure_published(
+                        channel, needs, interpreter_channels=interpreter_channels,
+                        work=work / "deps", progress=progress)
+                    progress(f"{rec['name']}: environment")
+                    prefix = work / "env"
+                    create(prefix, [str(channel), *interpreter_channels],
+                           [PythonVariant.ft().metapackage,
+                            f"{rec['name']} =={rec['version']} {rec['build']}", *specs],
+                           force=True)
+                    progress(f"{rec['name']}: tests, then {options.threads} threads x "
+                             f"{options.iterations}")
+                    shutil.rmtree(work / "src", ignore_errors=True)
+                    shutil.rmtree(work / "probe", ignore_errors=True)
+                    shutil.rmtree(work / "run", ignore_errors=True)
+                    try:
+                        record = run_tests(record, sdist, prefix, modules, options, work)
+                        break
+                    except StressError as exc:
+                        # A test requirement the sdist does not declare (a conftest's
+                        # `import hypothesis`): add it and try again, a few times.
+                        missing = re.search(r"No module named '([\w.]+)'", exc.message)
+                        name = missing[1].split(".")[0] if missing else None
+                        if name is None or name in needs or attempt == _UNDECLARED_ROUNDS:
+                            raise
+                        needs.append(name)
+                        record.note = "; ".join(filter(None, [
+                            record.note, f"undeclared test requirement added: {name}"]))
                 if left_out:
                     record.note = "; ".join(filter(None, [record.note, "test requirements "
                                             "not built: " + "; ".join(
