@@ -69,7 +69,8 @@ def test_run_build_publishes_a_chain_parents_first(tmp_path, interpreter_package
     plan = plan_migration(root, MIG, channels=[channel], pr_dir=tmp_path / "prs")
     states = {n: s.category for n, s in plan.feedstocks.items()}
     assert states == {"ftchain-core": "done", "ftchain-mid": "done", "ftchain-top": "done",
-                      "ftchain-broken": "branch-made", "ftchain-orphan": "awaiting-parents"}
+                      "ftchain-broken": "bot-error", "ftchain-orphan": "awaiting-parents"}
+    assert "meant to fail" in plan.feedstocks["ftchain-broken"].reason
     for name in ("ftchain-core", "ftchain-mid", "ftchain-top"):
         assert MIG.branch in subprocess.run(["git", "-C", str(repos[name]), "branch"],
                                             capture_output=True, text=True).stdout
@@ -100,7 +101,7 @@ def test_run_build_publishes_a_chain_parents_first(tmp_path, interpreter_package
                     "--pr-dir", str(tmp_path / "prs"), "--output-dir", str(tmp_path / "out"),
                     check=False)
     assert "built and published ftchain" not in again.stdout
-    assert "ftchain-broken" in again.stdout
+    assert "skipped ftchain-broken: the build of branch" in again.stdout, again.stdout
 
 
 def test_run_build_needs_a_channel(tmp_path):

@@ -10,6 +10,7 @@ ready, in what order — the autotick bot's graph, with its known gaps fixed:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -24,7 +25,7 @@ from ..channel.index import channel_records
 from ..errors import FtforgeError
 from ..limits import RecipeLimits
 from ..variants import PythonVariant, parse_series, variant_of_python_abi_dependency
-from .git import DEFAULT_BRANCHES, default_branch, exists, git_ok, is_dirty
+from .git import DEFAULT_BRANCHES, default_branch, exists, git, git_ok, is_dirty
 from .pinning import MigrationFile, Pinning, migration_file_for
 from .recipe_reader import Recipe, RecipeError, read_recipes
 from .rerender import sanitize
@@ -176,6 +177,25 @@ def builds_python(repo: Path, variant: PythonVariant) -> bool:
         return False
 
 
+def _build_failure(repo: Path, migration: Migration, pr_dir: Path | None,
+                   name: str) -> str:
+    """The error of the last ``run --build`` of this branch, if it failed and the branch
+    has not changed since (the record names the commit); else ``""``."""
+    if pr_dir is None:
+        return ""
+    record = Path(pr_dir) / f"{name}.build-failed.json"
+    try:
+        if record.stat().st_size > 1 << 20:
+            return ""
+        data = json.loads(record.read_text())
+        head = git(repo, "rev-parse", f"refs/heads/{migration.branch}").strip()
+    except (OSError, ValueError, FtforgeError):
+        return ""
+    if not isinstance(data, dict) or data.get("commit") != head:
+        return ""
+    return f"the build of branch {migration.branch} failed: {str(data.get('error'))[:500]}"
+
+
 def _awaited(repo: Path, migration: Migration, waits: list[str],
              pinning: Pinning | None) -> list[str]:
     """The migrations this feedstock still waits for: the GIL python of the series
@@ -318,6 +338,9 @@ def plan_migration(
                 state.reason = f"branch {migration.branch} made; " + (
                     f"PR body written to {body}" if state.pr_body else
                     "no PR body found (pass the --pr-dir run wrote to)")
+                failed = _build_failure(Path(state.path), migration, pr_dir, name)
+                if failed:
+                    state.category, state.reason = "bot-error", failed
             else:
                 state.reason = reason
 
@@ -338,7 +361,10 @@ def plan_migration(
                 f"waiting for the {', '.join(awaited)} migration(s) to land on this feedstock")
             continue
         blocking = [p for p in state.parents if needs.get(p, False) or p not in needs]
-        stuck = [p for p in blocking if states[p].category in ("not-solvable", "bot-error")]
+        # an unreadable parent cannot migrate; one whose branch failed to build is fixable,
+        # so its children wait for it
+        stuck = [p for p in blocking if states[p].category == "not-solvable"
+                 or (states[p].category == "bot-error" and not states[p].branch)]
         waiting = [p for p in blocking if states[p].category != "done"]
         if stuck:
             state.category, state.reason = "not-solvable", f"parent(s) {', '.join(stuck)} cannot migrate"

@@ -27,6 +27,7 @@ children become ready in the same run. A failed build is that feedstock's
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tempfile
@@ -293,18 +294,30 @@ def build_feedstock(name: str, plan: Plan, migration: Migration, loop: BuildLoop
     return outcome.packages
 
 
+def build_failure_record(pr_dir: Path, name: str) -> Path:
+    """Where a failed ``--build`` is remembered, so the status shows it until the branch
+    changes (the record names the branch commit that failed)."""
+    return pr_dir / f"{name}.build-failed.json"
+
+
 def _build_and_publish(name: str, plan: Plan, migration: Migration, loop: BuildLoop,
-                       result: MigrationRun) -> None:
+                       result: MigrationRun, pr_dir: Path) -> None:
+    from ..atomic import write_atomic
     from ..channel.publish import publish
 
     state = plan.feedstocks[name]
+    record = build_failure_record(pr_dir, name)
     try:
         packages = build_feedstock(name, plan, migration, loop)
         publish(packages, loop.channel, recipe=f"{name}-feedstock")
     except FtforgeError as exc:
         result.failed[name] = exc.message
         state.category, state.reason = "bot-error", f"build failed: {exc.message}"
+        commit = git(Path(state.path), "rev-parse", f"refs/heads/{migration.branch}").strip()
+        write_atomic(record, json.dumps({"branch": migration.branch, "commit": commit,
+                                         "error": exc.message}, indent=2) + "\n")
         return
+    record.unlink(missing_ok=True)
     result.built[name] = packages
     state.category = "done"
     state.reason = f"built from branch {migration.branch} and published to {loop.channel}"
@@ -339,8 +352,10 @@ def run_migration(plan: Plan, migration: Migration, *, pr_dir: Path,
             _make_branch(name, plan, migration, pr_dir, result)
         elif state.category == "branch-made" and build is None:
             result.skipped[name] = f"branch {migration.branch} exists: not overwritten"
+        elif state.category == "bot-error" and state.branch:
+            result.skipped[name] = f"{state.reason} (fix the branch, then run again)"
         if build is not None and state.category == "branch-made":
             say(f"{name}: building the {migration.variant.abi_tag} and "
                 f"{migration.gil_variant.abi_tag} variants")
-            _build_and_publish(name, plan, migration, build, result)
+            _build_and_publish(name, plan, migration, build, result, pr_dir)
     return result
