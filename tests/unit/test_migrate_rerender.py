@@ -71,6 +71,7 @@ def test_categories_with_the_pinning(migrated):
     assert got == {"zstdish": "branch-made", "crcish": "branch-made", "abi3ish": "branch-made",
                    "ftkeyish": "branch-made", "waitish": "awaiting-migrators"}
     assert plan.wait_for_migrators == ["python314"]
+    assert plan.to_json()["migrator_ts"] == 1755000000  # the pinning's, recorded
     assert "python314" in plan.feedstocks["waitish"].reason
     assert sorted(result.migrated) == ["abi3ish", "crcish", "ftkeyish", "zstdish"]
 

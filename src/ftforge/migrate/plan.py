@@ -105,7 +105,8 @@ class Plan:
     order: list[str]
     graph: nx.DiGraph = field(repr=False)
     migrator_ts: int = 0
-    """The ``migrator_ts`` of a migration file ftforge writes itself (no pinning file)."""
+    """The ``migrator_ts`` the feedstocks get: the pinning file's, or the one of the file
+    ftforge writes itself (default: when the plan was made)."""
     migration_origin: str = "ftforge"
     """The pinning's migration file that feedstocks get verbatim, or ``ftforge``."""
     wait_for_migrators: list[str] = field(default_factory=list)
@@ -267,6 +268,10 @@ def plan_migration(
         pinned_file = migration_file_for(migration.name, migration.variant, pinning,
                                          feedstock_zip_group=[], migrator_ts=0)
         origin, waits = pinned_file.origin, pinned_file.wait_for_migrators
+        try:  # the feedstocks get the pinning's timestamp: record that one
+            migrator_ts = int(float(pinned_file.migrator_ts))
+        except ValueError:
+            pass
         excluded = {str(n) for n in pinned_file.migrator.get("exclude") or []}
     else:
         origin, excluded = "ftforge", set()
