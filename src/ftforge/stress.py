@@ -245,7 +245,8 @@ import json
 import os
 import sys
 
-_out = {"collected": 0, "outcomes": {}, "gil_at_start": None, "gil_after": None}
+_out = {"collected": 0, "outcomes": {}, "gil_at_start": None, "gil_after": None,
+        "collection_errors": []}
 
 
 def _gil():
@@ -259,6 +260,11 @@ def pytest_sessionstart(session):
 
 def pytest_collection_finish(session):
     _out["collected"] = len(session.items)
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        _out["collection_errors"].append(report.nodeid)
 
 
 def pytest_runtest_logstart(nodeid, location):
@@ -297,6 +303,7 @@ class Outcome:
     gil_after: str | None
     exitstatus: int
     crashed: str | None = None
+    collection_errors: tuple[str, ...] = ()
     """``"<test id>: Fatal Python error: ..."`` when the interpreter died in that test."""
 
     def passed(self) -> set[str]:
@@ -318,6 +325,7 @@ def parse_outcomes(data: Mapping) -> Outcome:
         gil_reenabled=bool(data.get("gil_at_end")) and not data.get("gil_at_start"),
         gil_after=str(gil_after) if gil_after else None,
         exitstatus=int(data.get("exitstatus", -1)),
+        collection_errors=tuple(str(e) for e in data.get("collection_errors") or ()),
     )
 
 
@@ -326,8 +334,12 @@ def _pytest(prefix: Path, cwd: Path, probe_dir: Path, extra: list[str], log: Pat
     out = probe_dir / f"outcome-{len(list(probe_dir.glob('outcome-*')))}.json"
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHON_GIL", "VIRTUAL_ENV")}
-    env.update(PYTHONPATH=str(probe_dir), FTFORGE_STRESS_OUT=str(out),
-               PYTHONDONTWRITEBYTECODE="1")
+    # Test folders that are not packages hold helpers their tests import by name
+    # (`from helper import ...`), as tox or a `pythonpath` setting would provide.
+    helpers = sorted({str(t.parent) for t in find_tests(cwd)
+                      if not (t.parent / "__init__.py").exists()})
+    env.update(PYTHONPATH=os.pathsep.join([str(probe_dir), *helpers]),
+               FTFORGE_STRESS_OUT=str(out), PYTHONDONTWRITEBYTECODE="1")
     ignore = [f"--ignore={d}" for d in ("docs", "doc", "benchmarks", "build", "examples")
               if (cwd / d).is_dir()]
     command = [str(prefix / "bin" / "python"), "-m", "pytest", "-p", PROBE_MODULE,
@@ -420,11 +432,17 @@ def run_tests(record: StressRecord, sdist: Path, prefix: Path, modules: Iterable
     record.gil_reenabled = serial.gil_reenabled or parallel.gil_reenabled
     record.gil_reenabled_after = gil.gil_after if record.gil_reenabled else None
     record.crashed = serial.crashed or parallel.crashed
+    if serial.collection_errors:
+        record.note = "; ".join(filter(None, [record.note, (
+            f"{len(serial.collection_errors)} test module(s) could not be collected: "
+            + ", ".join(serial.collection_errors[:5]))]))
     if record.crashed:
         record.status = "crashed"
         record.note = "; ".join(filter(None, [record.note, (
             "the plain run crashed" if serial.crashed else
             "the parallel run stopped at the crash (later tests did not run in parallel)")]))
+    elif serial.collection_errors and not serial.outcomes:
+        record.status = "error"  # nothing ran: not evidence either way
     elif serial.collected == 0:
         record.no_tests, record.status = True, "no-tests"
         record.note = ("pytest collected no tests from the sdist"
@@ -711,7 +729,8 @@ def stress_channel(channel: Path, names: Iterable[str] = (), *,
                         # `import hypothesis`): add it and try again, a few times.
                         missing = re.search(r"No module named '([\w.]+)'", exc.message)
                         name = missing[1].split(".")[0] if missing else None
-                        if name is None or name in needs or attempt == _UNDECLARED_ROUNDS:
+                        if name is None or name in needs or attempt == _UNDECLARED_ROUNDS \
+                                or _ships_module(work / "src", name):
                             raise
                         needs.append(name)
                         record.note = "; ".join(filter(None, [
@@ -735,6 +754,12 @@ def stress_channel(channel: Path, names: Iterable[str] = (), *,
 
         write_page(channel)
     return records
+
+
+def _ships_module(root: Path, name: str) -> bool:
+    """The unpacked sdist has a module or package ``name`` of its own (a test helper):
+    never a requirement to fetch from PyPI."""
+    return any(root.rglob(f"{name}.py")) or any(p.is_dir() for p in root.rglob(name))
 
 
 def _modules_of(recipe: dict) -> list[str]:

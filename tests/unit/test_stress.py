@@ -355,3 +355,22 @@ def test_a_missing_plugin_from_addopts_runs_without_addopts_and_says_so(tmp_path
     assert result.collected == 1 and result.passed_parallel == 1 and result.status == "ok"
     assert "run without the sdist's pytest addopts" in result.note
     assert "nosuchplugin_xyz" in result.note
+
+
+def test_test_helpers_import_by_name_and_collection_errors_are_not_evidence(tmp_path):
+    helper = make_sdist(tmp_path / "sd", "helped", {
+        "PKG-INFO": PKG_INFO.format(name="helped", requires=""),
+        "tests/helper.py": "def one():\n    return 1\n",
+        "tests/test_h.py": "from helper import one\n\ndef test_one():\n    assert one() == 1\n"})
+    result = stress.run_tests(record(package="helped"), helper, fake_prefix(tmp_path),
+                              ["helped"], StressOptions(threads=2, iterations=1),
+                              tmp_path / "work")
+    assert result.status == "ok" and result.passed_parallel == 1, result
+    broken = make_sdist(tmp_path / "sd2", "broken", {
+        "PKG-INFO": PKG_INFO.format(name="broken", requires=""),
+        "tests/test_b.py": "import no_such_module_xyz\n\ndef test_b():\n    pass\n"})
+    result = stress.run_tests(record(package="broken"), broken, fake_prefix(tmp_path / "p2"),
+                              ["broken"], StressOptions(threads=2, iterations=1),
+                              tmp_path / "work2")
+    assert result.status == "error" and not result.passed_parallel
+    assert "1 test module(s) could not be collected: tests/test_b.py" in result.note
