@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -360,3 +361,32 @@ def test_rattler_never_rewrites_a_shard(tmp_path):
         shadow = channel / ".ftforge" / "index" / name.split("/")[0] / name.split("/")[0] \
             / "shards" / name.split("/")[1]
         assert shadow.stat().st_ino == inode and shadow.stat().st_mode & 0o777 == 0o644
+
+
+# -- staging in threads: a failed copy is one line, nothing moves ----------------------------
+
+def test_a_copy_failing_in_a_staging_thread_refuses_the_whole_publish(tmp_path, monkeypatch):
+    import errno
+
+    from ftforge.channel import publish as publish_module
+
+    channel = tmp_path / "ch"
+    publish([write_package(pure("seed"), tmp_path / "s")], channel)
+    before = sorted(str(p.relative_to(channel)) for p in channel.rglob("*")
+                    if ".ftforge" not in p.parts)
+    batch = [write_package(pure(f"p{i}"), tmp_path / "in") for i in range(12)]
+    original = publish_module.shutil.copyfile
+
+    def copyfile(source, target):
+        if Path(source).name == batch[7].name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return original(source, target)
+
+    monkeypatch.setattr(publish_module.shutil, "copyfile", copyfile)
+    with pytest.raises(ChannelError) as refused:
+        publish(batch, channel)
+    assert "the disk is full" in refused.value.message and "\n" not in refused.value.message
+    after = sorted(str(p.relative_to(channel)) for p in channel.rglob("*")
+                   if ".ftforge" not in p.parts)
+    assert after == before
+    assert list((channel / ".ftforge" / "staging").iterdir()) == []
