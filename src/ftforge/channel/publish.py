@@ -2,7 +2,8 @@
 
 One publish, under the channel's lock:
 
-1. copy every input into ``.ftforge/staging/`` and audit the *copy* (what is
+1. copy every input into ``.ftforge/staging/`` (threads copy and ``fsync`` while
+   the audit reads the copies already whole) and audit the *copy* (what is
    audited is exactly what is published); a copy byte-identical to a file the
    channel already serves and indexes under its name is reported unchanged
    without a second audit;
@@ -17,9 +18,10 @@ One publish, under the channel's lock:
 4. re-index through the shadow index and promote atomically
    (:mod:`ftforge.channel.index`) and write the browsable page; if indexing
    fails, the moves and claims are rolled back and the old index re-made;
-5. append a record to ``.ftforge/log.jsonl``.
+5. append the records to ``.ftforge/log.jsonl`` (one write, one ``fsync``).
 
-A crash anywhere leaves the previous ``repodata.json`` serving and every
+Every file an index names (package, shard) is on disk before that index
+replaces the old one (:mod:`ftforge.channel.durable`). A crash anywhere leaves the previous ``repodata.json`` serving and every
 published package intact; the next publish (or ``ftforge channel reindex``)
 indexes what a crashed one had already moved in. Removed packages are kept
 under ``.ftforge/removed/`` with a record of who removed them and why.
