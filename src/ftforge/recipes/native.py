@@ -10,11 +10,14 @@ every rpath ``$ORIGIN``-relative (``dynamic_linking.rpaths: [lib/]``).
 Sources: each recipe points at the upstream release file and its sha256. The
 bytes come offline from the local source mirror, seeded from Debian bookworm's
 source packages (``orig`` tarballs; :mod:`ftforge.build.seed`). Where Debian
-ships upstream's file unchanged the recipe's URL is upstream's; where Debian
-repacked it (``zlib``'s ``.dfsg``, ``sqlite3``'s full source tree) the recipe
-says so in a comment and the sha256 is that of Debian's file: a build from
-upstream's own file needs the recipe regenerated with upstream's checksum.
-No checksum here was compared with upstream's site from this machine.
+ships upstream's file unchanged the recipe's URL is upstream's (expat's is
+GitHub's tag archive, which is what Debian ships); where Debian's file is not
+upstream's release file (``zlib``'s ``.dfsg`` repack, ``sqlite3``'s full
+source tree, libyaml's tag archive instead of pyyaml.org's tarball) the recipe
+says so in a ``# NOTE:`` and the sha256 is that of Debian's file, filed in the
+mirror by content: a build from upstream's own file needs the recipe
+regenerated with upstream's checksum. No checksum here was compared with
+upstream's site from this machine.
 
 Generation is pure (``generate`` returns file names and text); writing and the
 drift check are :mod:`ftforge.recipes.files`'.
