@@ -111,7 +111,7 @@ class StressRecord:
     """The test in which the interpreter died (and the fatal error), if it did."""
     no_tests: bool = False
     status: str = "ok"
-    """ok | findings | crashed | gil-reenabled | no-tests | error"""
+    """ok | findings | crashed | gil-reenabled | no-tests | skipped | error"""
     note: str = ""
     seconds: float = 0.0
     """The whole run for this package: sdist, environment, both pytest runs."""
@@ -443,6 +443,11 @@ def run_tests(record: StressRecord, sdist: Path, prefix: Path, modules: Iterable
             "the parallel run stopped at the crash (later tests did not run in parallel)")]))
     elif serial.collection_errors and not serial.outcomes:
         record.status = "error"  # nothing ran: not evidence either way
+    elif serial.collected and not serial.passed() and not serial.failed():
+        record.status = "skipped"  # nothing ran: not evidence either way
+        record.note = "; ".join(filter(None, [record.note, (
+            "every test was skipped (the suite's own conditions: a platform, an "
+            "environment variable, a missing optional dependency)")]))
     elif serial.collected == 0:
         record.no_tests, record.status = True, "no-tests"
         record.note = ("pytest collected no tests from the sdist"
@@ -505,9 +510,9 @@ def evidence(channels: Iterable[Path]) -> dict[str, list[tuple[bool, str]]]:
     for channel in channels:
         for rec in channel_records(Path(channel)):
             stored = read_record(Path(channel), rec["subdir"], rec["fn"])
-            if stored is None or stored.status in ("error", "no-tests"):
+            if stored is None or stored.status in ("error", "no-tests", "skipped"):
                 continue
-            clean = stored.status == "ok" and stored.collected > 0
+            clean = stored.status == "ok" and stored.passed_parallel > 0
             label = f"{stored.package} {stored.version} {stored.build}"
             text = (f"pytest-run-parallel: {label}: {stored.summary()}" if clean else
                     f"thread-safety findings ({label}): {stored.summary()}")

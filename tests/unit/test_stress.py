@@ -374,3 +374,15 @@ def test_test_helpers_import_by_name_and_collection_errors_are_not_evidence(tmp_
                               tmp_path / "work2")
     assert result.status == "error" and not result.passed_parallel
     assert "1 test module(s) could not be collected: tests/test_b.py" in result.note
+
+
+def test_a_suite_that_skips_everything_is_not_a_clean_pass(tmp_path):
+    sdist = make_sdist(tmp_path / "sd", "skippy", {
+        "PKG-INFO": PKG_INFO.format(name="skippy", requires=""),
+        "tests/test_s.py": "import pytest\n\npytestmark = pytest.mark.skip('needs root')\n\n"
+                           "def test_a():\n    pass\n\ndef test_b():\n    pass\n"})
+    result = stress.run_tests(record(package="skippy"), sdist, fake_prefix(tmp_path),
+                              ["skippy"], StressOptions(threads=2, iterations=1),
+                              tmp_path / "work")
+    assert result.status == "skipped" and result.collected == 2
+    assert "every test was skipped" in result.note
