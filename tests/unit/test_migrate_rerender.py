@@ -365,3 +365,17 @@ def test_parsing_a_hostile_file_name_back_is_not_exponential():
     name = "".join(f"p{i:02d}a" for i in range(40))
     assert loop_vars_of(name + "zz", config) is None
     assert loop_vars_of(name, config) == [f"p{i:02d}" for i in range(40)]
+
+
+def test_variant_files_with_anchors_or_over_the_size_limit_are_not_expanded():
+    """A hostile .ci_support file (billion laughs, or huge) is unreadable, not expanded;
+    conda-build's python values with '*' inside scalars still read."""
+    from ftforge.limits import RecipeLimits
+    from ftforge.migrate.rerender import load_variant_file
+
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
+        for i in range(8))
+    assert load_variant_file(laughs) is None
+    assert load_variant_file("a:\n- x\n" * (RecipeLimits().max_recipe_bytes // 7)) is None
+    assert load_variant_file("python:\n- 3.13.* *_cp313t\n") == {"python": ["3.13.* *_cp313t"]}

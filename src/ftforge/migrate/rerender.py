@@ -96,10 +96,22 @@ def loop_vars_of(key: str, config: dict) -> list[str] | None:
     return None if found is None else list(found)
 
 
+# an anchor or alias starts a node: at a line start, after "- " / ": ", or in a flow
+_ANCHOR_OR_ALIAS = re.compile(r"(?:^|[\[{,]|[:-][ \t])[ \t]*[&*][^\s,\[\]{}]", re.M)
+
+
 def load_variant_file(text: str) -> dict | None:
-    """A variant file as conda-build reads it: every scalar a string; None if unreadable."""
+    """A variant file as conda-build reads it: every scalar a string; None if unreadable.
+
+    Files conda-smithy writes are small and plain: a file over the recipe size limit,
+    or one with YAML anchors or aliases (the "billion laughs" shape), is unreadable
+    here rather than expanded."""
     from ruamel.yaml import YAML, YAMLError
 
+    from ..limits import RecipeLimits
+
+    if len(text) > RecipeLimits().max_recipe_bytes or _ANCHOR_OR_ALIAS.search(text):
+        return None
     try:
         data = YAML(typ="base").load(io.StringIO(text))  # every scalar a string, as conda-build
     except YAMLError:
