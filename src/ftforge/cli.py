@@ -443,12 +443,14 @@ def explain_cmd(
     channel: Annotated[list[str], typer.Option("--channel", "-c")],
     prefix: Annotated[Path | None, typer.Option("--prefix", "-p",
                                                 help="the environment they were for")] = None,
+    channel_priority: Annotated[str, typer.Option(help="strict|flexible|disabled")] = "strict",
 ) -> None:
     """Say why a request cannot be met, in terms of interpreter ABIs."""
     from .environments import environment_python
     from .explain import explain
 
-    lines = explain(specs, channel, environment=environment_python(prefix) if prefix else None)
+    lines = explain(specs, channel, environment=environment_python(prefix) if prefix else None,
+                    priority=channel_priority)
     if not lines:
         console.print("no interpreter-ABI mismatch found for these specs")
         return

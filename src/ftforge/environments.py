@@ -270,7 +270,7 @@ def install_into(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
     except SolveError:
         from .explain import explain
 
-        story = explain(specs or names, channels, environment=current)
+        story = explain(specs or names, channels, environment=current, priority=priority)
         if not story:
             raise
         raise SolveError("\n".join(story), hint=(

@@ -80,16 +80,19 @@ def _candidates(channels: Sequence[str], names: Sequence[str]) -> list[Candidate
 
 
 def explain(specs: Sequence[str], channels: Sequence[str], *,
-            environment: tuple[str, PythonVariant] | None = None) -> list[str]:
+            environment: tuple[str, PythonVariant] | None = None,
+            priority: str | None = None) -> list[str]:
     """One sentence per requested package that has no build for the wanted ABI.
 
     ``environment``: (python version, ABI) of an existing environment; otherwise
-    the ABI is read from the request itself.
+    the ABI is read from the request itself. ``priority="strict"`` also names a
+    package whose builds for the wanted ABI are hidden by an earlier channel.
     """
     wanted = environment[1] if environment else requested_abi(specs)
     has = (f"this environment has python {environment[0]} {_label(wanted)}" if environment
            else f"the request asks for {_label(wanted)}" if wanted else None)
-    names = [s.replace("=", " ").split()[0] for s in specs if s.strip()]
+    # the package name of `name=ver=build`, `name ver build` and `name[build=...]` alike
+    names = [m[0] for s in specs if (m := re.match(r"[A-Za-z0-9_.\-]+", s.strip()))]
     names = [n for n in names if n not in ("python", "python_abi",
                                            PythonVariant.ft().metapackage,
                                            PythonVariant.gil().metapackage)]
@@ -97,6 +100,8 @@ def explain(specs: Sequence[str], channels: Sequence[str], *,
     conflict = _conflicting_abis(specs)
     if conflict:
         lines.append(conflict)
+    if wanted is not None and priority == "strict":
+        lines += _hidden_by_strict_priority(["python_abi", *names], channels, wanted)
     if not names or wanted is None:
         return lines
     candidates = _candidates(channels, names)
@@ -120,6 +125,31 @@ def explain(specs: Sequence[str], channels: Sequence[str], *,
         else:
             fix = f"{advice}, or use the base channel's build."
         lines.append(f"{where}; {has}. {fix}")
+    return lines
+
+
+def _hidden_by_strict_priority(names: Sequence[str], channels: Sequence[str],
+                               wanted: PythonVariant) -> list[str]:
+    """Strict priority takes every build of a name from the first channel that has
+    it: say so when that channel has none for ``wanted`` and a later one does."""
+    candidates = _candidates(channels, names)
+    order = [_channel_name(c) for c in channels]
+    lines = []
+    for name in dict.fromkeys(names):
+        mine = [c for c in candidates if c.name == name and c.variant is not None]
+        present = [ch for ch in order if any(c.channel == ch for c in mine)]
+        if not present:
+            continue
+        first = present[0]
+        if any(c.channel == first and c.variant == wanted for c in mine):
+            continue
+        later = [ch for ch in present[1:]
+                 if any(c.channel == ch and c.variant == wanted for c in mine)]
+        if later:
+            lines.append(
+                f"With strict channel priority every {name} comes from channel {first}, the "
+                f"first that has it, and {first} has no {_label(wanted)} build; channel "
+                f"{later[0]} has one. List {later[0]} first, or use flexible priority.")
     return lines
 
 
