@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
 import posixpath
@@ -75,6 +76,10 @@ RULES: dict[str, str] = {
     "archive.special-file": "a member is a device file or FIFO",
     "archive.too-large": "the uncompressed content exceeds the size cap",
     "archive.too-many-members": "the archive has more members than the cap",
+    "archive.ambiguous-header": "tar headers that two readers would name differently "
+    "(stacked PAX / GNU long-name headers, a prefix field outside the POSIX magic)",
+    "archive.trailing-data": "data after a component's tar end marker or zstd frame, or a "
+    "zip local header that disagrees with its central-directory entry",
     "archive.header-too-large": "a PAX / GNU long-name header exceeds the header cap",
     "archive.metadata-too-large": "a metadata file exceeds the metadata cap",
     "metadata.index-missing": "info/index.json is missing or not JSON",
@@ -211,14 +216,56 @@ class _HeaderTooLarge(Exception):
         self.name, self.size = name, size
 
 
+class _Ambiguous(Exception):
+    """Two tar readers would give this member different names (an extended-header
+    stack or a prefix field that only some readers honour)."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(why)
+        self.name, self.why = name, why
+
+
+_POSIX_MAGIC = b"ustar\x0000"
+_HEADER_NAMES = {tarfile.XHDTYPE: "PAX", tarfile.GNUTYPE_LONGNAME: "GNU long name",
+                 tarfile.GNUTYPE_LONGLINK: "GNU long link"}
+
+
 @functools.lru_cache(maxsize=8)
 def _tarinfo_class(max_header: int) -> type[tarfile.TarInfo]:
     class LimitedTarInfo(tarfile.TarInfo):
-        """Refuses an extended header before tarfile reads its payload into memory."""
+        """Refuses an extended header before tarfile reads its payload into memory, and
+        any header whose name two tar readers would read differently: Python's tarfile
+        and rattler's tar-rs disagree on stacked extended headers (PAX ``path`` then a
+        GNU long name: one takes each) and on the ustar ``prefix`` field outside the
+        POSIX magic (tarfile prepends it, tar-rs ignores it)."""
+
+        @classmethod
+        def frombuf(cls, buf, encoding, errors):  # noqa: ANN001 -- tarfile's own hook
+            obj = super().frombuf(buf, encoding, errors)
+            prefix = buf[345:500].rstrip(b"\0")
+            if (prefix and obj.type not in tarfile.GNU_TYPES
+                    and buf[257:265] != _POSIX_MAGIC):
+                raise _Ambiguous(obj.name, "a ustar prefix field in a header without the "
+                                 f"POSIX magic ({bytes(buf[257:265])!r}): tar readers "
+                                 "disagree on whether it is part of the name")
+            return obj
 
         def _proc_member(self, tar):  # noqa: ANN001 -- tarfile's own hook
             if self.type in _HEADER_TYPES and self.size > max_header:
                 raise _HeaderTooLarge(self.name, self.size)
+            if self.type in (tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE):
+                raise _Ambiguous(self.name, "a PAX global or Solaris extended header: tar "
+                                 "readers disagree on what it applies to")
+            chain = tar.__dict__.setdefault("_ftforge_chain", [])
+            if self.type not in _HEADER_TYPES:
+                kinds, tar._ftforge_chain = chain, []
+                if len(kinds) > 1 and sorted(kinds) != [tarfile.GNUTYPE_LONGLINK,
+                                                        tarfile.GNUTYPE_LONGNAME]:
+                    shown = ", ".join(_HEADER_NAMES[k] for k in kinds)
+                    raise _Ambiguous(self.name, f"stacked extended headers ({shown}): tar "
+                                     "readers disagree on which one names the member")
+                return super()._proc_member(tar)
+            chain.append(self.type)
             return super()._proc_member(tar)
 
     return LimitedTarInfo
@@ -433,6 +480,11 @@ def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
         with tarfile.open(fileobj=source, mode="r|bz2", tarinfo=tarinfo) as tar:
             for member in tar:
                 yield tar, member, None
+            trailing = _after_end_marker(tar)
+        if trailing:
+            scan.report.add("archive.trailing-data", f"{trailing}; a client's tar reader "
+                            "may read what the audit did not")
+            raise _Stop
         return
     with zipfile.ZipFile(source) as zf:
         infos = zf.infolist()
@@ -470,12 +522,73 @@ def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
             scan.report.add("archive.unreadable", "metadata.json is not "
                             "{\"conda_pkg_format_version\": 2}", "metadata.json")
             raise _Stop
-        zstd = _zstd()
         for component in ("info", "pkg"):
-            with zstd.open(zf.open(f"{component}-{stem}.tar.zst")) as reader, tarfile.open(
-                    fileobj=reader, mode="r|", tarinfo=tarinfo) as tar:
-                for member in tar:
-                    yield tar, member, component
+            entry = f"{component}-{stem}.tar.zst"
+            with zf.open(entry) as raw:
+                reader = _OneFrame(raw)
+                with tarfile.open(fileobj=reader, mode="r|", tarinfo=tarinfo) as tar:
+                    for member in tar:
+                        yield tar, member, component
+                    trailing = _after_end_marker(tar) or reader.trailing()
+            if trailing:
+                scan.report.add("archive.trailing-data", f"{trailing}; a streaming client "
+                                "may read what the audit did not", entry)
+                raise _Stop
+
+
+class _OneFrame(io.RawIOBase):
+    """The decompressed bytes of exactly one zstd frame; what follows it is kept
+    aside for :meth:`trailing` (a second frame, even a skippable one, is refused)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.decoder = _zstd().ZstdDecompressor()
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 -- io's own signature
+        want = len(buffer)
+        while not self.decoder.eof:
+            data = b""
+            if self.decoder.needs_input:
+                data = self.raw.read(1 << 16)
+                if not data:
+                    raise EOFError("the zstd frame is truncated")
+            out = self.decoder.decompress(data, want)
+            if out:
+                buffer[: len(out)] = out
+                return len(out)
+        return 0
+
+    def trailing(self) -> str | None:
+        """Why the component's zstd stream holds more than one frame (None: it does not).
+        Reading the zip entry to its end also checks its CRC."""
+        if not self.decoder.eof:
+            return "the zstd frame does not end where the tar ends"
+        rest = self.decoder.unused_data + self.raw.read(1 << 16)
+        if rest:
+            return "bytes after the component's zstd frame (a second frame)"
+        return None
+
+
+def _after_end_marker(tar: tarfile.TarFile) -> str | None:
+    """Why what follows the tar's end-of-archive block is not just zero padding (None: it
+    is); the stream is read to its end (at most :data:`_MAX_TAR_PADDING` bytes)."""
+    stream = tar.fileobj
+    padding = 0
+    while chunk := stream.read(1 << 16):
+        if chunk.strip(b"\0"):
+            return "non-zero data after the tar end-of-archive marker"
+        padding += len(chunk)
+        if padding > _MAX_TAR_PADDING:
+            return f"more than {_MAX_TAR_PADDING} bytes of padding after the tar end marker"
+    return None
+
+
+_MAX_TAR_PADDING = 1 << 20
+"""Zero bytes allowed after a tar's end marker (a blocking factor of 20 pads to 10 KiB)."""
 
 
 def _zip_gap(zf: zipfile.ZipFile, source: IO[bytes]) -> str | None:
@@ -492,16 +605,53 @@ def _zip_gap(zf: zipfile.ZipFile, source: IO[bytes]) -> str | None:
         header = source.read(30)
         if len(header) < 30 or header[:4] != b"PK\x03\x04":
             return f"no local header for {info.filename}"
-        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        (flags, method, crc, csize, usize, name_len,
+         extra_len) = struct.unpack("<2H4x3L2H", header[6:30])
+        name = source.read(name_len)
+        extra = source.read(extra_len)
         offset += 30 + name_len + extra_len + info.compress_size
-        if info.flag_bits & 0x08:  # a data descriptor follows the data
+        if flags & 0x08:  # a data descriptor after the data holds the CRC and sizes
             source.seek(offset)
-            signed = source.read(4) == b"PK\x07\x08"
-            offset += (4 if signed else 0) + (20 if info.file_size >= 0xFFFFFFFF
-                                               or info.compress_size >= 0xFFFFFFFF else 12)
+            descriptor = source.read(24)
+            signed = descriptor[:4] == b"PK\x07\x08"
+            wide = info.file_size >= 0xFFFFFFFF or info.compress_size >= 0xFFFFFFFF
+            body = descriptor[4:] if signed else descriptor
+            crc, csize, usize = struct.unpack("<LQQ" if wide else "<LLL",
+                                              body[:20 if wide else 12])
+            offset += (4 if signed else 0) + (20 if wide else 12)
+        elif 0xFFFFFFFF in (csize, usize):
+            usize, csize = _zip64_sizes(extra, usize, csize)
+        local = (name, flags, method, crc, csize, usize)
+        central = (info.orig_filename.encode("cp437" if not info.flag_bits & 0x800 else "utf-8"),
+                   info.flag_bits, info.compress_type, info.CRC, info.compress_size,
+                   info.file_size)
+        if local != central:
+            fields = ("name", "flags", "compression", "CRC", "compressed size", "size")
+            differ = [f for f, a, b in zip(fields, local, central) if a != b]
+            return (f"the local header of {_printable(info.filename)} disagrees with the "
+                    f"central directory ({', '.join(differ)})")
     if offset != zf.start_dir:
         return f"{zf.start_dir - offset} unlisted bytes before the central directory"
     return None
+
+
+def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int]:
+    """The sizes a zip64 extra field (id 1) gives for fields that read 0xFFFFFFFF."""
+    import struct
+
+    at = 0
+    while at + 4 <= len(extra):
+        kind, length = struct.unpack("<HH", extra[at:at + 4])
+        body = extra[at + 4:at + 4 + length]
+        if kind == 1:
+            values = list(struct.unpack(f"<{len(body) // 8}Q", body[:len(body) // 8 * 8]))
+            if usize == 0xFFFFFFFF and values:
+                usize = values.pop(0)
+            if csize == 0xFFFFFFFF and values:
+                csize = values.pop(0)
+            break
+        at += 4 + length
+    return usize, csize
 
 
 def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
@@ -537,6 +687,10 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
                     for tar, member, component in _stream(handle, stem, suffix, limits, scan):
                         scan.member(tar, member, component)
                 except _Stop:
+                    return report
+                except _Ambiguous as amb:
+                    report.add("archive.ambiguous-header", amb.why + "; refused",
+                               amb.name or None)
                     return report
                 except _HeaderTooLarge as big:
                     report.add("archive.header-too-large",

@@ -1,0 +1,153 @@
+"""Archives that two readers would read differently (issue 13 follow-up): a zip whose
+local headers disagree with its central directory, data after a component's tar end
+marker or zstd frame, and tar headers that Python's tarfile and rattler's tar-rs name
+differently. Each must be refused by the audit, while ordinary padding passes."""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io
+import json
+import struct
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+from ftforge.channel.audit import audit_package
+
+try:
+    from compression import zstd  # Python 3.14+
+except ImportError:
+    from backports import zstd
+
+STEM = "probe-1.0-0"
+END = b"\0" * 1024
+
+
+def _block(name: str, data: bytes, magic: bytes = b"ustar\x0000", prefix: bytes = b"",
+           kind: bytes = tarfile.REGTYPE) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.type = len(data), 0o644, 1764028800, kind
+    head = bytearray(info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")[:512])
+    head[257:265] = magic
+    head[345:345 + len(prefix)] = prefix
+    head[148:156] = b" " * 8
+    head[148:156] = b"%06o\0 " % sum(head)
+    return bytes(head) + data + b"\0" * (-len(data) % 512)
+
+
+def _pax(fields: dict[str, str]) -> bytes:
+    return tarfile.TarInfo._create_pax_generic_header(fields, tarfile.XHDTYPE, "utf-8")
+
+
+def _gnu_long(name: str) -> bytes:
+    return tarfile.TarInfo._create_gnu_long_header(name, tarfile.GNUTYPE_LONGNAME, "utf-8",
+                                                   "strict")
+
+
+def _info_tar(files: dict[str, bytes]) -> bytes:
+    index = {"name": "probe", "version": "1.0", "build": "0", "build_number": 0,
+             "subdir": "noarch", "noarch": "generic", "depends": [], "license": "MIT"}
+    paths = {"paths_version": 1, "paths": [
+        {"_path": p, "path_type": "hardlink", "sha256": hashlib.sha256(d).hexdigest(),
+         "size_in_bytes": len(d)} for p, d in files.items()]}
+    return (_block("info/index.json", json.dumps(index).encode())
+            + _block("info/paths.json", json.dumps(paths).encode()) + END)
+
+
+def _pkg_tar(files: dict[str, bytes]) -> bytes:
+    return b"".join(_block(p, d) for p, d in files.items()) + END
+
+
+FILES = {"bin/tool": b"#!/bin/sh\necho benign\n"}
+
+
+def _conda(tmp: Path, pkg_zst: bytes, info_zst: bytes | None = None) -> Path:
+    out = tmp / f"{STEM}.conda"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("metadata.json", json.dumps({"conda_pkg_format_version": 2}))
+        z.writestr(f"info-{STEM}.tar.zst", info_zst or zstd.compress(_info_tar(FILES)))
+        z.writestr(f"pkg-{STEM}.tar.zst", pkg_zst)
+    return out
+
+
+def _rules(path: Path) -> set[str]:
+    return {f.rule for f in audit_package(path).findings}
+
+
+def test_plain_package_and_record_padding_pass(tmp_path):
+    padded = _pkg_tar(FILES) + b"\0" * 9216  # padded to tarfile's 10 KiB record
+    assert audit_package(_conda(tmp_path, zstd.compress(padded))).ok
+
+
+def test_local_header_sizes_that_hide_an_entry_are_refused(tmp_path):
+    """The central directory's pkg entry covers [benign frame][a hidden local entry];
+    its local header covers only the benign frame, so a streaming client reads both."""
+    good = zstd.compress(_pkg_tar(FILES) + b"\0" * (1 << 16))
+    evil = zstd.compress(_pkg_tar({"bin/tool": b"#!/bin/sh\necho evil\n"}))
+    name = f"pkg-{STEM}.tar.zst".encode()
+    hidden = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, zlib.crc32(evil),
+                         len(evil), len(evil), len(name), 0) + name + evil
+    path = _conda(tmp_path, good + hidden)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        offset = z.getinfo(name.decode()).header_offset
+    struct.pack_into("<3L", data, offset + 14, zlib.crc32(good), len(good), len(good))
+    path.write_bytes(bytes(data))
+    findings = audit_package(path).findings
+    assert [f.rule for f in findings] == ["archive.member-set"]
+    assert "local header" in findings[0].message and "compressed size" in findings[0].message
+
+
+def test_data_after_the_tar_end_marker_is_refused(tmp_path):
+    tail = _pkg_tar(FILES) + _block("bin/evil", b"echo evil\n") + END
+    assert _rules(_conda(tmp_path, zstd.compress(tail))) == {"archive.trailing-data"}
+
+
+@pytest.mark.parametrize("frame", ["skippable", "second"])
+def test_a_second_zstd_frame_in_a_component_is_refused(tmp_path, frame):
+    hidden = zstd.compress(_pkg_tar({"bin/evil": b"echo evil\n"}))
+    extra = (struct.pack("<LL", 0x184D2A50, len(hidden)) + hidden if frame == "skippable"
+             else hidden)
+    path = _conda(tmp_path, zstd.compress(_pkg_tar(FILES)) + extra)
+    assert _rules(path) == {"archive.trailing-data"}
+
+
+def _smuggle(files_shown: dict[str, bytes], pkg: bytes, tmp: Path, kind: str) -> Path:
+    if kind == "conda":
+        return _conda(tmp, zstd.compress(pkg), zstd.compress(_info_tar(files_shown)))
+    out = tmp / f"{STEM}.tar.bz2"
+    whole = _info_tar(files_shown)[:-len(END)] + pkg
+    out.write_bytes(bz2.compress(whole))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["conda", "tar.bz2"])
+@pytest.mark.parametrize("order", ["pax-then-gnu", "gnu-then-pax"])
+def test_stacked_pax_and_gnu_names_are_refused(tmp_path, kind, order):
+    data = b"echo hidden\n"
+    first, second = ((_pax({"path": "share/ok.txt"}), _gnu_long("bin/evil-long-name"))
+                     if order == "pax-then-gnu"
+                     else (_gnu_long("bin/evil-long-name"), _pax({"path": "share/ok.txt"})))
+    pkg = first + second + _block("x", data) + END
+    path = _smuggle({"share/ok.txt": data}, pkg, tmp_path, kind)
+    assert _rules(path) == {"archive.ambiguous-header"}
+
+
+@pytest.mark.parametrize("kind", ["conda", "tar.bz2"])
+def test_a_prefix_field_under_gnu_magic_is_refused(tmp_path, kind):
+    data = b"echo hidden\n"
+    pkg = _block("evil.sh", data, magic=b"ustar  \0", prefix=b"share") + END
+    path = _smuggle({"share/evil.sh": data}, pkg, tmp_path, kind)
+    assert _rules(path) == {"archive.ambiguous-header"}
+
+
+def test_a_prefix_field_under_posix_magic_passes(tmp_path):
+    data = b"echo fine\n"
+    pkg = _block("evil.sh", data, prefix=b"share") + END
+    path = _conda(tmp_path, zstd.compress(pkg), zstd.compress(_info_tar({"share/evil.sh": data})))
+    assert audit_package(path).ok
