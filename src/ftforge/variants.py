@@ -12,6 +12,8 @@ and every free-threaded ``python_abi`` is down-weighted, 3.14t/3.15t included.
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,9 +36,12 @@ __all__ = [
     "classify_extension_module",
     "conda_build_config",
     "parse_series",
+    "freethreaded_pin",
+    "is_python_abi_spec",
     "variant_of_build_string",
     "variant_of_package",
     "variant_of_python_abi_dependency",
+    "variants_admitted",
 ]
 
 ABI_PREFIX = "cp"
@@ -339,20 +344,107 @@ def freethreaded_by_symbols(undefined: set[str] | frozenset[str]) -> bool | None
     return None
 
 
-_PYTHON_ABI_DEP_RE = re.compile(
-    rf"^python_abi\s+(?P<series>3\.\d{{1,2}})(?:\.\*)?\s+\*_(?P<tag>{ABI_PREFIX}3\d{{1,2}}{FREETHREADED_MARKER}?)$"
-)
+_INTERPRETER_NAMES = ("python", "python_abi")
+
+
+@functools.lru_cache(maxsize=8192)
+def variants_admitted(spec: str) -> frozenset[PythonVariant] | None:
+    """The interpreter ABIs a conda match spec on ``python``, ``python_abi`` or an opt-in
+    metapackage lets through, whatever its spelling (``python_abi=3.13=*_cp313t``,
+    ``python_abi[build=*_cp313t]``, ``conda-forge::python_abi 3.13.* *_cp313t``);
+    None for a spec on another package or one that does not parse.
+
+    The spec is parsed by py-rattler (name, version, build matcher); its build matcher
+    is tried on the build strings python and python_abi have for each ABI, its version
+    on each series."""
+    if "python" not in spec or len(spec) > 1000:
+        return None
+    import rattler
+
+    try:
+        match = rattler.MatchSpec(spec.strip())
+    except Exception:
+        return None
+    if match.name is None:
+        return None
+    name = match.name.normalized
+    metapackages = {PythonVariant.ft().metapackage: True, PythonVariant.gil().metapackage: False}
+    if name in metapackages:
+        return frozenset(PythonVariant(series, metapackages[name]) for series in SUPPORTED_SERIES)
+    if name not in _INTERPRETER_NAMES:
+        return None
+    version = rattler.VersionSpec(match.version) if match.version else None
+    admitted = set()
+    for series in SUPPORTED_SERIES:
+        for freethreaded in (False, True):
+            variant = PythonVariant(series, freethreaded)
+            if not _build_matches(match.build, name, variant):
+                continue
+            if version is None or _version_matches(version, name, series):
+                admitted.add(variant)
+    return frozenset(admitted)
+
+
+def _build_matches(matcher: str | None, name: str, variant: PythonVariant) -> bool:
+    if matcher is None:
+        return True
+    builds = ([variant.python_abi_build_string(0)] if name == "python_abi" else
+              [variant.python_build_string("h0000000", n) for n in (0, 100)])
+    if len(matcher) > 1 and matcher.startswith("^") and matcher.endswith("$"):
+        try:
+            pattern = re.compile(matcher)
+        except re.error:
+            return False
+        return any(pattern.fullmatch(build) for build in builds)
+    return any(fnmatch.fnmatchcase(build, matcher) for build in builds)
+
+
+def _version_matches(version, name: str, series: str) -> bool:  # noqa: ANN001 -- VersionSpec
+    import rattler
+
+    tried = [series] if name == "python_abi" else [series] + [f"{series}.{micro}"
+                                                              for micro in range(0, 40)]
+    return any(version.matches(rattler.Version(v)) for v in tried)
+
+
+def freethreaded_pin(spec: str) -> PythonVariant | None:
+    """The free-threaded ABI a spec forces (every build it can match is free-threaded):
+    the lowest series it lets through; None if it also admits a GIL build, or is not
+    about the interpreter."""
+    admitted = variants_admitted(spec)
+    if not admitted or not all(v.freethreaded for v in admitted):
+        return None
+    return min(admitted)
+
+
+def _abi_pin(spec: str) -> PythonVariant | None:
+    """The one ABI kind a spec forces (all free-threaded or all GIL), lowest series."""
+    admitted = variants_admitted(spec)
+    if not admitted or len({v.freethreaded for v in admitted}) != 1:
+        return None
+    return min(admitted)
+
+
+def is_python_abi_spec(spec: str) -> bool:
+    """Whether a match spec names the ``python_abi`` package (in any spelling)."""
+    if "python_abi" not in spec:
+        return False
+    import rattler
+
+    try:
+        match = rattler.MatchSpec(spec.strip())
+    except Exception:
+        return False
+    return match.name is not None and match.name.normalized == "python_abi"
 
 
 def variant_of_python_abi_dependency(dep: str) -> PythonVariant | None:
-    """``"python_abi 3.13.* *_cp313t"`` -> 3.13t; None if it does not pin one ABI tag."""
-    match = _PYTHON_ABI_DEP_RE.match(dep.strip())
-    if not match:
+    """``"python_abi 3.13.* *_cp313t"`` (or ``python_abi=3.13=*_cp313t``,
+    ``python_abi[build=*_cp313t]``...) -> 3.13t; None if it does not pin one ABI."""
+    if not is_python_abi_spec(dep):
         return None
-    try:
-        return PythonVariant.from_abi_tag(match["tag"])
-    except UnknownPythonVersion:
-        return None
+    admitted = variants_admitted(dep)
+    return next(iter(admitted)) if admitted and len(admitted) == 1 else None
 
 
 _BUILD_MARKERS = (
@@ -373,10 +465,20 @@ def variant_of_build_string(build: str) -> PythonVariant | None:
     return None
 
 
-def variant_of_package(depends: Iterable[str], build: str) -> PythonVariant | None:
-    """The ABI a package is built for: its one ``python_abi`` pin, else its build-string
-    marker; None for packages with neither (noarch, or not built against python)."""
-    pins = {v for d in depends if (v := variant_of_python_abi_dependency(d))}
+def variant_of_package(depends: Iterable[str], build: str,
+                       constrains: Iterable[str] = ()) -> PythonVariant | None:
+    """The ABI a package is built for or forces: the pins among its ``depends`` and
+    ``constrains`` (any spec on python, python_abi or an opt-in metapackage that admits
+    only one ABI kind), else its build-string marker; None for packages with neither.
+    Contradicting pins: the marker if it is one of them, else a free-threaded one (so
+    the variant-completeness rule still asks for its GIL twin)."""
+    pins = {v for spec in (*depends, *constrains) if isinstance(spec, str)
+            and (v := _abi_pin(spec)) is not None}
+    marker = variant_of_build_string(build)
     if len(pins) == 1:
         return pins.pop()
-    return variant_of_build_string(build)
+    if not pins:
+        return marker
+    if marker in pins:
+        return marker
+    return min(pins, key=lambda v: (not v.freethreaded, v))

@@ -40,6 +40,7 @@ GOOD = [
     rec(GIL.metapackage, "3.13.6", "0_cp313", ["python 3.13.6.*", GIL.python_abi_spec],
         subdir="noarch"),
     rec("both", "1.0", GIL.extension_build_string("1234567", 0), [GIL.python_abi_spec]),
+    rec("outranked", "1.0", GIL.extension_build_string("1234567", 0), [GIL.python_abi_spec]),
 ]
 
 PLANTED = {
@@ -56,6 +57,11 @@ PLANTED = {
                            [GIL.python_abi_spec], track_features="python-p-0"),
     "metapackage-abi": rec(FT.metapackage, "3.13.6", "0_cp313t", ["python 3.13.6.*"],
                            subdir="noarch"),
+    "gil-down-weighted": rec("python_abi", "3.13", GIL.python_abi_build_string(1),
+                             subdir="noarch", constrains=[GIL.python_abi_run_constraint],
+                             track_features="anything"),
+    "twin-outranked": rec("outranked", "1.0", FT.extension_build_string("1234567", 1),
+                          [FT.python_abi_spec], build_number=1),
     "variant-incomplete": rec("lonely", "1.0", FT.extension_build_string("1234567", 0),
                               [FT.python_abi_spec]),
 }
@@ -121,3 +127,48 @@ def test_check_on_a_missing_or_non_channel_directory_is_an_error(tmp_path):
                                  str(path)], capture_output=True, text=True, check=False)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert str(path) in result.stderr and "ok" not in result.stdout
+
+
+# -- every spelling of a free-threaded pin needs its twin (issue 13 follow-up) ---------------
+
+FT_PINS = {
+    "equals": dict(depends=["python_abi=3.13=*_cp313t"]),
+    "bracket": dict(depends=["python_abi[build=*_cp313t]"]),
+    "channel": dict(depends=["conda-forge::python_abi 3.13.* *_cp313t"]),
+    "spaces": dict(depends=["python_abi  *  *_cp313t"]),
+    "constrains": dict(constrains=["python_abi * *_cp313t"]),
+    "python": dict(depends=["python 3.13.* *_cp313t"]),
+    "metapackage": dict(depends=["python-freethreading"]),
+}
+
+
+def test_every_spelling_of_a_freethreaded_pin_needs_a_gil_twin():
+    for spelling, fields in FT_PINS.items():
+        lone = rec("sw", "1.0", "h1_0", subdir="noarch", noarch="python", **fields)
+        found = [v.check for v in missing_twins([lone])]
+        assert found == ["variant-incomplete"], spelling
+        twin = rec("sw", "1.0", "h1_1", subdir="noarch", noarch="python",
+                   depends=["python_abi 3.13.* *_cp313"])
+        assert missing_twins([lone, twin]) == [], spelling
+
+
+def test_a_spec_admitting_both_abis_is_not_a_pin():
+    for depends in (["python >=3.13,<3.14.0a0"], ["python_abi"], ["python_abi 3.13.*"],
+                    ["python-freethreading-docs"]):
+        assert missing_twins([rec("free", "1.0", "h1_0", depends)]) == [], depends
+
+
+def test_blank_track_features_do_not_down_weight():
+    for blank in ("", "   ", " , "):
+        interpreter = rec("python", "3.13.5", FT.python_build_string("abc1234", 0),
+                          [FT.python_abi_spec], track_features=blank)
+        assert [v.check for v in check_records([interpreter])] == ["not-down-weighted"], blank
+
+
+def test_the_gil_interpreter_twin_must_outrank_the_freethreaded_one():
+    ft = rec("python", "3.13.5", FT.python_build_string("abc1234", 200), [FT.python_abi_spec],
+             track_features="py_freethreading", build_number=200)
+    gil = rec("python", "3.13.5", GIL.python_build_string("abc1234", 0), [GIL.python_abi_spec],
+              build_number=100)
+    assert [(v.check, v.fn) for v in missing_twins([ft, gil])] == [("twin-outranked", ft["fn"])]
+    assert missing_twins([{**ft, "build_number": 100}, gil]) == []

@@ -151,3 +151,54 @@ def test_a_prefix_field_under_posix_magic_passes(tmp_path):
     pkg = _block("evil.sh", data, prefix=b"share") + END
     path = _conda(tmp_path, zstd.compress(pkg), zstd.compress(_info_tar({"share/evil.sh": data})))
     assert audit_package(path).ok
+
+
+# -- ELF objects read as the loader reads them ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def gil_extension(tmp_path_factory) -> bytes:
+    import subprocess
+
+    tmp = tmp_path_factory.mktemp("elf")
+    (tmp / "x.c").write_text("extern void _Py_Dealloc(void*);\n"
+                             "void PyInit__x(void *o){ _Py_Dealloc(o); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp / "x.so"), str(tmp / "x.c")],
+                   check=True)
+    return (tmp / "x.so").read_bytes()
+
+
+def _ft_package(tmp: Path, so: bytes) -> Path:
+    from ftforge.channel.synthetic import SyntheticPackage, write_package
+    from ftforge.variants import PythonVariant
+
+    ft = PythonVariant.ft("3.13")
+    package = SyntheticPackage(name="gilext", version="1.0",
+                               build=ft.extension_build_string("abcdef0", 0), subdir="linux-64",
+                               depends=[ft.python_abi_spec],
+                               files={f"{ft.site_packages}/_x.so": so})
+    out = tmp / "linux-64"
+    out.mkdir(exist_ok=True)
+    return Path(write_package(package, out))
+
+
+def test_damaged_section_headers_do_not_hide_a_gil_module(tmp_path, gil_extension):
+    bad = bytearray(gil_extension)
+    struct.pack_into("<Q", bad, 0x28, 0xFFFFFFFF00)  # e_shoff: nowhere
+    assert _rules(_ft_package(tmp_path, bytes(bad))) == {"abi.module-built-for-other-abi"}
+
+
+@pytest.mark.parametrize("damage", ["phoff", "dynamic", "truncated"])
+def test_an_elf_whose_dynamic_symbols_cannot_be_read_is_refused(tmp_path, gil_extension,
+                                                                 damage):
+    bad = bytearray(gil_extension)
+    if damage == "phoff":
+        struct.pack_into("<Q", bad, 0x20, 0xFFFFFFFF00)  # e_phoff: nowhere
+    elif damage == "dynamic":  # PT_DYNAMIC -> PT_NULL: the loader finds no symbols
+        phoff, = struct.unpack_from("<Q", bad, 0x20)
+        phnum, = struct.unpack_from("<H", bad, 0x38)
+        for i in range(phnum):
+            if struct.unpack_from("<I", bad, phoff + 56 * i)[0] == 2:
+                struct.pack_into("<I", bad, phoff + 56 * i, 0)
+    else:
+        bad = bad[:200]
+    assert "abi.elf-unreadable" in _rules(_ft_package(tmp_path, bytes(bad)))

@@ -27,6 +27,7 @@ import os
 import posixpath
 import re
 import stat
+import struct
 import tarfile
 import tempfile
 import zipfile
@@ -38,12 +39,14 @@ from typing import IO
 from ..build.mirror import sha256_of
 from ..errors import ChannelError
 from ..limits import ArchiveLimits
+from .elfdyn import ElfUnreadable, read_dynamic_symbols
 from .layout import known_subdirs
 from ..variants import (
     MODULE_INIT_PREFIX,
     PythonVariant,
     classify_extension_module,
     freethreaded_by_symbols,
+    is_python_abi_spec,
     variant_of_build_string,
     variant_of_python_abi_dependency,
 )
@@ -100,6 +103,8 @@ RULES: dict[str, str] = {
     "abi.freethreaded-module-in-gil": "a GIL package ships a free-threaded module",
     "abi.wrong-series": "an extension module is for another Python series than the package",
     "abi.compiled-in-noarch": "a noarch: python package ships ELF objects (compiled code)",
+    "abi.elf-unreadable": "an ELF object whose dynamic symbols cannot be read through its "
+    "program headers (as the loader reads them)",
     "abi.module-built-for-other-abi": "the object's linked symbols show it was built for the other ABI",
 }
 
@@ -284,6 +289,8 @@ class _ElfFacts:
     """Exports a ``PyInit_*`` symbol: CPython imports it, whatever the file is named."""
     freethreaded: bool | None
     """What its linked symbols say (None: nothing ABI-specific)."""
+    unreadable: str | None = None
+    """Why its dynamic symbols could not be read through its program headers."""
 
 
 class _Scan:
@@ -396,30 +403,15 @@ def _clean_name(name: str) -> bool:
 
 
 def _elf_facts(spool: IO[bytes]) -> _ElfFacts:
-    """Exports and links of an ELF object, from its dynamic symbol table."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.sections import SymbolTableSection
-
-    spool.seek(0)
-    undefined: set[str] = set()
-    extension = False
+    """Exports and links of an ELF object, from its dynamic symbols as the loader finds
+    them (program headers, not section headers: see :mod:`.elfdyn`)."""
     try:
-        elffile = ELFFile(spool)
-        for section in elffile.iter_sections():
-            if not isinstance(section, SymbolTableSection) or section.name != ".dynsym":
-                continue
-            for symbol in section.iter_symbols():
-                if not symbol.name:
-                    continue
-                if symbol["st_shndx"] == "SHN_UNDEF":
-                    undefined.add(symbol.name)
-                elif symbol.name.startswith(MODULE_INIT_PREFIX):
-                    extension = True
-    except (ELFError, ValueError, OSError, KeyError, AttributeError, IndexError, TypeError):
-        # A malformed ELF still counts as compiled code; its ABI is unknown.
-        return _ElfFacts(False, None)
-    return _ElfFacts(extension, freethreaded_by_symbols(undefined))
+        symbols = read_dynamic_symbols(spool)
+    except (ElfUnreadable, struct.error) as why:
+        # Still compiled code; a shared object the audit cannot read is refused.
+        return _ElfFacts(False, None, str(why) or "unreadable")
+    extension = any(name.startswith(MODULE_INIT_PREFIX) for name in symbols.defined)
+    return _ElfFacts(extension, freethreaded_by_symbols(symbols.undefined))
 
 
 class _Input:
@@ -595,7 +587,6 @@ def _zip_gap(zf: zipfile.ZipFile, source: IO[bytes]) -> str | None:
     """Clients such as rattler read a .conda front to back, local header after local
     header; the zip module reads the central directory. The two must see the same
     members: the local entries must tile the file from offset 0 to the central directory."""
-    import struct
 
     offset = 0
     for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
@@ -637,8 +628,6 @@ def _zip_gap(zf: zipfile.ZipFile, source: IO[bytes]) -> str | None:
 
 def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int]:
     """The sizes a zip64 extra field (id 1) gives for fields that read 0xFFFFFFFF."""
-    import struct
-
     at = 0
     while at + 4 <= len(extra):
         kind, length = struct.unpack("<HH", extra[at:at + 4])
@@ -726,6 +715,7 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
     _check_entry_points(report, scan)
     _check_paths(report, scan)
     _check_links(report, scan)
+    _check_elf_readable(report, scan.files)
     _check_abi(report, index, scan.files)
     if report.ok:
         _check_rattler_reads(report, index)
@@ -1028,8 +1018,17 @@ def _check_links(report: AuditReport, scan: _Scan) -> None:
 
 # -- ABI -------------------------------------------------------------------------------------
 
+def _check_elf_readable(report: AuditReport, files: dict[str, _Member]) -> None:
+    """An ELF object the audit cannot classify would pass every ABI rule unseen."""
+    for rel, member in sorted(files.items()):
+        if member.elf is not None and member.elf.unreadable:
+            report.add("abi.elf-unreadable", f"ELF object whose dynamic symbols cannot be read "
+                       f"through its program headers ({member.elf.unreadable}); its ABI cannot "
+                       "be checked", rel)
+
+
 def _python_abi_variants(depends: list[str]) -> tuple[list[str], list[PythonVariant | None]]:
-    deps = [d for d in depends if d.split() and d.split()[0] == "python_abi"]
+    deps = [d for d in depends if is_python_abi_spec(d)]
     return deps, [variant_of_python_abi_dependency(d) for d in deps]
 
 

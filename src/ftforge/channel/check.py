@@ -31,6 +31,7 @@ from pathlib import Path
 from ..errors import ChannelError
 from ..variants import (
     PythonVariant,
+    is_python_abi_spec,
     variant_of_build_string,
     variant_of_package,
     variant_of_python_abi_dependency,
@@ -48,6 +49,8 @@ CHECKS = {
     "abi-not-constrained": "python_abi does not constrain python to its own ABI tag",
     "interpreter-abi": "the interpreter does not depend on the python_abi of its own tag",
     "metapackage-abi": "an opt-in metapackage does not pin the python_abi of its ABI",
+    "gil-down-weighted": "a GIL interpreter or python_abi carrying track_features",
+    "twin-outranked": "a free-threaded build with a higher build number than its GIL twin",
     "variant-incomplete": "a free-threaded build without its GIL twin (same name, version, "
     "subdir) in the channel",
 }
@@ -75,6 +78,15 @@ def _strings(value: object) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
+def _features(record: dict) -> list[str]:
+    """The record's track features (a space- or comma-separated string, or a list);
+    blank means none."""
+    value = record.get("track_features")
+    if isinstance(value, str):
+        return value.replace(",", " ").split()
+    return [v for v in _strings(value) if v.strip()]
+
+
 def _constrains_python_to(record: dict, variant: PythonVariant) -> bool:
     want_tag = f"*_{variant.abi_tag}"
     for spec in _strings(record.get("constrains")):
@@ -93,15 +105,21 @@ def check_record(record: dict, channel: str = "") -> list[Violation]:
         out.append(Violation(check, fn, channel, message))
 
     depends = _strings(record.get("depends"))
-    abi_deps = [d for d in depends if _name(d) == "python_abi"]
+    abi_deps = [d for d in depends if is_python_abi_spec(d)]
     abi_variants = {v for d in abi_deps if (v := variant_of_python_abi_dependency(d))}
     marker = variant_of_build_string(build)
     noarch = record.get("noarch") or record.get("subdir") == "noarch"
 
+    features = _features(record)
+    if name in ("python", "python_abi") and marker is not None and not marker.freethreaded \
+            and features:
+        bad("gil-down-weighted", f"GIL {name} {record.get('version')} ({build}) carries "
+            f"track_features {' '.join(features)!r}: the default interpreter must not be "
+            "down-weighted (a solver would pick the free-threaded build)")
     if name == "python_abi":
         if marker is None:
             return out
-        if marker.freethreaded and not record.get("track_features"):
+        if marker.freethreaded and not features:
             bad("not-down-weighted", f"free-threaded python_abi {marker.abi_tag} has no "
                 "track_features: a solver may pick it without being asked")
         if not _constrains_python_to(record, marker):
@@ -113,7 +131,7 @@ def check_record(record: dict, channel: str = "") -> list[Violation]:
         return out
     variant = next(iter(abi_variants), None)
     if name == "python":
-        if marker is not None and marker.freethreaded and not record.get("track_features"):
+        if marker is not None and marker.freethreaded and not features:
             bad("not-down-weighted", f"free-threaded python {record.get('version')} ({build}) has "
                 "no track_features: it would win over the GIL build as the newer package")
         if marker is not None and variant != marker:
@@ -147,7 +165,13 @@ def _twin_name(name: str) -> str:
 
 
 def _variant(record: dict) -> PythonVariant | None:
-    return variant_of_package(_strings(record.get("depends")), str(record.get("build", "")))
+    return variant_of_package(_strings(record.get("depends")), str(record.get("build", "")),
+                              _strings(record.get("constrains")))
+
+
+def _build_number(record: dict) -> int:
+    number = record.get("build_number", 0)
+    return number if isinstance(number, int) and not isinstance(number, bool) else 0
 
 
 def missing_twins(records: Iterable[dict], channel: str = "", *,
@@ -165,12 +189,13 @@ def missing_twins(records: Iterable[dict], channel: str = "", *,
         gil_side = [r for r in kept if str(r.get("name")) in twins]
     else:
         kept_only = gil_side = kept
-    gil_builds = set()
+    gil_builds: dict[tuple, int] = {}
     for record in gil_side:
         variant = _variant(record)
         if variant is not None and not variant.freethreaded:
-            gil_builds.add((record.get("subdir"), record.get("name"), record.get("version"),
-                            variant.series))
+            key = (record.get("subdir"), record.get("name"), record.get("version"),
+                   variant.series)
+            gil_builds[key] = max(gil_builds.get(key, -1), _build_number(record))
     out = []
     for record in kept_only:
         variant = _variant(record)
@@ -178,7 +203,15 @@ def missing_twins(records: Iterable[dict], channel: str = "", *,
             continue
         twin = _twin_name(str(record.get("name")))
         subdir = record.get("subdir")
-        if (subdir, twin, record.get("version"), variant.series) in gil_builds:
+        key = (subdir, twin, record.get("version"), variant.series)
+        if key in gil_builds:
+            if _build_number(record) > gil_builds[key]:
+                out.append(Violation(
+                    "twin-outranked", str(record.get("fn")), channel,
+                    f"free-threaded {record.get('name')} {record.get('version')} has build "
+                    f"number {_build_number(record)}, above its GIL twin's "
+                    f"{gil_builds[key]}: a solver ranking build numbers would prefer it; "
+                    "rebuild the GIL twin with a build number at least as high"))
             continue
         gil = PythonVariant.gil(variant.series)
         out.append(Violation(
