@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -37,7 +38,7 @@ from pathlib import Path
 from .errors import FtforgeError, MissingSystemDependency
 from .limits import SourceLimits
 
-__all__ = ["SandboxError", "available", "command", "require", "run"]
+__all__ = ["SandboxError", "available", "command", "read_written", "require", "run"]
 
 NOBODY = 65534
 _TMPFS_BYTES = 256 << 20
@@ -147,3 +148,39 @@ def run(argv: Sequence[str], *, what: str, cwd: Path,
                            f"(SourceLimits.backend_memory_bytes = "
                            f"{limits.backend_memory_bytes}); ftforge does not give it either")
     return result
+
+
+def read_written(path: Path, *, what: str, max_bytes: int) -> bytes | None:
+    """A file a sandboxed process wrote, read without trusting it: opened with
+    ``O_NOFOLLOW | O_NONBLOCK`` (a symlink is refused, a FIFO or device cannot block),
+    checked with ``fstat`` to be a regular file and read up to ``max_bytes``.
+    None if it does not exist; a :class:`SandboxError` naming ``what`` otherwise."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SandboxError(f"{what}: its answer {path.name} cannot be opened safely "
+                           f"({exc.strerror}: a symlink?)",
+                           hint="the sandboxed code is hostile; nothing else ran") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SandboxError(f"{what}: its answer {path.name} is not a regular file "
+                               "(a FIFO, device or directory)",
+                               hint="the sandboxed code is hostile; nothing else ran")
+        if info.st_size > max_bytes:
+            raise SandboxError(f"{what}: its answer {path.name} has {info.st_size} bytes; "
+                               f"at most {max_bytes} are read",
+                               hint="the sandboxed code is broken or hostile")
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise SandboxError(f"{what}: its answer {path.name} grows past {max_bytes} "
+                                   "bytes", hint="the sandboxed code is broken or hostile")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

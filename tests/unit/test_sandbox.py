@@ -142,3 +142,20 @@ def test_build_requirements_are_never_pip_options_or_urls(tmp_path, cache, requi
     with pytest.raises(SdistError, match=expected):
         dynamic_build_requires(sdist_with_backend(tmp_path, source), facts)
     assert not Path("/tmp/ftforge-pip-escape").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "directory"])
+def test_an_answer_that_is_not_a_plain_file_is_refused_without_blocking(tmp_path, cache, kind):
+    """The hook itself replaces pyproject_hooks' output.json (its control directory is
+    writable): a FIFO used to block `recipe pypi` forever."""
+    make = {"fifo": "os.mkfifo(answer)", "symlink": "os.symlink('/etc/passwd', answer)",
+            "directory": "os.mkdir(answer)"}[kind]
+    source = ("import os, sys\n"
+              "def get_requires_for_build_wheel(config_settings=None):\n"
+              "    answer = os.path.join(sys.argv[2], 'output.json')\n"
+              f"    {make}\n"
+              "    os._exit(0)\n")
+    with pytest.raises(sandbox.SandboxError, match="output.json"):
+        dynamic_build_requires(sdist_with_backend(tmp_path, source), FACTS,
+                               limits=SourceLimits(backend_seconds=20))
+    assert not list(cache.glob("pep517/*.json"))

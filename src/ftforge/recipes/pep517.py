@@ -85,10 +85,17 @@ def _sandboxed_runner(sdist: Path, source: Path, venv: Path, limits: SourceLimit
                     what=f"{sdist.name}: its build backend (get_requires_for_build_wheel)",
                     cwd=Path(cwd or source), readable=[venv, (script, inside)],
                     writable=[source, control], env=dict(extra_environ or {}), limits=limits)
+        # pyproject_hooks reads control/output.json next: read the hook's file without
+        # trusting it (a FIFO would block forever, a symlink could point anywhere) and put
+        # back a plain copy of what was read.
         answer = control / "output.json"
-        if answer.is_symlink() or (answer.exists() and answer.stat().st_size > _MAX_ANSWER_BYTES):
-            raise SdistError(f"{sdist.name}: its build backend's answer is not a small file",
-                             hint="the backend is hostile; nothing else ran")
+        what = f"{sdist.name}: its build backend"
+        data = sandbox.read_written(answer, what=what, max_bytes=_MAX_ANSWER_BYTES)
+        if data is None:
+            raise SdistError(f"{what} wrote no answer", hint="the backend is broken or hostile")
+        answer.unlink()
+        with open(answer, "xb") as out:  # exclusive: the sandbox has exited; nothing races
+            out.write(data)
     return runner
 
 
