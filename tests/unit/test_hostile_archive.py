@@ -29,9 +29,10 @@ END = b"\0" * 1024
 
 
 def _block(name: str, data: bytes, magic: bytes = b"ustar\x0000", prefix: bytes = b"",
-           kind: bytes = tarfile.REGTYPE) -> bytes:
+           kind: bytes = tarfile.REGTYPE, linkname: str = "") -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime, info.type = len(data), 0o644, 1764028800, kind
+    info.linkname = linkname
     head = bytearray(info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")[:512])
     head[257:265] = magic
     head[345:345 + len(prefix)] = prefix
@@ -49,12 +50,13 @@ def _gnu_long(name: str) -> bytes:
                                                    "strict")
 
 
-def _info_tar(files: dict[str, bytes]) -> bytes:
+def _info_tar(files: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
     index = {"name": "probe", "version": "1.0", "build": "0", "build_number": 0,
              "subdir": "noarch", "noarch": "generic", "depends": [], "license": "MIT"}
     paths = {"paths_version": 1, "paths": [
         {"_path": p, "path_type": "hardlink", "sha256": hashlib.sha256(d).hexdigest(),
-         "size_in_bytes": len(d)} for p, d in files.items()]}
+         "size_in_bytes": len(d)} for p, d in files.items()] + [
+        {"_path": p, "path_type": "softlink"} for p in links]}
     return (_block("info/index.json", json.dumps(index).encode())
             + _block("info/paths.json", json.dumps(paths).encode()) + END)
 
@@ -202,3 +204,40 @@ def test_an_elf_whose_dynamic_symbols_cannot_be_read_is_refused(tmp_path, gil_ex
     else:
         bad = bad[:200]
     assert "abi.elf-unreadable" in _rules(_ft_package(tmp_path, bytes(bad)))
+
+
+# -- members written through a symlinked directory -------------------------------------------
+
+def _linked(tmp: Path, members: list[bytes], files: dict[str, bytes],
+            links: tuple[str, ...]) -> Path:
+    pkg = b"".join(members) + END
+    return _conda(tmp, zstd.compress(pkg), zstd.compress(_info_tar(files, links)))
+
+
+@pytest.mark.parametrize("order", ["link-first", "link-last"])
+def test_a_symlink_whose_path_runs_through_a_symlinked_directory_is_refused(tmp_path, order):
+    """share/d -> sub, then share/d/e -> ../../../../etc: judged as share/sub/e it stays
+    inside; extracted through share/d it is a link to /etc."""
+    parent = _block("share/d", b"", kind=tarfile.SYMTYPE, linkname="sub")
+    child = _block("share/d/e", b"", kind=tarfile.SYMTYPE, linkname="../../../../../../../etc")
+    members = [_block("share/sub/keep", b"k")] + (
+        [parent, child] if order == "link-first" else [child, parent])
+    path = _linked(tmp_path, members, {"share/sub/keep": b"k"}, ("share/d", "share/d/e"))
+    assert _rules(path) == {"archive.through-symlink"}
+
+
+def test_a_file_written_through_a_symlinked_directory_is_refused(tmp_path):
+    members = [_block("share/sub/keep", b"k"),
+               _block("share/d", b"", kind=tarfile.SYMTYPE, linkname="sub"),
+               _block("share/d/f", b"f")]
+    path = _linked(tmp_path, members, {"share/sub/keep": b"k", "share/d/f": b"f"},
+                   ("share/d",))
+    assert _rules(path) == {"archive.through-symlink"}
+
+
+def test_links_beside_each_other_pass(tmp_path):
+    members = [_block("share/sub/keep", b"k"),
+               _block("share/d", b"", kind=tarfile.SYMTYPE, linkname="sub"),
+               _block("share/e", b"", kind=tarfile.SYMTYPE, linkname="d/keep")]
+    path = _linked(tmp_path, members, {"share/sub/keep": b"k"}, ("share/d", "share/e"))
+    assert audit_package(path).ok

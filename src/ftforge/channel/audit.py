@@ -76,6 +76,7 @@ RULES: dict[str, str] = {
     "archive.parent-path": "a member path contains '..'",
     "archive.bad-name": "a member name is not UTF-8 or holds control characters",
     "archive.link-escape": "a symlink or hardlink resolves outside the install prefix",
+    "archive.through-symlink": "a member's path runs through a symlink of the package",
     "archive.special-file": "a member is a device file or FIFO",
     "archive.too-large": "the uncompressed content exceeds the size cap",
     "archive.too-many-members": "the archive has more members than the cap",
@@ -303,6 +304,7 @@ class _Scan:
         """symlink path -> its target, as written."""
         self.hardlinks: dict[str, str] = {}
         self.seen: set[str] = set()
+        self.directories: set[str] = set()
         self.info: dict[str, bytes] = {}
 
     def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo, component: str | None) -> None:
@@ -347,6 +349,8 @@ class _Scan:
         if m.islnk():
             self.hardlinks[norm] = m.linkname
             return
+        if m.isdir():
+            self.directories.add(norm)
         if not m.isfile():
             return
         self.total += m.size
@@ -1006,14 +1010,19 @@ def _check_links(report: AuditReport, scan: _Scan) -> None:
             _resolve(target, scan.links, [0], max_hops)
         except _Escape as why:
             report.add("archive.link-escape", f"hardlink to '{_printable(target)}' {why}", name)
-    # a regular file written through a symlinked directory must land inside too
-    for name in sorted(scan.files):
-        parent = posixpath.dirname(name)
-        if parent and any(parent == link or parent.startswith(link + "/") for link in scan.links):
-            try:
-                _resolve(name, scan.links, [0], max_hops)
-            except _Escape as why:
-                report.add("archive.link-escape", f"written through a symlink that {why}", name)
+    # A member whose own path runs through a symlinked directory is written wherever
+    # that link points when the client extracts it, and its own target is then judged
+    # from there: conda packages never need it, so it is refused whatever the order.
+    for name in sorted(set(scan.files) | set(scan.links) | set(scan.hardlinks)
+                       | scan.directories):
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in scan.links:
+                report.add("archive.through-symlink", f"its parent {_printable(parent)} is a "
+                           "symlink in this package; a member must not be written through "
+                           "one", name)
+                break
 
 
 # -- ABI -------------------------------------------------------------------------------------
