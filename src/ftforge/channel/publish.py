@@ -268,6 +268,11 @@ def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path,
 
     added, moves = [], []
     burned = _burned(channel)
+    # Clients' package caches key on name-version-build, whatever the subdir or the
+    # extension: that identity is published once in the whole channel and stays burned.
+    burned_ids = {_identity(rel.rsplit("/", 1)[-1]) for rel in burned}
+    live_ids = {_identity(str(r.get("fn"))): f"{r.get('subdir')}/{r.get('fn')}"
+                for r in existing}
     for report, staged_copy in zip(reports, staged):
         record = report.record
         target = channel / record.subdir / record.filename
@@ -280,11 +285,19 @@ def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path,
                 "with different content",
                 hint="published packages are immutable: bump the build number and rebuild",
             )
-        if f"{record.subdir}/{record.filename}" in burned:
+        where, ident = f"{record.subdir}/{record.filename}", _identity(record.filename)
+        if where in burned or ident in burned_ids:
             raise ChannelError(
-                f"{record.filename} was published in {channel / record.subdir} and removed; "
-                "a removed file name is never published again",
+                f"{record.filename}: {ident} was published in {channel} and removed; "
+                "a removed name-version-build is never published again (in any subdir, "
+                "as .conda or .tar.bz2)",
                 hint="bump the build number and rebuild (clients may have cached the old file)")
+        if live_ids.get(ident, where) != where:
+            raise ChannelError(
+                f"{record.filename}: {ident} is already published in {channel} as "
+                f"{live_ids[ident]}; a name-version-build is published once per channel",
+                hint="published packages are immutable: bump the build number and rebuild")
+        live_ids[ident] = where
         moves.append((record, staged_copy, target))
     claims = check_owners(channel, [record.name for record, _, _ in moves], recipe, token)
 
@@ -344,6 +357,14 @@ def _already_published(channel: Path, staged: list[Path], heres: list[str | None
                 same[copy] = served
                 break
     return same
+
+
+def _identity(filename: str) -> str:
+    """``name-version-build`` of a package file name (what clients' caches key on)."""
+    for ext in (".conda", ".tar.bz2"):
+        if filename.endswith(ext):
+            return filename[: -len(ext)]
+    return filename
 
 
 def _burned(channel: Path) -> set[str]:
