@@ -241,3 +241,13 @@ def test_links_beside_each_other_pass(tmp_path):
                _block("share/e", b"", kind=tarfile.SYMTYPE, linkname="d/keep")]
     path = _linked(tmp_path, members, {"share/sub/keep": b"k"}, ("share/d", "share/e"))
     assert audit_package(path).ok
+
+
+@pytest.mark.parametrize("kind", [tarfile.CONTTYPE, b"Z"])
+def test_member_types_readers_treat_differently_are_refused(tmp_path, kind):
+    """tarfile reads a contiguous or unknown-type member as a regular file; other
+    readers skip it or refuse the archive."""
+    data = b"echo hidden\n"
+    pkg = _block("bin/odd", data, kind=kind) + END
+    path = _conda(tmp_path, zstd.compress(pkg), zstd.compress(_info_tar({"bin/odd": data})))
+    assert "archive.member-type" in _rules(path)

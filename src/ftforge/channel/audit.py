@@ -77,6 +77,8 @@ RULES: dict[str, str] = {
     "archive.bad-name": "a member name is not UTF-8 or holds control characters",
     "archive.link-escape": "a symlink or hardlink resolves outside the install prefix",
     "archive.through-symlink": "a member's path runs through a symlink of the package",
+    "archive.member-type": "a tar member that is not a file, directory or link (sparse, "
+    "contiguous or unknown types)",
     "archive.special-file": "a member is a device file or FIFO",
     "archive.too-large": "the uncompressed content exceeds the size cap",
     "archive.too-many-members": "the archive has more members than the cap",
@@ -204,6 +206,8 @@ def package_stem(filename: str) -> str:
 
 
 _MAGIC = {".conda": b"PK\x03\x04", ".tar.bz2": b"BZh"}
+_PLAIN_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                tarfile.LNKTYPE)
 _HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                  tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 _ELF_MAGIC = b"\x7fELF"
@@ -342,6 +346,11 @@ class _Scan:
             return
         if m.ischr() or m.isblk() or m.isfifo() or m.isdev():
             report.add("archive.special-file", "device file or FIFO", name)
+            return
+        if m.type not in _PLAIN_TYPES or m.sparse is not None:
+            report.add("archive.member-type", f"tar member type {m.type!r}"
+                       + (" (sparse)" if m.sparse is not None else "") + ": readers differ on "
+                       "it and conda packages hold only files, directories and links", name)
             return
         if m.issym():
             self.links[norm] = m.linkname
