@@ -5,8 +5,9 @@ Every channel is served under a path named after its directory
 see distinct channel names they can rank (a channel at the URL root has no
 name). Production serving is nginx (:mod:`ftforge.channel.nginx`), with the
 same layout and the same rule: publisher state (any dot path, checked after
-percent-decoding) and ``owners.yaml`` are never served, nor anything a symlink
-leads out of the channel to.
+percent-decoding) and ``owners.yaml`` are never served, nor any path through a
+symlink (nginx's ``disable_symlinks on``) or a file that is not a regular file;
+an idle connection is closed after :data:`CONNECTION_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 import sys
 import threading
 import urllib.parse
@@ -27,7 +29,11 @@ from ..errors import ChannelError
 from .layout import is_channel
 from .owners import OWNERS_FILE
 
-__all__ = ["channel_mounts", "serve_forever", "serving", "serving_channels"]
+__all__ = ["CONNECTION_TIMEOUT_SECONDS", "channel_mounts", "serve_forever", "serving",
+           "serving_channels"]
+
+CONNECTION_TIMEOUT_SECONDS = 30.0
+"""A connection that sends or reads nothing for this long is closed."""
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -65,8 +71,27 @@ class _Server(ThreadingHTTPServer):
                          f"{type(exc).__name__}: {exc}\n")
 
 
+def _plain_path(root: Path, parts: list[str]) -> bool:
+    """Whether no component under ``root`` is a symlink and the last one is a regular
+    file or a directory (a FIFO would hold the connection's thread forever)."""
+    if not parts:
+        return True
+    here, mode = root, 0
+    for part in parts:
+        here = here / part
+        try:
+            mode = os.lstat(here).st_mode
+        except OSError:
+            return True  # missing: the normal 404 follows
+        if stat.S_ISLNK(mode):
+            return False
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
 class _ChannelHandler(SimpleHTTPRequestHandler):
     server: _Server
+    timeout = CONNECTION_TIMEOUT_SECONDS
+    """Per-connection socket timeout: an idle or slow client cannot hold a thread."""
     extensions_map = {
         **SimpleHTTPRequestHandler.extensions_map,
         ".json": "application/json",
@@ -101,6 +126,9 @@ class _ChannelHandler(SimpleHTTPRequestHandler):
             return None
         target = os.path.realpath(root.joinpath(*parts[1:]))
         if target != str(root) and not target.startswith(str(root) + os.sep):
+            self.send_error(HTTPStatus.NOT_FOUND, "not served")
+            return None
+        if not _plain_path(root, parts[1:]):  # like nginx's disable_symlinks on
             self.send_error(HTTPStatus.NOT_FOUND, "not served")
             return None
         self._target = target
