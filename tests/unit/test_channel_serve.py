@@ -50,6 +50,8 @@ def test_symlinks_and_fifos_in_a_channel_are_not_served(tmp_path):
 
 
 def test_an_idle_connection_is_closed(tmp_path, monkeypatch):
+    default = serve._ChannelHandler.timeout
+    assert default is not None and 0 < default <= 120, default  # never unbounded
     monkeypatch.setattr(serve._ChannelHandler, "timeout", 0.5)
     channel = _channel(tmp_path)
     with serving_channels([channel]) as urls:
