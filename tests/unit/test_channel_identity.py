@@ -63,3 +63,25 @@ def test_republishing_the_same_file_and_a_new_build_pass(tmp_path, channel):
             token=token)
     publish([foo(tmp_path, "new", b"v5", build="2")], channel, recipe=RECIPE, token=token)
     assert (channel / "linux-64" / "foo-1.0-2.conda").is_file()
+
+
+def test_reindex_audits_files_the_publish_log_does_not_record(tmp_path, channel):
+    """A package copied into the channel by hand is audited before a reindex serves it."""
+    from ftforge.channel.index import channel_records
+    from ftforge.channel.publish import recover
+
+    channel, _ = channel
+    bad = SyntheticPackage("sneaky", "1.0", "0", subdir="noarch",  # says noarch, lies in linux-64
+                           files={"share/s": b"s"})
+    dropped = write_package(bad, tmp_path / "drop")
+    (channel / "linux-64" / dropped.name).write_bytes(dropped.read_bytes())
+    before = (channel / "linux-64" / "repodata.json").read_bytes()
+    with pytest.raises(ChannelError, match=r"linux-64/sneaky-1.0-0.conda: \[metadata.subdir\]"):
+        recover(channel)
+    assert (channel / "linux-64" / "repodata.json").read_bytes() == before
+    (channel / "linux-64" / dropped.name).unlink()
+    good = write_package(SyntheticPackage("handmade", "1.0", "0", subdir="linux-64",
+                                          files={"share/h": b"h"}), tmp_path / "drop2")
+    (channel / "linux-64" / good.name).write_bytes(good.read_bytes())
+    recover(channel)  # unlogged but clean: indexed as before
+    assert "handmade-1.0-0.conda" in {r["fn"] for r in channel_records(channel)}

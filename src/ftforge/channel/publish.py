@@ -527,11 +527,46 @@ def _refresh(channel: Path, subdirs: set[str] | None = None,
     write_page(channel, now, digests=now_digests, previous=before)
 
 
+def _audit_unlogged(channel: Path) -> None:
+    """Package files the publish log does not record with their bytes (copied in by
+    hand, or moved in by a publish that crashed before logging) are audited before a
+    re-index serves them; one that fails refuses the re-index."""
+    logged: set[tuple[str, str]] = set()
+    log = internal_dir(channel) / "log.jsonl"
+    if log.exists():
+        for line in log.read_bytes().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("action") == "publish":
+                logged.add((str(record.get("file")), str(record.get("sha256"))))
+    logged_files = {f for f, _ in logged}
+    unlogged = []
+    for subdir in served_subdirs(channel):
+        for path in sorted((channel / subdir).iterdir()):
+            if not path.name.endswith((".conda", ".tar.bz2")):
+                continue
+            rel = f"{subdir}/{path.name}"
+            if rel not in logged_files or (rel, sha256_of(path)) not in logged:
+                unlogged.append((path, subdir))
+    refused = [r for r in (audit_package(p, subdir_here=sub) for p, sub in unlogged) if not r.ok]
+    if refused:
+        lines = [f"{r.path.parent.name}/{r.path.name}: {finding}"
+                 for r in refused for finding in r.findings]
+        raise ChannelError(
+            f"{channel}: {len(refused)} package file(s) the publish log does not record "
+            "fail the audit; nothing was re-indexed:\n  " + "\n  ".join(lines),
+            hint="move those files out of the channel, then reindex (publish packages "
+            "with `ftforge channel publish`)")
+
+
 def recover(channel: Path) -> None:
     """Finish what a crashed publish left: index every package in the subdirs."""
     require_channel(channel)
     with os_errors(channel), channel_lock(channel):
         _clear_staging(channel)
+        _audit_unlogged(channel)
         try:
             if not _finish_removals(channel):
                 _refresh(channel)
