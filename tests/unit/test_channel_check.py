@@ -172,3 +172,9 @@ def test_the_gil_interpreter_twin_must_outrank_the_freethreaded_one():
               build_number=100)
     assert [(v.check, v.fn) for v in missing_twins([ft, gil])] == [("twin-outranked", ft["fn"])]
     assert missing_twins([{**ft, "build_number": 100}, gil]) == []
+
+
+def test_a_platform_package_on_python_spelled_without_spaces_must_pin_an_abi():
+    for spec in ("python>=3.13", "python[version='>=3.13']", "conda-forge::python >=3.13"):
+        record = rec("tight", "1.0", "h1234567_0", [spec])
+        assert [v.check for v in check_records([record])] == ["python-abi-missing"], spec

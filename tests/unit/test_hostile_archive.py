@@ -251,3 +251,18 @@ def test_member_types_readers_treat_differently_are_refused(tmp_path, kind):
     pkg = _block("bin/odd", data, kind=kind) + END
     path = _conda(tmp_path, zstd.compress(pkg), zstd.compress(_info_tar({"bin/odd": data})))
     assert "archive.member-type" in _rules(path)
+
+
+def test_a_python_abi_package_shipping_compiled_code_is_refused(tmp_path, gil_extension):
+    """python_abi's build string is its claim, so no ABI rule looks at its files: a
+    'python_abi' that ships a GIL module into lib/python3.13t was accepted."""
+    from ftforge.channel.synthetic import SyntheticPackage, write_package
+    from ftforge.variants import PythonVariant
+
+    ft = PythonVariant.ft("3.13")
+    package = SyntheticPackage("python_abi", "3.13", ft.python_abi_build_string(0),
+                               subdir="linux-64", constrains=[ft.python_abi_run_constraint],
+                               track_features="py_freethreading",
+                               files={f"{ft.site_packages}/_x.so": gil_extension})
+    path = Path(write_package(package, tmp_path / "linux-64"))
+    assert _rules(path) == {"abi.compiled-in-python-abi"}

@@ -108,6 +108,7 @@ RULES: dict[str, str] = {
     "abi.compiled-in-noarch": "a noarch: python package ships ELF objects (compiled code)",
     "abi.elf-unreadable": "an ELF object whose dynamic symbols cannot be read through its "
     "program headers (as the loader reads them)",
+    "abi.compiled-in-python-abi": "a python_abi package ships extension modules or ELF objects",
     "abi.module-built-for-other-abi": "the object's linked symbols show it was built for the other ABI",
 }
 
@@ -1071,7 +1072,10 @@ def _check_abi(report: AuditReport, index: dict, files: dict[str, _Member]) -> N
         abi_deps)
     if not builds_against_python:
         return
-    if name == "python_abi":  # its own build string is the claim; it ships no modules
+    if name == "python_abi":  # its own build string is the claim; it ships no code
+        for rel in sorted(set(modules) | set(elves)):
+            report.add("abi.compiled-in-python-abi", "python_abi is a metadata-only package; "
+                       "it must not ship compiled code (no ABI rule would apply to it)", rel)
         return
     variant: PythonVariant | None
     if len(abi_deps) != 1 or abi_variants[0] is None:

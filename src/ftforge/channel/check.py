@@ -24,6 +24,7 @@ The ABI facts come from :mod:`ftforge.variants`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,17 @@ class Violation:
         return f"{self.channel}: {self.fn}: [{self.check}] {self.message}"
 
 
+@functools.lru_cache(maxsize=8192)
 def _name(spec: str) -> str:
-    return spec.split()[0] if spec.strip() else ""
+    """The package a match spec names, however it is spelled (``python>=3.13``,
+    ``conda-forge::python 3.13.*``, ``python[version=...]``); "" if it does not parse."""
+    import rattler
+
+    try:
+        name = rattler.MatchSpec(spec.strip()).name
+    except Exception:
+        return ""
+    return name.normalized if name is not None else ""
 
 
 def _strings(value: object) -> list[str]:
