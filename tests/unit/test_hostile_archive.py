@@ -266,3 +266,16 @@ def test_a_python_abi_package_shipping_compiled_code_is_refused(tmp_path, gil_ex
                                files={f"{ft.site_packages}/_x.so": gil_extension})
     path = Path(write_package(package, tmp_path / "linux-64"))
     assert _rules(path) == {"abi.compiled-in-python-abi"}
+
+
+@pytest.mark.parametrize("tail", ["second-stream", "garbage"])
+def test_a_tar_bz2_with_more_after_its_stream_is_refused(tmp_path, tail):
+    """A second bzip2 stream (multi-stream readers continue the tar there) or other
+    bytes after the first stream: refused, never silently ignored."""
+    whole = _info_tar(FILES)[:-len(END)] + b"".join(_block(p, d) for p, d in FILES.items())
+    hidden = _block("bin/evil", b"echo evil\n") + END
+    extra = bz2.compress(hidden) if tail == "second-stream" else b"PK\x03\x04" + hidden
+    path = tmp_path / f"{STEM}.tar.bz2"
+    path.write_bytes(bz2.compress(whole) + extra)
+    rules = _rules(path)
+    assert rules and rules <= {"archive.unreadable", "archive.trailing-data"}, rules

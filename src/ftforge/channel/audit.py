@@ -483,10 +483,13 @@ def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
             scan: _Scan) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str | None]]:
     tarinfo = _tarinfo_class(limits.max_header_bytes)
     if suffix == ".tar.bz2":
-        with tarfile.open(fileobj=source, mode="r|bz2", tarinfo=tarinfo) as tar:
+        import bz2
+
+        reader = _OneFrame(source, bz2.BZ2Decompressor())
+        with tarfile.open(fileobj=reader, mode="r|", tarinfo=tarinfo) as tar:
             for member in tar:
                 yield tar, member, None
-            trailing = _after_end_marker(tar)
+            trailing = _after_end_marker(tar) or reader.trailing()
         if trailing:
             scan.report.add("archive.trailing-data", f"{trailing}; a client's tar reader "
                             "may read what the audit did not")
@@ -543,12 +546,13 @@ def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
 
 
 class _OneFrame(io.RawIOBase):
-    """The decompressed bytes of exactly one zstd frame; what follows it is kept
-    aside for :meth:`trailing` (a second frame, even a skippable one, is refused)."""
+    """The decompressed bytes of exactly one zstd frame (or bzip2 stream); what follows
+    it is kept aside for :meth:`trailing` (a second frame or stream, even a skippable
+    one, is refused: multi-stream readers would go on reading it)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], decoder=None) -> None:  # noqa: ANN001
         self.raw = raw
-        self.decoder = _zstd().ZstdDecompressor()
+        self.decoder = decoder if decoder is not None else _zstd().ZstdDecompressor()
         self.pending = b""
 
     def readable(self) -> bool:
@@ -569,13 +573,13 @@ class _OneFrame(io.RawIOBase):
         return 0
 
     def trailing(self) -> str | None:
-        """Why the component's zstd stream holds more than one frame (None: it does not).
+        """Why the stream holds more than one frame or stream (None: it does not).
         Reading the zip entry to its end also checks its CRC."""
         if not self.decoder.eof:
-            return "the zstd frame does not end where the tar ends"
+            return "the compressed stream does not end where the tar ends"
         rest = self.decoder.unused_data + self.raw.read(1 << 16)
         if rest:
-            return "bytes after the component's zstd frame (a second frame)"
+            return "bytes after the compressed stream (a second frame or stream)"
         return None
 
 
