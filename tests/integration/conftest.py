@@ -139,7 +139,7 @@ def pypi_out(tmp_path_factory, channel) -> Path:
     dirs.append(write_pypi_recipe(root, "markupsafe==3.0.3"))
     dirs.append(write_pypi_recipe(root, "psutil==7.2.2"))
     dirs.append(write_pypi_recipe(root, "cython==3.3.1"))          # Cython-compiled, needed by pyyaml
-    dirs.append(write_pypi_recipe(root, "pyyaml==6.0.3", apt=("libyaml-dev",)))
+    dirs.append(write_pypi_recipe(root, "pyyaml==6.0.3"))     # libyaml: the stack's yaml package
     build_in_order([BuildRequest(d, out, variant_files=CBC, channels=(str(channel),))
                     for d in dirs])
     return out

@@ -53,3 +53,23 @@ def test_cython_sources_with_cython_required_are_compiled(tmp_path):
     facts = inspect_sdist(_sdist(tmp_path, '"setuptools", "cython>=3"'))
     assert facts.compiled is True
     assert "setup.py declares extension modules" in facts.compiled_evidence
+
+
+def test_a_compiled_backend_without_compiled_sources_is_pure(tmp_path):
+    """meson-python's own sdist is built by meson-python and is pure Python."""
+    files = {
+        "PKG-INFO": "Metadata-Version: 2.1\nName: mesonpure\nVersion: 1.0\n",
+        "pyproject.toml": '[build-system]\nrequires = ["meson-python"]\n'
+                          'build-backend = "mesonpy"\n',
+        "meson.build": "project('mesonpure')\npy = import('python').find_installation()\n",
+        "mesonpure/__init__.py": "",
+    }
+    path = tmp_path / "mesonpure-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"mesonpure-1.0/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    facts = inspect_sdist(path)
+    assert facts.backend == "meson-python" and facts.compiled is False

@@ -400,7 +400,9 @@ def _facts(path: Path, archive: _Archive) -> SdistFacts:
         evidence.append("setup.py declares extension modules")
     if "ext-modules" in _table(pyproject, "tool", "setuptools"):
         evidence.append("pyproject.toml declares [tool.setuptools] ext-modules")
-    if backend in ("meson-python", "scikit-build-core", "maturin"):
+    if backend in ("meson-python", "scikit-build-core", "maturin") and sources:
+        # meson-python's own sdist is built by meson-python and is pure Python:
+        # the backend says compiled only with compiled sources beside it.
         evidence.append(f"{backend} builds compiled code")
     if evidence and sources:
         evidence.append(f"{len(sources)} compiled source file(s), e.g. {sources[0]}")
