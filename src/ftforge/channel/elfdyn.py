@@ -27,6 +27,8 @@ _ET_DYN = 3
 _PT_LOAD, _PT_DYNAMIC = 1, 2
 _DT_NULL, _DT_HASH, _DT_STRTAB, _DT_SYMTAB, _DT_STRSZ, _DT_SYMENT = 0, 4, 5, 6, 10, 11
 _DT_GNU_HASH = 0x6FFFFEF5
+_DT_NEEDED = 1
+_DT_VERNEED, _DT_VERNEEDNUM = 0x6FFFFFFE, 0x6FFFFFFF
 _SHN_UNDEF = 0
 
 
@@ -40,6 +42,10 @@ class DynamicSymbols:
     """``e_type`` is ``ET_DYN`` (a shared library, an extension module or a PIE)."""
     defined: frozenset[str]
     undefined: frozenset[str]
+    needed: tuple[str, ...] = ()
+    """``DT_NEEDED`` libraries, in order."""
+    version_needs: tuple[str, ...] = ()
+    """Version names required from other objects (``DT_VERNEED``: ``GLIBC_2.34``...)."""
 
 
 class _Image:
@@ -103,12 +109,15 @@ def read_dynamic_symbols(stream: IO[bytes]) -> DynamicSymbols:
 
     entry = 16 if wide else 8
     tags: dict[int, int] = {}
+    needed_at: list[int] = []
     offset, size = dynamic
     for i in range(min(size // entry, 1 << 16)):
         tag, value = struct.unpack(end + ("qQ" if wide else "iI"),
                                    image.read(offset + i * entry, entry, "a dynamic entry"))
         if tag == _DT_NULL:
             break
+        if tag == _DT_NEEDED:
+            needed_at.append(value)
         tags.setdefault(tag, value)
     if _DT_SYMTAB not in tags or _DT_STRTAB not in tags:
         raise ElfUnreadable("no DT_SYMTAB/DT_STRTAB in the dynamic section")
@@ -121,6 +130,14 @@ def read_dynamic_symbols(stream: IO[bytes]) -> DynamicSymbols:
         raise ElfUnreadable("no DT_STRSZ, or an oversized one")
     strtab = at(tags[_DT_STRTAB], strsz, "DT_STRTAB")
     strings = image.read(strtab, strsz, "the dynamic string table")
+    def string(at_offset: int) -> str:
+        if at_offset >= len(strings):
+            raise ElfUnreadable("a name outside the dynamic string table")
+        stop = strings.find(b"\0", at_offset)
+        return strings[at_offset:stop if stop >= 0 else len(strings)].decode("utf-8", "replace")
+
+    needed = tuple(string(n) for n in needed_at)
+    version_needs = _version_needs(image, tags, at, end, string)
     symtab = at(tags[_DT_SYMTAB], count * sym_size, "DT_SYMTAB")
     table = image.read(symtab, count * sym_size, "the dynamic symbol table")
     defined, undefined = set(), set()
@@ -134,10 +151,32 @@ def read_dynamic_symbols(stream: IO[bytes]) -> DynamicSymbols:
             continue
         if st_name >= len(strings):
             raise ElfUnreadable("a symbol name outside the string table")
-        stop = strings.find(b"\0", st_name)
-        name = strings[st_name:stop if stop >= 0 else len(strings)].decode("utf-8", "replace")
-        (undefined if st_shndx == _SHN_UNDEF else defined).add(name)
-    return DynamicSymbols(shared, frozenset(defined), frozenset(undefined))
+        (undefined if st_shndx == _SHN_UNDEF else defined).add(string(st_name))
+    return DynamicSymbols(shared, frozenset(defined), frozenset(undefined), needed,
+                          version_needs)
+
+
+def _version_needs(image: _Image, tags: dict[int, int], at, end: str, string) -> tuple[str, ...]:
+    """The names in ``DT_VERNEED`` (``DT_VERNEEDNUM`` entries, each with its auxiliaries)."""
+    if _DT_VERNEED not in tags:
+        return ()
+    names: list[str] = []
+    here = at(tags[_DT_VERNEED], 16, "DT_VERNEED")
+    for _ in range(min(tags.get(_DT_VERNEEDNUM, 0), 1 << 12)):
+        _, count, _, aux, following = struct.unpack(end + "HHIII",
+                                                    image.read(here, 16, "a Verneed entry"))
+        place = here + aux
+        for _ in range(min(count, 1 << 12)):
+            _, _, _, name, next_aux = struct.unpack(end + "IHHII",
+                                                    image.read(place, 16, "a Vernaux entry"))
+            names.append(string(name))
+            if not next_aux:
+                break
+            place += next_aux
+        if not following:
+            break
+        here += following
+    return tuple(names)
 
 
 def _symbol_count(image: _Image, tags: dict[int, int], at, end: str, wide: bool) -> int:

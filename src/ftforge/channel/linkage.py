@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import struct
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -103,29 +104,22 @@ class LinkageFinding:
 
 
 def _elf_linkage(path: str, spool) -> ElfLinkage | None:
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.dynamic import DynamicSection
-    from elftools.elf.gnuversions import GNUVerNeedSection
-    from elftools.elf.elffile import ELFFile
+    """DT_NEEDED and GLIBC_ version needs, read through the program headers as the
+    loader reads them (:mod:`.elfdyn`): section headers can be damaged or lie."""
+    from .elfdyn import ElfUnreadable, read_dynamic_symbols
 
     try:
         spool.seek(0)
-        elf = ELFFile(spool)
-        needed: list[str] = []
-        best: tuple[int, int] | None = None
-        for section in elf.iter_sections():
-            if isinstance(section, DynamicSection):
-                needed += [t.needed for t in section.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
-            elif isinstance(section, GNUVerNeedSection):
-                for _verneed, auxiliaries in section.iter_versions():
-                    for aux in auxiliaries:
-                        match = _GLIBC_VERSION.match(aux.name)
-                        if match:
-                            version = (int(match[1]), int(match[2]))
-                            best = max(best, version) if best else version
-    except (ELFError, ValueError, OSError, KeyError, AttributeError, IndexError, TypeError):
-        return None  # not an ELF object this audit can read; the archive audit judges it
-    return ElfLinkage(path, tuple(needed), best)
+        symbols = read_dynamic_symbols(spool)
+    except (ElfUnreadable, struct.error, OSError):
+        return None  # not an ELF object this audit can read; the archive audit refuses it
+    best: tuple[int, int] | None = None
+    for name in symbols.version_needs:
+        match = _GLIBC_VERSION.match(name)
+        if match:
+            version = (int(match[1]), int(match[2]))
+            best = max(best, version) if best else version
+    return ElfLinkage(path, symbols.needed, best)
 
 
 def _marker_libraries(text: str) -> set[str]:
