@@ -279,3 +279,22 @@ def test_a_tar_bz2_with_more_after_its_stream_is_refused(tmp_path, tail):
     path.write_bytes(bz2.compress(whole) + extra)
     rules = _rules(path)
     assert rules and rules <= {"archive.unreadable", "archive.trailing-data"}, rules
+
+
+@pytest.mark.parametrize("subdir,refused", [("osx-arm64", True), ("win-64", True),
+                                            ("linux-64", False)])
+def test_names_equal_after_folding_are_refused_where_clients_fold(tmp_path, subdir, refused):
+    """lib/Foo.py and lib/foo.py (or café in NFC and NFD) are one file on macOS and
+    Windows; on Linux they are two (ncurses' terminfo relies on that)."""
+    import unicodedata
+
+    from ftforge.channel.synthetic import SyntheticPackage, write_package
+
+    nfc = unicodedata.normalize("NFC", "lib/caf\u00e9.py")
+    for files in ({"lib/Foo.py": b"A", "lib/foo.py": b"B"},
+                  {nfc: b"A", unicodedata.normalize("NFD", nfc): b"B"}):
+        package = SyntheticPackage("folded", "1.0", "0", subdir=subdir, files=files)
+        path = Path(write_package(package, tmp_path / subdir))
+        rules = _rules(path)
+        assert (rules == {"archive.folded-duplicate"}) if refused else not rules, rules
+        path.unlink()

@@ -72,6 +72,8 @@ RULES: dict[str, str] = {
     "archive.member-set": "a .conda holds other zip members than metadata.json, info-*, pkg-*",
     "archive.misplaced-member": "an info/ file in the pkg component, or the reverse",
     "archive.duplicate-member": "two archive members have the same path",
+    "archive.folded-duplicate": "two members that differ only in case or Unicode form, in "
+    "a package for a case-insensitive platform (osx-*, win-*)",
     "archive.absolute-path": "a member has an absolute path",
     "archive.parent-path": "a member path contains '..'",
     "archive.bad-name": "a member name is not UTF-8 or holds control characters",
@@ -733,6 +735,7 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
     _check_entry_points(report, scan)
     _check_paths(report, scan)
     _check_links(report, scan)
+    _check_folded_names(report, scan, str(index.get("subdir", "")))
     _check_elf_readable(report, scan.files)
     _check_abi(report, index, scan.files)
     if report.ok:
@@ -973,6 +976,29 @@ def _check_paths(report: AuditReport, scan: _Scan) -> None:
     installed = set(scan.files) | set(scan.links) | set(scan.hardlinks)
     for rel in sorted(installed - listed):
         report.add("metadata.paths-unlisted", "in the archive but not in paths.json", rel)
+
+
+_FOLDING_SUBDIRS = ("osx-", "win-")
+"""Subdirs whose clients install onto file systems that fold case and Unicode form."""
+
+
+def _check_folded_names(report: AuditReport, scan: _Scan, subdir: str) -> None:
+    """On macOS and Windows two names that differ only in case or Unicode normal form
+    are one file: the second overwrites the first and the installed bytes are not
+    what paths.json lists."""
+    if not subdir.startswith(_FOLDING_SUBDIRS):
+        return
+    import unicodedata
+
+    seen: dict[str, str] = {}
+    for name in sorted(set(scan.files) | set(scan.links) | set(scan.hardlinks)
+                       | scan.directories):
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in seen and seen[key] != name:
+            report.add("archive.folded-duplicate", f"the same file as "
+                       f"{_printable(seen[key])} on a case-insensitive or normalizing file "
+                       f"system ({subdir} clients)", name)
+        seen.setdefault(key, name)
 
 
 # -- links: resolved as paths through the package's own symlinks ---------------------------
