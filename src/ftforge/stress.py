@@ -111,7 +111,7 @@ class StressRecord:
     """The test in which the interpreter died (and the fatal error), if it did."""
     no_tests: bool = False
     status: str = "ok"
-    """ok | findings | crashed | gil-reenabled | no-tests | skipped | error"""
+    """ok | findings | crashed | hung | gil-reenabled | no-tests | skipped | error"""
     note: str = ""
     seconds: float = 0.0
     """The whole run for this package: sdist, environment, both pytest runs."""
@@ -131,7 +131,8 @@ class StressRecord:
             text += (f"; failed only in parallel: {', '.join(self.failed_only_in_parallel[:5])}"
                      + (" ..." if len(self.failed_only_in_parallel) > 5 else ""))
         if self.crashed:
-            text += f"; the interpreter crashed in {self.crashed}"
+            text += (f"; hung in {self.crashed}" if self.status == "hung"
+                     else f"; the interpreter crashed in {self.crashed}")
         if self.gil_reenabled:
             text += f"; GIL re-enabled at run time (after {self.gil_reenabled_after or 'start'})"
         return text
@@ -310,7 +311,8 @@ class Outcome:
         return {k for k, v in self.outcomes.items() if v == "passed"}
 
     def failed(self) -> set[str]:
-        return {k for k, v in self.outcomes.items() if v in ("failed", "error", "crashed")}
+        return {k for k, v in self.outcomes.items()
+                if v in ("failed", "error", "crashed", "hung")}
 
 
 def parse_outcomes(data: Mapping) -> Outcome:
@@ -351,6 +353,11 @@ def _pytest(prefix: Path, cwd: Path, probe_dir: Path, extra: list[str], log: Pat
             subprocess.run(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT,
                            timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
+            current = Path(f"{out}.current")
+            if current.is_file():  # stuck in one test: a hang (a deadlock, a lost wake-up)
+                test = current.read_text()[:500]
+                return Outcome(0, {test: "hung"}, False, None, -1,
+                               f"{test}: did not finish within {timeout:.0f} s (hung)")
             raise StressError(f"pytest ran longer than {timeout:.0f} s in {cwd.name}",
                               hint="raise --timeout, or lower --threads/--iterations") from None
     if not out.is_file():
@@ -437,7 +444,7 @@ def run_tests(record: StressRecord, sdist: Path, prefix: Path, modules: Iterable
             f"{len(serial.collection_errors)} test module(s) could not be collected: "
             + ", ".join(serial.collection_errors[:5]))]))
     if record.crashed:
-        record.status = "crashed"
+        record.status = "hung" if record.crashed.endswith("(hung)") else "crashed"
         record.note = "; ".join(filter(None, [record.note, (
             "the plain run crashed" if serial.crashed else
             "the parallel run stopped at the crash (later tests did not run in parallel)")]))

@@ -386,3 +386,36 @@ def test_a_suite_that_skips_everything_is_not_a_clean_pass(tmp_path):
                               tmp_path / "work")
     assert result.status == "skipped" and result.collected == 2
     assert "every test was skipped" in result.note
+
+
+HANGING_TESTS = '''import threading
+
+LOCK_A, LOCK_B = threading.Lock(), threading.Lock()
+TURN = []
+
+
+def test_fine():
+    assert True
+
+
+def test_lock_order():
+    TURN.append(1)
+    first, second = (LOCK_A, LOCK_B) if len(TURN) % 2 else (LOCK_B, LOCK_A)
+    with first:
+        threading.Event().wait(0.2)
+        with second:  # two threads, opposite orders: a deadlock
+            pass
+'''
+
+
+def test_a_hang_in_parallel_is_recorded_with_its_test(tmp_path):
+    sdist = make_sdist(tmp_path / "sd", "hangs", {
+        "PKG-INFO": PKG_INFO.format(name="hangs", requires=""),
+        "tests/test_hang.py": HANGING_TESTS})
+    result = stress.run_tests(record(package="hangs"), sdist, fake_prefix(tmp_path), ["hangs"],
+                              StressOptions(threads=2, iterations=1, timeout=8),
+                              tmp_path / "work")
+    assert result.status == "hung" and result.passed_serial == 2
+    assert result.failed_only_in_parallel == ["tests/test_hang.py::test_lock_order"]
+    assert "hung in tests/test_hang.py::test_lock_order: did not finish within 8 s" in \
+        result.summary()
