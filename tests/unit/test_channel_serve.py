@@ -4,8 +4,10 @@ path through a symlink is served, even one that stays inside the channel, nor a 
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,3 +63,29 @@ def test_an_idle_connection_is_closed(tmp_path, monkeypatch):
             idle.settimeout(20)
             assert idle.recv(1) == b""  # the server closed it (a hang fails by timeout)
         assert _status(urls["ch"] + "noarch/repodata.json") == 200
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(tmp_path, monkeypatch):
+    assert 0 < serve._Server.max_connections <= 1024  # bounded by default
+    monkeypatch.setattr(serve._Server, "max_connections", 2)
+    channel = _channel(tmp_path)
+    with serving_channels([channel]) as urls:
+        parts = urllib.parse.urlsplit(urls["ch"])
+        address = (parts.hostname, parts.port)
+        held = [socket.create_connection(address) for _ in range(2)]
+        for sock in held:
+            sock.sendall(b"GET /ch/ HTTP/1.1\r\n")  # never finished: each holds a slot
+        with socket.create_connection(address) as extra:
+            extra.settimeout(20)
+            assert extra.recv(1) == b""  # closed without an answer
+        for sock in held:
+            sock.close()
+        for _ in range(100):  # the slots come back once the held connections end
+            try:
+                if _status(urls["ch"] + "noarch/repodata.json") == 200:
+                    break
+            except (OSError, http.client.HTTPException):
+                pass  # still full: closed at once
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not recover after the idle clients left")

@@ -7,7 +7,8 @@ name). Production serving is nginx (:mod:`ftforge.channel.nginx`), with the
 same layout and the same rule: publisher state (any dot path, checked after
 percent-decoding) and ``owners.yaml`` are never served, nor any path through a
 symlink (nginx's ``disable_symlinks on``) or a file that is not a regular file;
-an idle connection is closed after :data:`CONNECTION_TIMEOUT_SECONDS`.
+an idle connection is closed after :data:`CONNECTION_TIMEOUT_SECONDS`, and at most
+:data:`MAX_CONNECTIONS` are served at once.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from ..errors import ChannelError
 from .layout import is_channel
 from .owners import OWNERS_FILE
 
-__all__ = ["CONNECTION_TIMEOUT_SECONDS", "channel_mounts", "serve_forever", "serving",
+__all__ = ["CONNECTION_TIMEOUT_SECONDS", "MAX_CONNECTIONS", "channel_mounts", "serve_forever", "serving",
            "serving_channels"]
 
 CONNECTION_TIMEOUT_SECONDS = 30.0
 """A connection that sends or reads nothing for this long is closed."""
+MAX_CONNECTIONS = 64
+"""Connections served at once; one more is closed at once (idle clients cannot pile up)."""
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -62,6 +65,27 @@ def channel_mounts(channels: list[Path]) -> dict[str, Path]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     mounts: dict[str, Path]
+    max_connections = MAX_CONNECTIONS
+
+    def server_activate(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.max_connections)
+        super().server_activate()
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+        if not self.slots.acquire(blocking=False):  # full: close at once, hold nothing
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request, client_address) -> None:  # noqa: ANN001
         exc = sys.exc_info()[1]
