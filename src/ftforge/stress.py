@@ -333,7 +333,7 @@ def parse_outcomes(data: Mapping) -> Outcome:
 
 def _pytest(prefix: Path, cwd: Path, probe_dir: Path, extra: list[str], log: Path,
             timeout: float) -> Outcome:
-    out = probe_dir / f"outcome-{len(list(probe_dir.glob('outcome-*')))}.json"
+    out = probe_dir / f"outcome-{len(list(probe_dir.glob('outcome-*.json')))}.json"
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHON_GIL", "VIRTUAL_ENV")}
     # Test folders that are not packages hold helpers their tests import by name
