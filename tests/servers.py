@@ -77,8 +77,11 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 """)
+    # Logs go to files: a pipe nobody reads fills up (64 KiB) and stalls the server
+    # mid-push once enough requests have been logged.
+    registry_log = open(workdir / "registry.log", "w")  # noqa: SIM115 -- closed below
     registry = subprocess.Popen([registry_bin, "serve", str(workdir / "registry.yml")],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=registry_log, stderr=subprocess.STDOUT, text=True)
     front = None
     try:
         wait_for_port(port, registry, "docker-registry")
@@ -111,7 +114,7 @@ http {{
 }}
 """)
         front = subprocess.Popen([nginx_bin, "-c", str(workdir / "front.conf"), "-p",
-                                  str(workdir)], stdout=subprocess.PIPE,
+                                  str(workdir)], stdout=registry_log,
                                  stderr=subprocess.STDOUT, text=True)
         wait_for_port(443, front, "nginx TLS front")
         yield OciRegistry("127.0.0.1", bundle, storage)
@@ -120,3 +123,4 @@ http {{
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=10)
+        registry_log.close()
