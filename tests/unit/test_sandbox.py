@@ -159,3 +159,38 @@ def test_an_answer_that_is_not_a_plain_file_is_refused_without_blocking(tmp_path
         dynamic_build_requires(sdist_with_backend(tmp_path, source), FACTS,
                                limits=SourceLimits(backend_seconds=20))
     assert not list(cache.glob("pep517/*.json"))
+
+
+def test_a_terminated_run_removes_its_scratch_directory(tmp_path, cache):
+    """`timeout 120 ftforge recipe pypi ...` sends SIGTERM: the unpacked sdist and the
+    venv must not be left behind, nor the sandboxed backend left running."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = ("import time\ndef get_requires_for_build_wheel(config_settings=None):\n"
+              "    time.sleep(600)\n")
+    sdist = sdist_with_backend(tmp_path, source)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    script = ("import sys\nfrom pathlib import Path\nfrom types import SimpleNamespace\n"
+              "from ftforge.recipes.pep517 import dynamic_build_requires\n"
+              "facts = SimpleNamespace(backend_wrapper='probe_backend', build_requires=(), "
+              "backend='setuptools')\n"
+              f"dynamic_build_requires(Path({str(sdist)!r}), facts)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ,
+                             "TMPDIR": str(scratch)})
+    try:
+        for _ in range(600):  # wait until the backend is running in its scratch directory
+            if list(scratch.glob("ftforge-pep517-*/src/probe-1.0/_build")):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the backend never started")
+        time.sleep(1)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        child.kill()
+    assert list(scratch.iterdir()) == []

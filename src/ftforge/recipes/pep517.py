@@ -22,11 +22,14 @@ requirement on one line. Results are cached per sdist content (sha256) under
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import tomllib
 import zipfile
 from pathlib import Path
@@ -104,7 +107,7 @@ def _ask_backend(sdist: Path, static: tuple[str, ...], limits: SourceLimits) -> 
 
     sandbox.require()  # no sandbox, no backend code: fail before any work
     requirements = _index_requirements(sdist, static)
-    with tempfile.TemporaryDirectory(prefix="ftforge-pep517-") as tmp:
+    with _exit_on_terminate(), tempfile.TemporaryDirectory(prefix="ftforge-pep517-") as tmp:
         source = _unpack(sdist, Path(tmp) / "src", limits)
         try:
             text = (source / "pyproject.toml").read_text()
@@ -138,6 +141,25 @@ def _ask_backend(sdist: Path, static: tuple[str, ...], limits: SourceLimits) -> 
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
             raise SdistError(f"{sdist.name}: its build backend failed when asked for build "
                              f"requirements: {first}") from None
+
+
+@contextlib.contextmanager
+def _exit_on_terminate():
+    """SIGTERM/SIGHUP (``timeout``, a closed terminal) become SystemExit while the
+    scratch directory exists, so it is removed and the sandbox killed on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum, _frame) -> None:  # noqa: ANN001
+        raise SystemExit(128 + signum)
+
+    saved = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _index_requirements(sdist: Path, static: tuple[str, ...]) -> list[str]:
