@@ -9,9 +9,15 @@ the package.
 What is audited is everything a client installs: a ``.conda`` must hold
 exactly ``metadata.json``, ``info-<stem>.tar.zst`` and ``pkg-<stem>.tar.zst``
 (clients extract every ``*.tar.zst`` they find), each component only its own
-members; a ``.tar.bz2`` is one tar, every member read. Links are resolved as
-paths through the package's own symlinks; every ELF object is classified by
-the symbols it exports and links, not by its name. Metadata must parse under
+members; a ``.tar.bz2`` is one tar, every member read. Where two readers could see
+different things the archive is refused: a zip local header that disagrees with its
+central-directory entry, a second zstd frame or bzip2 stream, data after a tar's end
+marker, stacked PAX/GNU name headers, a ustar prefix outside the POSIX magic, tar
+member types other than files, directories and links. Links are resolved as
+paths through the package's own symlinks, and no member may be written through one;
+every ELF object is classified by the dynamic symbols it exports and links, read
+through its program headers as the loader reads them (:mod:`.elfdyn`), not by its
+name; one whose dynamic symbols cannot be read is refused. Metadata must parse under
 conda's rules (py-rattler's parsers are the reference) before anything moves.
 
 The ABI facts come from :mod:`ftforge.variants` only.
@@ -19,6 +25,7 @@ The ABI facts come from :mod:`ftforge.variants` only.
 
 from __future__ import annotations
 
+import bz2
 import functools
 import hashlib
 import io
@@ -69,7 +76,8 @@ Limits = ArchiveLimits
 RULES: dict[str, str] = {
     "input.not-a-file": "the path is missing, a directory, a FIFO or another non-regular file",
     "archive.unreadable": "the file is not a readable .conda / .tar.bz2 archive",
-    "archive.member-set": "a .conda holds other zip members than metadata.json, info-*, pkg-*",
+    "archive.member-set": "a .conda holds other zip members than metadata.json, info-*, pkg-*, "
+    "or its local headers disagree with its central directory (gaps, overlaps, sizes, CRCs)",
     "archive.misplaced-member": "an info/ file in the pkg component, or the reverse",
     "archive.duplicate-member": "two archive members have the same path",
     "archive.folded-duplicate": "two members that differ only in case or Unicode form, in "
@@ -86,8 +94,8 @@ RULES: dict[str, str] = {
     "archive.too-many-members": "the archive has more members than the cap",
     "archive.ambiguous-header": "tar headers that two readers would name differently "
     "(stacked PAX / GNU long-name headers, a prefix field outside the POSIX magic)",
-    "archive.trailing-data": "data after a component's tar end marker or zstd frame, or a "
-    "zip local header that disagrees with its central-directory entry",
+    "archive.trailing-data": "non-zero data after a tar's end marker, or bytes after its "
+    "compressed stream (a second zstd frame or bzip2 stream)",
     "archive.header-too-large": "a PAX / GNU long-name header exceeds the header cap",
     "archive.metadata-too-large": "a metadata file exceeds the metadata cap",
     "metadata.index-missing": "info/index.json is missing or not JSON",
@@ -485,8 +493,6 @@ def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
             scan: _Scan) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str | None]]:
     tarinfo = _tarinfo_class(limits.max_header_bytes)
     if suffix == ".tar.bz2":
-        import bz2
-
         reader = _OneFrame(source, bz2.BZ2Decompressor())
         with tarfile.open(fileobj=reader, mode="r|", tarinfo=tarinfo) as tar:
             for member in tar:
@@ -555,7 +561,6 @@ class _OneFrame(io.RawIOBase):
     def __init__(self, raw: IO[bytes], decoder=None) -> None:  # noqa: ANN001
         self.raw = raw
         self.decoder = decoder if decoder is not None else _zstd().ZstdDecompressor()
-        self.pending = b""
 
     def readable(self) -> bool:
         return True
