@@ -178,3 +178,12 @@ def test_a_platform_package_on_python_spelled_without_spaces_must_pin_an_abi():
     for spec in ("python>=3.13", "python[version='>=3.13']", "conda-forge::python >=3.13"):
         record = rec("tight", "1.0", "h1234567_0", [spec])
         assert [v.check for v in check_records([record])] == ["python-abi-missing"], spec
+
+
+def test_python_abi_may_constrain_python_in_any_spelling_but_only_to_its_own_abi():
+    for spec, ok in (("python=3.13=*_cp313t", True), ("python[build=*_cp313t]", True),
+                     ("python 3.13.* *_cp313", False), ("python 3.13.*", False)):
+        record = rec("python_abi", "3.13", FT.python_abi_build_string(0), subdir="noarch",
+                     constrains=[spec], track_features="python_abi-p-0")
+        found = [v.check for v in check_records([record])]
+        assert found == ([] if ok else ["abi-not-constrained"]), spec

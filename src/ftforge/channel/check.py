@@ -36,6 +36,7 @@ from ..variants import (
     variant_of_build_string,
     variant_of_package,
     variant_of_python_abi_dependency,
+    variants_admitted,
 )
 from .index import channel_records
 from .layout import CHANNEL_MARKER, is_channel
@@ -98,12 +99,9 @@ def _features(record: dict) -> list[str]:
 
 
 def _constrains_python_to(record: dict, variant: PythonVariant) -> bool:
-    want_tag = f"*_{variant.abi_tag}"
-    for spec in _strings(record.get("constrains")):
-        parts = spec.split()
-        if parts and parts[0] == "python" and len(parts) >= 3 and parts[2] == want_tag:
-            return True
-    return False
+    """A ``constrains`` entry on python that admits only this ABI (any spelling)."""
+    return any(_name(spec) == "python" and variants_admitted(spec) == {variant}
+               for spec in _strings(record.get("constrains")))
 
 
 def check_record(record: dict, channel: str = "") -> list[Violation]:
