@@ -57,6 +57,8 @@ PLANTED = {
                            [GIL.python_abi_spec], track_features="python-p-0"),
     "metapackage-abi": rec(FT.metapackage, "3.13.6", "0_cp313t", ["python 3.13.6.*"],
                            subdir="noarch"),
+    "abi-contradiction": rec("never", "1.0", GIL.extension_build_string("1234567", 0),
+                             [GIL.python_abi_spec], constrains=["python <0"]),
     "gil-down-weighted": rec("python_abi", "3.13", GIL.python_abi_build_string(1),
                              subdir="noarch", constrains=[GIL.python_abi_run_constraint],
                              track_features="anything"),
@@ -187,3 +189,16 @@ def test_python_abi_may_constrain_python_in_any_spelling_but_only_to_its_own_abi
                      constrains=[spec], track_features="python_abi-p-0")
         found = [v.check for v in check_records([record])]
         assert found == ([] if ok else ["abi-not-constrained"]), spec
+
+
+def test_an_uninstallable_gil_twin_is_reported():
+    """A GIL twin that constrains python away satisfies 'a twin exists' but can never be
+    installed: solvers are left with the free-threaded build."""
+    ft = rec("uy", "1.0", FT.extension_build_string("1234567", 0), [FT.python_abi_spec])
+    for bad_twin in ({"constrains": ["python <0"]}, {"constrains": ["python_abi * *_cp313t"]},
+                     {"depends": ["python 3.13.* *_cp313t"]}):
+        gil = rec("uy", "1.0", GIL.extension_build_string("1234567", 0),
+                  [GIL.python_abi_spec] + bad_twin.get("depends", []),
+                  constrains=bad_twin.get("constrains", []))
+        found = [v.check for v in check_records([ft, gil]) + missing_twins([ft, gil])]
+        assert "abi-contradiction" in found, bad_twin

@@ -51,6 +51,7 @@ CHECKS = {
     "abi-not-constrained": "python_abi does not constrain python to its own ABI tag",
     "interpreter-abi": "the interpreter does not depend on the python_abi of its own tag",
     "metapackage-abi": "an opt-in metapackage does not pin the python_abi of its ABI",
+    "abi-contradiction": "a python/python_abi spec excludes the ABI the package is built for",
     "gil-down-weighted": "a GIL interpreter or python_abi carrying track_features",
     "twin-outranked": "a free-threaded build with a higher build number than its GIL twin",
     "variant-incomplete": "a free-threaded build without its GIL twin (same name, version, "
@@ -118,6 +119,16 @@ def check_record(record: dict, channel: str = "") -> list[Violation]:
     marker = variant_of_build_string(build)
     noarch = record.get("noarch") or record.get("subdir") == "noarch"
 
+    constrains = _strings(record.get("constrains"))
+    built_for = variant_of_package(depends, build, constrains)
+    if built_for is not None and len(abi_deps) <= 1:
+        for spec in (*depends, *constrains):
+            admitted = variants_admitted(spec)
+            if admitted is not None and built_for not in admitted:
+                bad("abi-contradiction", f"'{spec}' excludes {built_for.label}, the ABI it is "
+                    "built for: it can never be installed (an uninstallable GIL twin leaves "
+                    "solvers only the free-threaded build)")
+                break
     features = _features(record)
     if name in ("python", "python_abi") and marker is not None and not marker.freethreaded \
             and features:
