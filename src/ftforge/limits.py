@@ -10,13 +10,14 @@ Sections:
 - :class:`ArchiveLimits` -- conda packages read by the channel audit.
 - :class:`SourceLimits` -- sdists, index documents and downloads (PyPI reader).
 - :class:`RecipeLimits` -- feedstock recipes rendered by the migration bot.
+- :class:`ServeLimits` -- HTTP clients of ``channel serve``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ArchiveLimits", "RecipeLimits", "SourceLimits"]
+__all__ = ["ArchiveLimits", "RecipeLimits", "ServeLimits", "SourceLimits"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class ArchiveLimits:
     max_metadata_bytes: int = 64 << 20
     """One metadata file held in memory: ``metadata.json``, ``info/index.json``,
     ``info/paths.json`` (default 64 MiB; other ``info/`` files are hashed, not held)."""
+    max_tar_padding_bytes: int = 1 << 20
+    """Zero bytes allowed after a tar's end marker inside a component (default 1 MiB; a
+    blocking factor of 20 pads to 10 KiB); any other byte there is refused."""
+    max_dynamic_symbols: int = 1 << 20
+    """Dynamic symbols read from one ELF object (default 1,048,576; real libraries have
+    fewer than 100,000); more and the object is refused."""
     max_link_hops: int = 40
     """Symlinks followed while resolving one path (default 40, Linux's own limit; a loop
     is refused)."""
@@ -100,6 +107,17 @@ class RecipeLimits:
     max_selector_chars: int = 1_000
     """One ``# [selector]`` or ``if:`` expression (default 1,000 characters)."""
 
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """HTTP clients of ``ftforge channel serve`` (loopback, local use)."""
+
+    connection_timeout_seconds: float = 30.0
+    """A connection that sends or reads nothing for this long is closed (default 30 s)."""
+    max_connections: int = 64
+    """Connections served at once; one more is closed at once, so idle clients cannot
+    pile up threads (default 64)."""
 
 def _human(name: str, value: object) -> str:
     if name.endswith("_bytes") and isinstance(value, int):

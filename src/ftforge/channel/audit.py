@@ -604,8 +604,8 @@ def _after_end_marker(tar: tarfile.TarFile) -> str | None:
     return None
 
 
-_MAX_TAR_PADDING = 1 << 20
-"""Zero bytes allowed after a tar's end marker (a blocking factor of 20 pads to 10 KiB)."""
+_MAX_TAR_PADDING = ArchiveLimits().max_tar_padding_bytes
+"""Zero bytes allowed after a tar's end marker (``limits.ArchiveLimits``)."""
 
 
 def _zip_gap(zf: zipfile.ZipFile, source: IO[bytes]) -> str | None:

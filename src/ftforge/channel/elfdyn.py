@@ -18,10 +18,12 @@ import struct
 from dataclasses import dataclass
 from typing import IO
 
+from ..limits import ArchiveLimits
+
 __all__ = ["DynamicSymbols", "ElfUnreadable", "MAX_DYNAMIC_SYMBOLS", "read_dynamic_symbols"]
 
-MAX_DYNAMIC_SYMBOLS = 1 << 20
-"""More dynamic symbols than this and the object is refused (real libraries have < 100k)."""
+MAX_DYNAMIC_SYMBOLS = ArchiveLimits().max_dynamic_symbols
+"""More dynamic symbols than this and the object is refused (``limits.ArchiveLimits``)."""
 
 _ET_DYN = 3
 _PT_LOAD, _PT_DYNAMIC = 1, 2

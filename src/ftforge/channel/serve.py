@@ -27,16 +27,17 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import ChannelError
+from ..limits import ServeLimits
 from .layout import is_channel
 from .owners import OWNERS_FILE
 
 __all__ = ["CONNECTION_TIMEOUT_SECONDS", "MAX_CONNECTIONS", "channel_mounts", "serve_forever", "serving",
            "serving_channels"]
 
-CONNECTION_TIMEOUT_SECONDS = 30.0
-"""A connection that sends or reads nothing for this long is closed."""
-MAX_CONNECTIONS = 64
-"""Connections served at once; one more is closed at once (idle clients cannot pile up)."""
+CONNECTION_TIMEOUT_SECONDS = ServeLimits().connection_timeout_seconds
+"""A connection idle this long is closed (``limits.ServeLimits``)."""
+MAX_CONNECTIONS = ServeLimits().max_connections
+"""Connections served at once (``limits.ServeLimits``)."""
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
