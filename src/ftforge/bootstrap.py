@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .build.driver import BuildOutcome, BuildReporter, BuildRequest, build_in_order
+from .recipes import build_config
 from .recipes import files as recipe_files
 from .recipes import python as python_recipe
-from .recipes import build_config
 from .recipes.cpython_sources import DEFAULT_VERSION
 from .recipes.from_pypi import recipe_from_pypi
 

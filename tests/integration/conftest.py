@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ftforge import paths
-from ftforge.build.driver import BuildRequest, build
+from ftforge.build.driver import BuildRequest
 from ftforge.channel.publish import publish
 
 pytestmark = pytest.mark.integration

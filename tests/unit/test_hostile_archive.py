@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import io
 import json
 import struct
 import tarfile

@@ -119,7 +119,6 @@ def rezip(good: Path, out: Path, entries: list[tuple[str, bytes]], hide: str | N
 def smuggle(good: Path, out_dir: Path, name: str, members: list[tuple[str, bytes]],
             hide: bool = False) -> Path:
     comps = _components(good)
-    stem = good.name[: -len(".conda")]
     payload = _zst(_tar([(_info(n, d), d) for n, d in members]))
     entries = list(comps.items()) + [(name, payload)]
     return rezip(good, out_dir / good.name, entries, hide=name if hide else None)

@@ -43,11 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ..build.mirror import sha256_of
 from ..errors import ChannelError
 from ..limits import ArchiveLimits
-from .elfdyn import ElfUnreadable, read_dynamic_symbols
-from .layout import known_subdirs
 from ..variants import (
     MODULE_INIT_PREFIX,
     PythonVariant,
@@ -57,6 +54,8 @@ from ..variants import (
     variant_of_build_string,
     variant_of_python_abi_dependency,
 )
+from .elfdyn import ElfUnreadable, read_dynamic_symbols
+from .layout import known_subdirs
 
 __all__ = [
     "RULES",

@@ -13,9 +13,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from packaging.requirements import InvalidRequirement, Requirement
-from typing import Literal, get_args
 
 from .. import paths, pypi
 from ..build.mirror import sha256_of
