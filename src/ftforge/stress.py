@@ -354,7 +354,8 @@ def _pytest(prefix: Path, cwd: Path, probe_dir: Path, extra: list[str], log: Pat
                            timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             current = Path(f"{out}.current")
-            if current.is_file():  # stuck in one test: a hang (a deadlock, a lost wake-up)
+            stuck = time.time() - current.stat().st_mtime if current.is_file() else 0.0
+            if stuck >= min(60.0, timeout / 2):  # one test for that long: a hang (deadlock)
                 test = current.read_text()[:500]
                 return Outcome(0, {test: "hung"}, False, None, -1,
                                f"{test}: did not finish within {timeout:.0f} s (hung)")
