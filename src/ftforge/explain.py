@@ -100,11 +100,13 @@ def explain(specs: Sequence[str], channels: Sequence[str], *,
     conflict = _conflicting_abis(specs)
     if conflict:
         lines.append(conflict)
-    if wanted is not None and priority == "strict":
-        lines += _hidden_by_strict_priority(["python_abi", *names], channels, wanted)
-    if not names or wanted is None:
+    if wanted is None:
         return lines
-    candidates = _candidates(channels, names)
+    # one query to the channels serves both questions
+    queried = ["python_abi", *names] if priority == "strict" else names
+    candidates = _candidates(channels, queried) if queried else []
+    if priority == "strict":
+        lines += _hidden_by_strict_priority(queried, candidates, channels, wanted)
     for name in names:
         mine = [c for c in candidates if c.name == name]
         if not mine:
@@ -128,11 +130,10 @@ def explain(specs: Sequence[str], channels: Sequence[str], *,
     return lines
 
 
-def _hidden_by_strict_priority(names: Sequence[str], channels: Sequence[str],
-                               wanted: PythonVariant) -> list[str]:
+def _hidden_by_strict_priority(names: Sequence[str], candidates: Sequence[Candidate],
+                               channels: Sequence[str], wanted: PythonVariant) -> list[str]:
     """Strict priority takes every build of a name from the first channel that has
     it: say so when that channel has none for ``wanted`` and a later one does."""
-    candidates = _candidates(channels, names)
     order = [_channel_name(c) for c in channels]
     lines = []
     for name in dict.fromkeys(names):
