@@ -492,15 +492,7 @@ def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
             scan: _Scan) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str | None]]:
     tarinfo = _tarinfo_class(limits.max_header_bytes)
     if suffix == ".tar.bz2":
-        reader = _OneFrame(source, bz2.BZ2Decompressor())
-        with tarfile.open(fileobj=reader, mode="r|", tarinfo=tarinfo) as tar:
-            for member in tar:
-                yield tar, member, None
-            trailing = _after_end_marker(tar) or reader.trailing()
-        if trailing:
-            scan.report.add("archive.trailing-data", f"{trailing}; a client's tar reader "
-                            "may read what the audit did not")
-            raise _Stop
+        yield from _one_tar(_OneFrame(source, bz2.BZ2Decompressor()), tarinfo, scan, None, None)
         return
     with zipfile.ZipFile(source) as zf:
         infos = zf.infolist()
@@ -541,15 +533,23 @@ def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
         for component in ("info", "pkg"):
             entry = f"{component}-{stem}.tar.zst"
             with zf.open(entry) as raw:
-                reader = _OneFrame(raw)
-                with tarfile.open(fileobj=reader, mode="r|", tarinfo=tarinfo) as tar:
-                    for member in tar:
-                        yield tar, member, component
-                    trailing = _after_end_marker(tar) or reader.trailing()
-            if trailing:
-                scan.report.add("archive.trailing-data", f"{trailing}; a streaming client "
-                                "may read what the audit did not", entry)
-                raise _Stop
+                yield from _one_tar(_OneFrame(raw), tarinfo, scan, component, entry)
+
+
+def _one_tar(reader: _OneFrame, tarinfo: type[tarfile.TarInfo], scan: _Scan,
+             component: str | None, entry: str | None,
+             ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str | None]]:
+    """Every member of one tar stream (a .tar.bz2, or one .conda component), then
+    refuse anything after its end marker or its single compressed frame."""
+    with tarfile.open(fileobj=reader, mode="r|", tarinfo=tarinfo) as tar:
+        for member in tar:
+            yield tar, member, component
+        trailing = _after_end_marker(tar) or reader.trailing()
+    if trailing:
+        reader_kind = "a client's tar reader" if entry is None else "a streaming client"
+        scan.report.add("archive.trailing-data",
+                        f"{trailing}; {reader_kind} may read what the audit did not", entry)
+        raise _Stop
 
 
 class _OneFrame(io.RawIOBase):
