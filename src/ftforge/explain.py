@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .variants import PythonVariant, variant_of_build_string, variant_of_package
+from .variants import PythonVariant, abi_pin, variant_of_package
 
 __all__ = ["Candidate", "explain", "requested_abi"]
 
@@ -37,20 +37,13 @@ def requested_abi(specs: Sequence[str]) -> PythonVariant | None:
     """The interpreter ABI a request names, if any (``python-freethreading``,
     ``python_abi=*=*_cp313t``, ``python=3.13.*=*_cp313t``, ``python[build=*_cp313t]``,
     ``python-gil``)."""
+    from .environments import normalize_spec
+
     for spec in specs:
-        # conda's name=version=build, the space form, and name[build=...] alike.
-        text = [t for t in re.split(r"[=\s\[\],'\"]+", spec) if t and t != "build"]
-        if not text:
-            continue
-        if text[0] == PythonVariant.ft().metapackage:
-            return PythonVariant.ft()
-        if text[0] == PythonVariant.gil().metapackage:
-            return PythonVariant.gil()
-        if text[0] in ("python", "python_abi"):
-            for part in text[1:]:
-                marker = variant_of_build_string(part.lstrip("*"))
-                if marker is not None:
-                    return marker
+        # conda's name=version=build shorthand, then py-rattler's parser (variants.abi_pin)
+        variant = abi_pin(normalize_spec(spec))
+        if variant is not None:
+            return variant
     return None
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "ExtensionModuleAbi",
     "Platform",
     "PythonVariant",
+    "abi_pin",
     "all_variants",
     "classify_extension_module",
     "conda_build_config",
@@ -417,7 +418,7 @@ def freethreaded_pin(spec: str) -> PythonVariant | None:
     return min(admitted)
 
 
-def _abi_pin(spec: str) -> PythonVariant | None:
+def abi_pin(spec: str) -> PythonVariant | None:
     """The one ABI kind a spec forces (all free-threaded or all GIL), lowest series."""
     admitted = variants_admitted(spec)
     if not admitted or len({v.freethreaded for v in admitted}) != 1:
@@ -473,7 +474,7 @@ def variant_of_package(depends: Iterable[str], build: str,
     Contradicting pins: the marker if it is one of them, else a free-threaded one (so
     the variant-completeness rule still asks for its GIL twin)."""
     pins = {v for spec in (*depends, *constrains) if isinstance(spec, str)
-            and (v := _abi_pin(spec)) is not None}
+            and (v := abi_pin(spec)) is not None}
     marker = variant_of_build_string(build)
     if len(pins) == 1:
         return pins.pop()
