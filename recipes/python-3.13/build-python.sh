@@ -20,6 +20,18 @@ if [[ "$DEPS_PROFILE" == "conda-forge" ]]; then
     done
 fi
 
+# Optimization (python_optimization): PGO + LTO, with CPython's own training
+# task or a short one; or CPython's plain -O3.
+OPT_ARGS=()
+case "$PY_OPTIMIZATION" in
+    pgo-lto) OPT_ARGS=(--enable-optimizations --with-lto) ;;
+    pgo-lto-quick)
+        OPT_ARGS=(--enable-optimizations --with-lto
+                  "PROFILE_TASK=-m test --pgo --timeout=1200 $QUICK_PROFILE_TESTS") ;;
+    none) ;;
+    *) echo "error: unknown python_optimization '$PY_OPTIMIZATION'" >&2; exit 1 ;;
+esac
+
 # shellcheck disable=SC2086
 ./configure \
     --prefix="$PREFIX" \
@@ -28,6 +40,7 @@ fi
     --with-ensurepip=no \
     --without-static-libpython \
     "${PROFILE_ARGS[@]}" \
+    "${OPT_ARGS[@]}" \
     ${CONFIGURE_EXTRA:-} \
     LDFLAGS="-Wl,-rpath,$PREFIX/lib ${LDFLAGS:-}"
 make -j"${CPU_COUNT:-2}"

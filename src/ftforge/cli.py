@@ -17,6 +17,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .errors import FtforgeError
+from .recipes import python as python_recipe
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Free-threaded CPython and its ecosystem as conda packages.")
@@ -79,8 +80,6 @@ def recipe_python(
                                         "differ from what would be written")] = False,
 ) -> None:
     """Write the interpreter recipe (python, python_abi, python-freethreading, python-gil)."""
-    from .recipes import python as python_recipe
-
     name, files = python_recipe.files_for(version, sha256=sha256, build_number=build_number)
     target = output_dir / name
     _write_or_check(target, files, check=check, command=f"ftforge recipe python {version}")
@@ -655,12 +654,17 @@ def stress_cmd(
 def demo(
     work_dir: Annotated[Path, typer.Option(help="where recipe, channel and env go")] = Path("demo"),
     iterations: Annotated[int, typer.Option(help="workload loop length per thread")] = 3_000_000,
+    optimization: Annotated[str, typer.Option(
+        help="interpreter build: pgo-lto (what a channel publishes; the longest build), "
+             "pgo-lto-quick (same flags, short training task) or none (-O3 only)")]
+        = python_recipe.DEMO_OPTIMIZATION,
 ) -> None:
     """Build free-threaded CPython, publish it, install it, and show threads run in parallel."""
     from .demo import run_demo
 
     with _progress() as progress:
-        result = run_demo(work_dir, reporter=RichReporter(progress), iterations=iterations)
+        result = run_demo(work_dir, reporter=RichReporter(progress), iterations=iterations,
+                          optimization=optimization)
     s = result.scaling
     table = Table(title="ftforge demo", show_header=False)
     table.add_row("python-freethreading", f"python {result.python.version} {result.python.build}")
@@ -671,6 +675,7 @@ def demo(
     table.add_row("channel", str(result.work_dir / "channel"))
     table.add_row("environment", str(result.work_dir / "env"))
     table.add_row("build", "from cache" if result.build_cached else f"{result.build_seconds:.0f}s")
+    table.add_row("interpreter optimization", result.optimization)
     table.add_row("sys._is_gil_enabled()", str(s.gil_enabled))
     table.add_row("Py_GIL_DISABLED", str(s.py_gil_disabled))
     table.add_row("1 thread", f"{s.one_thread_s:.3f}s")

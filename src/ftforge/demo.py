@@ -18,6 +18,7 @@ from .build.driver import BuildReporter
 from .channel.publish import publish
 from .environments import SolvedPackage, create, solve
 from .errors import FtforgeError
+from .recipes import python as python_recipe
 from .recipes.cpython_sources import DEFAULT_VERSION
 from .variants import PythonVariant
 from .workload import ThreadScaling, env_python, measure
@@ -36,6 +37,8 @@ class DemoResult:
     scaling: ThreadScaling
     build_cached: bool
     build_seconds: float
+    optimization: str
+    """The interpreter's ``python_optimization`` variant (PGO + LTO unless ``none``)."""
 
 
 def _python(packages: list[SolvedPackage]) -> SolvedPackage:
@@ -43,7 +46,11 @@ def _python(packages: list[SolvedPackage]) -> SolvedPackage:
 
 
 def run_demo(work_dir: Path, *, reporter: BuildReporter, version: str = DEFAULT_VERSION,
-             iterations: int = 3_000_000) -> DemoResult:
+             iterations: int = 3_000_000,
+             optimization: str = python_recipe.DEMO_OPTIMIZATION) -> DemoResult:
+    if optimization not in python_recipe.OPTIMIZATIONS:
+        raise FtforgeError(f"unknown interpreter optimization {optimization!r}",
+                           hint=f"use one of {', '.join(python_recipe.OPTIMIZATIONS)}")
     work_dir = work_dir.resolve()
     # The demo owns these: start from a clean channel, output and env each run
     # (a rebuilt package must not meet the previous run's immutable channel).
@@ -52,7 +59,8 @@ def run_demo(work_dir: Path, *, reporter: BuildReporter, version: str = DEFAULT_
     ft, gil = PythonVariant.ft(version), PythonVariant.gil(version)
     reporter.step("writing the interpreter and pip recipes")
     recipe_dirs = write_bootstrap_recipes(work_dir / "recipes", version=version)
-    built = build_bootstrap(recipe_dirs, work_dir / "output", reporter=reporter)
+    built = build_bootstrap(recipe_dirs, work_dir / "output", reporter=reporter,
+                            overrides=(("python_optimization", optimization),))
     channel = work_dir / "channel"
     reporter.step(f"publishing {len(built.packages)} packages to {channel}")
     publish(built.packages, channel)
@@ -67,4 +75,4 @@ def run_demo(work_dir: Path, *, reporter: BuildReporter, version: str = DEFAULT_
     reporter.step("running the workload on 1 and 2 threads")
     scaling = measure(env_python(work_dir / "env"), iterations=iterations)
     return DemoResult(work_dir, _python(installed), default_python, installed, scaling,
-                      built.cached, built.seconds)
+                      built.cached, built.seconds, optimization)

@@ -18,11 +18,15 @@ import pytest
 from ftforge import paths
 from ftforge.build.driver import BuildRequest
 from ftforge.channel.publish import publish
+from ftforge.recipes import python as python_recipe
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "python-3.13"
+PYTHON_OPTIMIZATION = (("python_optimization", python_recipe.DEMO_OPTIMIZATION),)
+"""The suite's interpreters: PGO + LTO with the short training task, as `ftforge demo`
+builds them (one cache entry); the published default's full training is benchmarked."""
 
 
 def ftforge(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -42,7 +46,8 @@ def interpreter_packages(tmp_path_factory) -> list[Path]:
     recipes = tmp_path_factory.mktemp("bootstrap-recipes")
     dirs = write_bootstrap_recipes(recipes)
     assert (dirs[0] / "recipe.yaml").read_text() == (RECIPE / "recipe.yaml").read_text()
-    return build_bootstrap([RECIPE, *dirs[1:]], tmp_path_factory.mktemp("output")).packages
+    return build_bootstrap([RECIPE, *dirs[1:]], tmp_path_factory.mktemp("output"),
+                           overrides=PYTHON_OPTIMIZATION).packages
 
 
 @pytest.fixture(scope="session")

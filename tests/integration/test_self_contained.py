@@ -29,7 +29,7 @@ from ftforge.recipes.cpython_sources import DEFAULT_VERSION
 from ftforge.recipes.from_pypi import closure_from_pypi, recipe_from_pypi
 from ftforge.variants import PythonVariant
 
-from .conftest import CBC
+from .conftest import CBC, PYTHON_OPTIMIZATION
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,7 +37,7 @@ pytestmark = [
                        reason="chroot and mount need root"),
 ]
 
-PROFILE = (("python_deps_profile", "conda-forge"),)
+PROFILE = (("python_deps_profile", "conda-forge"), *PYTHON_OPTIMIZATION)
 EXTRA_SPECS = ("msgpack==1.2.4", "pyyaml==6.0.3", "idna==3.20")
 """Built with their whole host/run closure (setuptools, cython, ...), as the suite does."""
 IMPORTS = ("ssl, sqlite3, readline, curses, lzma, bz2, zlib, ctypes, uuid, decimal, hashlib, "

@@ -80,6 +80,7 @@ def test_recipe_renders_for_every_variant_and_profile(tmp_path, version, freethr
     recipe_files.write_files(tmp_path, files)
     v = PythonVariant(source_for(version).series, freethreading == "yes")
     outputs = _render(tmp_path, freethreading=freethreading, python_deps_profile=profile,
+                      python_optimization=python_recipe.DEFAULT_OPTIMIZATION,
                       c_compiler="gcc", cxx_compiler="gxx")
     assert set(outputs) == {"python", "python_abi", v.metapackage}
 
@@ -112,6 +113,67 @@ def test_recipe_renders_for_every_variant_and_profile(tmp_path, version, freethr
 
     meta = outputs[v.metapackage].recipe.to_dict()
     assert v.python_abi_spec in meta["requirements"]["run"]
+
+
+def test_published_default_is_pgo_lto_and_each_optimization_is_its_own_build(tmp_path):
+    """The variants file publishes PGO + LTO; each optimization level hashes into a
+    different python build string (a quick-profile build never passes for the default)."""
+    _, files = python_recipe.files_for("3.13.5")
+    recipe_files.write_files(tmp_path, files)
+    assert python_recipe.DEFAULT_OPTIMIZATION == "pgo-lto"
+    declared = YAML(typ="safe").load((tmp_path / "variants.yaml").read_text())
+    assert declared["python_optimization"] == ["pgo-lto"]
+    strings = {}
+    for level in python_recipe.OPTIMIZATIONS:
+        py = _render(tmp_path, freethreading="yes", python_deps_profile="conda-forge",
+                     python_optimization=level, c_compiler="gcc",
+                     cxx_compiler="gxx")["python"].recipe.to_dict()
+        assert py["build"]["script"]["env"]["PY_OPTIMIZATION"] == level
+        assert py["build"]["variant"]["use_keys"][-1] == "python_optimization"
+        strings[level] = py["build"]["string"]
+        tests = " ".join(line for t in py["tests"] for line in t["script"])
+        # the recipe's own test checks what configure was given (rendered at test time)
+        assert "('${{ python_optimization }}' != 'none')" in tests and "CONFIG_ARGS" in tests
+    assert len(set(strings.values())) == len(python_recipe.OPTIMIZATIONS), strings
+
+
+@pytest.mark.parametrize("level", ["pgo-lto", "pgo-lto-quick", "none", "bogus"])
+def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level):
+    """Run the script's option logic with a fake configure/make that record their
+    arguments: pgo levels add --enable-optimizations --with-lto (quick: a short
+    PROFILE_TASK from QUICK_PROFILE_TESTS), none adds neither, an unknown level fails."""
+    _, files = python_recipe.files_for("3.13.5")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "configure").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > configure.args\n')
+    (src / "configure").chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "make").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "make").chmod(0o755)
+    (tmp_path / "build.sh").write_text(files["build-python.sh"])
+    prefix = tmp_path / "prefix"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PREFIX": str(prefix), "DEPS_PROFILE": "conda-forge",
+           "NOT_BUILT_MODULES": "", "PY_OPTIMIZATION": level, "PY_SERIES": "3.13",
+           "PY_SITE_PACKAGES": "lib/python3.13/site-packages",
+           "PY_NOARCH_SITE_PACKAGES": "lib/python3.13/site-packages",
+           "QUICK_PROFILE_TESTS": " ".join(python_recipe.QUICK_PROFILE_TESTS)}
+    (prefix / "bin").mkdir(parents=True)
+    result = subprocess.run(["bash", str(tmp_path / "build.sh")], cwd=src, env=env,
+                            capture_output=True, text=True)
+    if level == "bogus":
+        assert result.returncode == 1
+        assert "unknown python_optimization 'bogus'" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    args = (src / "configure.args").read_text().splitlines()
+    assert ("--enable-optimizations" in args and "--with-lto" in args) == (level != "none")
+    task = [a for a in args if a.startswith("PROFILE_TASK=")]
+    if level == "pgo-lto-quick":
+        assert task == ["PROFILE_TASK=-m test --pgo --timeout=1200 "
+                        + " ".join(python_recipe.QUICK_PROFILE_TESTS)]
+    else:
+        assert task == []  # pgo-lto: CPython's own `-m test --pgo`
 
 
 def test_recipe_yaml_carries_the_free_threaded_signals():

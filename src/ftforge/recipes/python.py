@@ -18,6 +18,17 @@ Two dependency profiles (the ``python_deps_profile`` variant key):
   what it links in ``share/ftforge/linkage/python.txt``: that file is the
   system profile's marker, which the channel's linkage audit requires of a
   package that links libraries no conda package provides.
+
+Three optimization levels (the ``python_optimization`` variant key):
+
+* ``pgo-lto`` (the default, what gets published) -- ``--enable-optimizations
+  --with-lto``: profile-guided with CPython's own training task (``-m test
+  --pgo``, as python.org's and conda-forge's python-feedstock builds use) and
+  link-time optimized. The slowest to build.
+* ``pgo-lto-quick`` -- the same flags with a short training task
+  (:data:`QUICK_PROFILE_TESTS`): the test suite's interpreters, so that a
+  cold CI run builds the optimized path without paying for the full profile.
+* ``none`` -- CPython's plain ``-O3`` build, for comparison (benchmarks).
 """
 
 from __future__ import annotations
@@ -35,6 +46,11 @@ __all__ = [
     "DEPS_PROFILES",
     "DepsProfile",
     "NOT_BUILT_MODULES",
+    "DEFAULT_OPTIMIZATION",
+    "DEMO_OPTIMIZATION",
+    "OPTIMIZATIONS",
+    "Optimization",
+    "QUICK_PROFILE_TESTS",
     "PythonRecipe",
     "generate",
     "recipe_dir_name",
@@ -75,6 +91,20 @@ DEFAULT_PROFILE: DepsProfile = "conda-forge"
 NOT_BUILT_MODULES: tuple[str, ...] = ("_tkinter", "_gdbm", "_dbm")
 """Extension modules the self-contained profile does not build (no library for them)."""
 CONDA_FORGE_HOST_DEPENDENCIES_3_14 = ("zstd",)
+
+Optimization = Literal["pgo-lto", "pgo-lto-quick", "none"]
+OPTIMIZATIONS: tuple[str, ...] = get_args(Optimization)
+DEFAULT_OPTIMIZATION: Optimization = "pgo-lto"
+"""The published build: profile-guided + link-time optimized (see the module docstring)."""
+QUICK_PROFILE_TESTS: tuple[str, ...] = (
+    "test_array", "test_bytes", "test_float", "test_functools", "test_generators", "test_int",
+    "test_json", "test_long", "test_re", "test_set", "test_str", "test_struct",
+)
+"""``pgo-lto-quick``'s training task: a dozen of the tests in CPython's own ``--pgo`` set."""
+DEMO_OPTIMIZATION: Optimization = "pgo-lto-quick"
+"""What ``ftforge demo`` and the test suite build: the published flags with the short
+training task (one cache entry for both; ``benchmarks/bench_pyperformance.py`` measures
+what the shorter training costs)."""
 
 LINKAGE_RECORD = "share/ftforge/linkage/python.txt"
 
@@ -212,6 +242,7 @@ outputs:
         use_keys:
           - freethreading
           - python_deps_profile
+          - python_optimization
         down_prioritize_variant: ${{{{ down_prioritize }}}}
       python:
         site_packages_path: ${{{{ site_packages }}}}
@@ -229,6 +260,8 @@ outputs:
           LINKAGE_RECORD: {LINKAGE_RECORD}
           DEPS_PROFILE: ${{{{ python_deps_profile }}}}
           NOT_BUILT_MODULES: {" ".join(NOT_BUILT_MODULES)}
+          PY_OPTIMIZATION: ${{{{ python_optimization }}}}
+          QUICK_PROFILE_TESTS: {" ".join(QUICK_PROFILE_TESTS)}
     requirements:
       build:
         - ${{{{ compiler('c') }}}}
@@ -247,6 +280,8 @@ outputs:
     tests:
       - script:
           - python -c "import sys, sysconfig; print(sys.version); assert sysconfig.get_config_var('Py_GIL_DISABLED') == ${{{{ {ft.py_gil_disabled} if freethreading == 'yes' else {gil.py_gil_disabled} }}}}"
+          # PGO + LTO unless the variant says none (CONFIG_ARGS is what configure was given)
+          - python -c "import sysconfig; a = sysconfig.get_config_var('CONFIG_ARGS'); print(a); assert ('--enable-optimizations' in a and '--with-lto' in a) == ('${{{{ python_optimization }}}}' != 'none')"
           - python -c "import ssl, sqlite3, ctypes, lzma, bz2, zlib, readline, uuid, curses, pyexpat, decimal, hashlib"
           - if: python_deps_profile == "conda-forge"
             then:
@@ -267,7 +302,7 @@ outputs:
       summary: >-
         ${{{{ "General purpose programming language (" ~ abi_tag ~ " ABI)" if python_deps_profile == "conda-forge" else "General purpose programming language (" ~ abi_tag ~ " ABI; links the build machine's libraries: not self-contained)" }}}}
       description: >-
-        ${{{{ "Self-contained: every library it links comes from a conda package, glibc excepted. Not built: {", ".join(NOT_BUILT_MODULES)} (tkinter needs Tcl/Tk and the X11 client libraries, which are not packaged here; dbm.sqlite3 is the dbm default)." if python_deps_profile == "conda-forge" else "System profile: links the build machine's OpenSSL, libffi, zlib, ... (listed in {LINKAGE_RECORD}); runs only where those libraries are installed." }}}}
+        ${{{{ "Self-contained: every library it links comes from a conda package, glibc excepted. Not built: {", ".join(NOT_BUILT_MODULES)} (tkinter needs Tcl/Tk and the X11 client libraries, which are not packaged here; dbm.sqlite3 is the dbm default)." if python_deps_profile == "conda-forge" else "System profile: links the build machine's OpenSSL, libffi, zlib, ... (listed in {LINKAGE_RECORD}); runs only where those libraries are installed." }}}} ${{{{ "Built with profile-guided and link-time optimization (--enable-optimizations --with-lto" ~ (", short training task" if python_optimization == "pgo-lto-quick" else "") ~ ")." if python_optimization != "none" else "Built without profile-guided or link-time optimization (-O3 only)." }}}}
 
 {_metapackage(ft, "Opt in to the free-threaded (no-GIL, PEP 703) Python " + ft.series + "t")}
 {_metapackage(gil, "Python " + gil.series + " with the GIL (the default ABI)")}
@@ -285,6 +320,11 @@ freethreading:
 # `--variant python_deps_profile=system` (links the build machine's libraries).
 python_deps_profile:
   - {DEFAULT_PROFILE}
+# pgo-lto: profile-guided + link-time optimized, what gets published (the default).
+# pgo-lto-quick (a short training task, for tests) and none (-O3 only) are opt-in:
+# `--variant python_optimization=none`.
+python_optimization:
+  - {DEFAULT_OPTIMIZATION}
 """
     return {
         "recipe.yaml": recipe_yaml,
@@ -315,6 +355,18 @@ if [[ "$DEPS_PROFILE" == "conda-forge" ]]; then
     done
 fi
 
+# Optimization (python_optimization): PGO + LTO, with CPython's own training
+# task or a short one; or CPython's plain -O3.
+OPT_ARGS=()
+case "$PY_OPTIMIZATION" in
+    pgo-lto) OPT_ARGS=(--enable-optimizations --with-lto) ;;
+    pgo-lto-quick)
+        OPT_ARGS=(--enable-optimizations --with-lto
+                  "PROFILE_TASK=-m test --pgo --timeout=1200 $QUICK_PROFILE_TESTS") ;;
+    none) ;;
+    *) echo "error: unknown python_optimization '$PY_OPTIMIZATION'" >&2; exit 1 ;;
+esac
+
 # shellcheck disable=SC2086
 ./configure \
     --prefix="$PREFIX" \
@@ -323,6 +375,7 @@ fi
     --with-ensurepip=no \
     --without-static-libpython \
     "${PROFILE_ARGS[@]}" \
+    "${OPT_ARGS[@]}" \
     ${CONFIGURE_EXTRA:-} \
     LDFLAGS="-Wl,-rpath,$PREFIX/lib ${LDFLAGS:-}"
 make -j"${CPU_COUNT:-2}"
