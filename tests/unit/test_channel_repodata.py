@@ -1,0 +1,211 @@
+"""ftforge's record writer (:mod:`ftforge.channel.repodata`) against py-rattler's index_fs.
+
+Both writers index the same packages into copies of the same indexed subdir;
+``repodata.json`` must come out byte for byte the same, the shards and the shard
+index with the same content. The packages cover what a record can carry:
+``.conda`` and ``.tar.bz2``, noarch and linux-64, ``run_exports`` (which
+``index_fs`` reads from a ``.conda`` only), ``purls``, ``license_family``,
+``track_features``, a timestamp in seconds, a new name and a name that already
+has a shard. Where the writer must decline (the caller then runs index_fs),
+it writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import shutil
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from ftforge.channel import repodata as writer
+from ftforge.channel.audit import audit_package
+from ftforge.channel.synthetic import Member, SyntheticPackage, write_package
+from ftforge.variants import PythonVariant
+
+
+def _zstd():
+    try:
+        from compression import zstd
+    except ImportError:
+        from backports import zstd
+    return zstd
+
+
+def run_exports(data: dict) -> Member:
+    return Member("info/run_exports.json", json.dumps(data).encode())
+
+
+def pure(name: str, version: str = "1.0", **extra) -> SyntheticPackage:
+    return SyntheticPackage(name=name, version=version, build="pyh4616a5c_0", noarch="python",
+                            depends=["python >=3.10"],
+                            files={f"site-packages/{name}/__init__.py": f"# {version}\n".encode()},
+                            **extra)
+
+
+def ext(name: str, version: str = "1.0", ft: bool = False, **extra) -> SyntheticPackage:
+    variant = PythonVariant(series="3.13", freethreaded=ft)
+    return SyntheticPackage(
+        name=name, version=version, build=variant.extension_build_string("abcdef0", 0),
+        subdir="linux-64", depends=[variant.python_abi_spec],
+        files={f"{variant.site_packages}/{name}/__init__.py": b"X = 1\n"}, **extra)
+
+
+def index_fs(root: Path, subdir: str) -> None:
+    from rattler import Subdir
+    from rattler.index import index_fs as rattler_index
+
+    asyncio.run(rattler_index(root, target_platform=Subdir(subdir), write_zst=False,
+                              write_shards=True, force=False))
+
+
+def unpack(path: Path) -> object:
+    return msgpack.unpackb(_zstd().decompress(path.read_bytes()), raw=False)
+
+
+def channel_root(tmp_path: Path, name: str, base: list[tuple[SyntheticPackage, str]]) -> Path:
+    root = tmp_path / name
+    for sub in ("noarch", "linux-64"):
+        (root / sub).mkdir(parents=True)
+    for pkg, fmt in base:
+        write_package(pkg, root / pkg.subdir, fmt)
+    for sub in ("noarch", "linux-64"):
+        index_fs(root, sub)
+    return root
+
+
+BASE = [(pure("alpha"), ".conda"), (pure("omega"), ".tar.bz2"),
+        (ext("ext-a"), ".conda"), (ext("ext-a", ft=True), ".conda"),
+        (ext("old", "0.9"), ".tar.bz2")]
+
+ADDED = [
+    # a new noarch name with every optional field index_fs carries over
+    (pure("beta", extra_members=[run_exports(
+        {"weak": ["beta >=1.0"], "strong": [], "noarch": ["python"]})],
+        index_overrides={"purls": ["pkg:pypi/beta@1.0"], "license_family": "BSD",
+                         "timestamp": 1764028800}), ".conda"),
+    # a new version of a name that already has a shard, as .tar.bz2 with run_exports
+    # (index_fs reads none from a .tar.bz2)
+    (pure("omega", "2.0", extra_members=[run_exports({"weak": ["omega"]})]), ".tar.bz2"),
+    # linux-64: a name with a shard, down-weighted, and an empty run_exports.json
+    (ext("ext-a", "1.1", ft=True, track_features="ft",
+         extra_members=[run_exports({})]), ".conda"),
+    (ext("ext-a", "1.1", extra_members=[run_exports(
+        {"strong_constrains": ["x <2"], "weak": ["libext-a >=1.1"], "noarch": ["n"],
+         "weak_constrains": ["y"], "strong": ["libext-a-core 1.1.*"]})]), ".conda"),
+    (ext("zz-new", "3.0", constrains=["pip <0"]), ".tar.bz2"),
+    (ext("old", "1.0", index_overrides={"license": "MIT"}), ".tar.bz2"),
+]
+
+
+@pytest.fixture
+def two_channels(tmp_path):
+    """Two identical indexed channels, and the packages to add to each."""
+    base = channel_root(tmp_path, "rattler", BASE)
+    ours = tmp_path / "ours"
+    shutil.copytree(base, ours)
+    new = [write_package(pkg, tmp_path / "new" / pkg.subdir, fmt) for pkg, fmt in ADDED]
+    return base, ours, new
+
+
+def test_record_writer_matches_index_fs_byte_for_byte(two_channels):
+    theirs, ours, new = two_channels
+    by_subdir: dict[str, list[Path]] = {}
+    for path in new:
+        by_subdir.setdefault(path.parent.name, []).append(path)
+    for subdir, paths in by_subdir.items():
+        for path in paths:
+            shutil.copyfile(path, theirs / subdir / path.name)
+            shutil.copyfile(path, ours / subdir / path.name)
+        index_fs(theirs, subdir)
+        theirs_repodata = json.loads((theirs / subdir / "repodata.json").read_bytes())
+        stamps = {theirs_repodata[writer._section(p.name)][p.name]["indexed_timestamp"]
+                  for p in paths}
+        assert len(stamps) == 1
+        moment = datetime.datetime.fromtimestamp(stamps.pop() / 1000, datetime.timezone.utc)
+        added = [(ours / subdir / p.name, audit_package(p).record) for p in paths]
+        assert all(record is not None for _, record in added)
+        records = writer.extend(ours / subdir, subdir, added, now=moment)
+        assert records is not None, f"the writer declined {subdir}"
+        assert sorted(r["fn"] for r in records) == sorted(p.name for p in paths)
+
+        assert (ours / subdir / "repodata.json").read_bytes() == \
+            (theirs / subdir / "repodata.json").read_bytes()
+
+        mine_index = unpack(ours / subdir / writer.SHARDS_INDEX)
+        their_index = unpack(theirs / subdir / writer.SHARDS_INDEX)
+        for index in (mine_index, their_index):
+            created = index["info"].pop("created_at")
+            datetime.datetime.fromisoformat(created.replace("Z", "+00:00")[:26] + "+00:00")
+        assert mine_index["info"] == their_index["info"]
+        assert set(mine_index["shards"]) == set(their_index["shards"])
+        for name in their_index["shards"]:
+            mine = unpack(ours / subdir / "shards" / f"{mine_index['shards'][name].hex()}.msgpack.zst")
+            their = unpack(theirs / subdir / "shards"
+                           / f"{their_index['shards'][name].hex()}.msgpack.zst")
+            assert mine == their, name
+    # the fields the packages were chosen for made it into the records
+    repodata = json.loads((ours / "noarch" / "repodata.json").read_bytes())
+    beta = repodata["packages.conda"]["beta-1.0-pyh4616a5c_0.conda"]
+    assert beta["run_exports"] == {"weak": ["beta >=1.0"], "noarch": ["python"]}
+    assert beta["purls"] == ["pkg:pypi/beta@1.0"] and beta["timestamp"] == 1764028800
+    assert "run_exports" not in repodata["packages"]["omega-2.0-pyh4616a5c_0.tar.bz2"]
+    linux = json.loads((ours / "linux-64" / "repodata.json").read_bytes())
+    ft = linux["packages.conda"]["ext-a-1.1-py313thabcdef0_0.conda"]
+    assert ft["run_exports"] == {} and ft["track_features"] == "ft"
+
+
+def test_py_rattler_reads_the_written_index(two_channels):
+    """The merged index is what py-rattler loads (sparse repodata, by name)."""
+    from rattler import Channel, PackageName, SparseRepoData
+
+    _, ours, new = two_channels
+    linux = [p for p in new if p.parent.name == "linux-64"]
+    for path in linux:
+        shutil.copyfile(path, ours / "linux-64" / path.name)
+    assert writer.extend(ours / "linux-64", "linux-64",
+                         [(ours / "linux-64" / p.name, audit_package(p).record) for p in linux])
+    sparse = SparseRepoData(Channel(str(ours)), "linux-64", ours / "linux-64" / "repodata.json")
+    records = sparse.load_records(PackageName("ext-a"))
+    names = sorted(f"{r.version}-{r.build}" for r in records)
+    assert names == ["1.0-py313habcdef0_0", "1.0-py313thabcdef0_0",
+                     "1.1-py313habcdef0_0", "1.1-py313thabcdef0_0"]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("spoil", ["unlisted-package", "missing-shards-index", "broken-repodata",
+                                   "v3-entries", "bracket-spec", "already-listed", "too-many"])
+def test_writer_declines_what_it_does_not_reproduce_and_writes_nothing(tmp_path, spoil):
+    root = channel_root(tmp_path, "ch", BASE)
+    folder = root / "linux-64"
+    pkg = ext("fresh", "1.0")
+    if spoil == "bracket-spec":
+        pkg.depends = [*pkg.depends, "libfoo[version='>=1']"]
+    path = write_package(pkg, folder)
+    added = [(path, audit_package(path).record)]
+    assert added[0][1] is not None
+    if spoil == "unlisted-package":  # a package copied in without being indexed
+        write_package(ext("stray", "1.0"), folder)
+    elif spoil == "missing-shards-index":
+        (folder / writer.SHARDS_INDEX).unlink()
+    elif spoil == "broken-repodata":
+        (folder / "repodata.json").write_bytes(b'{"info": {"subdir": "linux-64"}, "packa')
+    elif spoil == "v3-entries":
+        data = json.loads((folder / "repodata.json").read_bytes())
+        data["v3"] = {"conda": {"x-1-0.conda": {}}}
+        (folder / "repodata.json").write_text(json.dumps(data))
+    elif spoil == "already-listed":
+        added = [(folder / "old-0.9-py313habcdef0_0.tar.bz2",
+                  audit_package(folder / "old-0.9-py313habcdef0_0.tar.bz2").record)]
+    elif spoil == "too-many":
+        added = added * (writer.MAX_ADDED + 1)
+    before = _snapshot(folder)
+    assert writer.extend(folder, "linux-64", added) is None
+    assert _snapshot(folder) == before
