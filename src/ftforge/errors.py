@@ -7,6 +7,7 @@ what to do next (``hint``).
 from __future__ import annotations
 
 __all__ = [
+    "BenchmarkError",
     "BuildFailedError",
     "ChannelError",
     "FtforgeError",
@@ -64,6 +65,10 @@ class BuildFailedError(FtforgeError):
 
 class SolveError(FtforgeError):
     """The solver could not satisfy the requested specs."""
+
+
+class BenchmarkError(FtforgeError):
+    """A benchmark's interpreter, anchor root filesystem or result file is unusable."""
 
 
 class ChannelError(FtforgeError):
