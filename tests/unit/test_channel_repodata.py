@@ -130,7 +130,10 @@ def test_record_writer_matches_index_fs_byte_for_byte(two_channels):
         assert all(record is not None for _, record in added)
         records = writer.extend(ours / subdir, subdir, added, now=moment)
         assert records is not None, f"the writer declined {subdir}"
-        assert sorted(r["fn"] for r in records) == sorted(p.name for p in paths)
+        theirs_records = [{**r, "fn": fn, "subdir": subdir}
+                          for key in ("packages", "packages.conda")
+                          for fn, r in theirs_repodata[key].items()]
+        assert records == theirs_records
 
         assert (ours / subdir / "repodata.json").read_bytes() == \
             (theirs / subdir / "repodata.json").read_bytes()

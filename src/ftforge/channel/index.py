@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from .audit import PackageRecord
 from .durable import sync_paths, write_atomic_many
 from .layout import PACKAGE_SUFFIXES, internal_dir, served_subdirs
 
@@ -35,9 +36,10 @@ def _shadow_root(channel: Path, subdir: str) -> Path:
     return internal_dir(channel) / "index" / subdir
 
 
-def _sync_shadow(channel: Path, subdir: str, exclude: frozenset[str]) -> None:
+def _sync_shadow(channel: Path, subdir: str, exclude: frozenset[str]) -> bool:
     """Make the shadow subdir hold exactly the served packages (hard links). One
-    directory read each side: a link already in place has the served file's inode."""
+    directory read each side: a link already in place has the served file's inode.
+    True when the shadow's ``repodata.json`` is, byte for byte, the one served."""
     served = channel / subdir
     shadow = _shadow_root(channel, subdir) / subdir
     shadow.mkdir(parents=True, exist_ok=True)
@@ -57,10 +59,14 @@ def _sync_shadow(channel: Path, subdir: str, exclude: frozenset[str]) -> None:
     # A crash while index_fs wrote here may have left a broken index: drop it. The
     # usual case, the shadow holding the served (whole, promoted) bytes, needs no parse.
     repodata = shadow / "repodata.json"
-    if repodata.exists() and not _same_bytes(repodata, served / "repodata.json") \
-            and read_repodata(repodata) is None:
+    if not repodata.exists():
+        return False
+    if _same_bytes(repodata, served / "repodata.json"):
+        return True
+    if read_repodata(repodata) is None:
         for name in INDEX_FILES:
             (shadow / name).unlink(missing_ok=True)
+    return False
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
@@ -175,28 +181,51 @@ def _promote(channel: Path, subdir: str) -> None:
 
 
 def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = False,
-            exclude: set[str] = frozenset()) -> list[str]:
+            exclude: set[str] = frozenset(),
+            added: dict[str, list[PackageRecord]] | None = None,
+            written: dict[str, list[dict]] | None = None) -> list[str]:
     """Index served subdirs on their shadow trees, then promote atomically.
 
     ``subdirs``: only these (default: every served subdir, and any without an index);
-    ``exclude``: package file names to leave out of the index (being removed).
-    Returns the subdirs re-indexed (``subdirs`` and any left stale by a crash).
+    ``exclude``: package file names to leave out of the index (being removed);
+    ``added``: ``{subdir: audit records}`` of the packages a publish just moved in.
+    When those are the only change to a subdir whose index ``index_fs`` made, their
+    records are added by :func:`ftforge.channel.repodata.extend` (py-rattler's index
+    has no call that adds one record; ``index_fs`` re-lists and re-writes the whole
+    subdir; the shadow index must be the served one, which the caller read before),
+    and ``written`` receives ``{subdir: every record of its new index}``
+    (as :func:`channel_records` reads them); anything else
+    is indexed by ``index_fs``. Returns the subdirs re-indexed (``subdirs`` and any
+    left stale by a crash).
     """
-    from rattler import Subdir
-    from rattler.index import index_fs
+    from .repodata import extend
 
     served = served_subdirs(channel)
     todo = [s for s in served if subdirs is None or s in subdirs or _stale(channel, s)]
     for subdir in todo:
-        _sync_shadow(channel, subdir, frozenset(exclude))
-        # rattler compresses repodata.json.zst at a level that costs ~1 s per 2,500 records
-        # on every publish; the .zst is written below at a level that keeps publishing one
-        # package into a 5,000-package channel well under a second (benchmarks/).
-        asyncio.run(index_fs(_shadow_root(channel, subdir), target_platform=Subdir(subdir),
-                             write_zst=False, write_shards=True, force=force))
-        _compress(_shadow_root(channel, subdir) / subdir / "repodata.json")
+        served_index = _sync_shadow(channel, subdir, frozenset(exclude))
+        folder = _shadow_root(channel, subdir) / subdir
+        fresh = None
+        if served_index and added and added.get(subdir) and not force and not exclude:
+            fresh = extend(folder, subdir, [(folder / r.filename, r) for r in added[subdir]])
+        if fresh is None:
+            _index_fs(channel, subdir, force)
+        elif written is not None:
+            written[subdir] = fresh
+        _compress(folder / "repodata.json")
         _promote(channel, subdir)
     return todo
+
+
+def _index_fs(channel: Path, subdir: str, force: bool) -> None:
+    from rattler import Subdir
+    from rattler.index import index_fs
+
+    # rattler compresses repodata.json.zst at a level that costs ~1 s per 2,500 records
+    # on every publish; the .zst is written by _compress at a level that keeps publishing
+    # one package into a 5,000-package channel well under a second (benchmarks/).
+    asyncio.run(index_fs(_shadow_root(channel, subdir), target_platform=Subdir(subdir),
+                         write_zst=False, write_shards=True, force=force))
 
 
 ZSTD_LEVEL = 9

@@ -126,11 +126,13 @@ def _changed_names(before: list[dict], after: list[dict], subdirs: set[str]) -> 
 
 
 def _splice(page: str, title: str, before: list[dict], after: list[dict], subdirs: set[str],
-            stress: _StressRecords) -> str | None:
+            stress: _StressRecords, changed: set[str] | None = None) -> str | None:
     """The page for ``after`` from ``page`` (rendered from ``before``): the sections of
     names changed in ``subdirs`` rendered, the others copied. None if ``page`` does not
-    have the shape ``before`` gives it."""
-    changed = _changed_names(before, after, subdirs)
+    have the shape ``before`` gives it. ``changed``: the names whose records changed,
+    when the caller knows them (else they are found by comparing every record)."""
+    if changed is None:
+        changed = _changed_names(before, after, subdirs)
     old_names = sorted({r["name"] for r in before})
     starts = []
     at = page.find(_SECTION)
@@ -164,11 +166,14 @@ _STATE = "page.json"
 
 def write_page(channel: Path, records: list[dict] | None = None, *,
                digests: dict[str, str] | None = None,
-               previous: tuple[list[dict], dict[str, str]] | None = None) -> Path:
+               previous: tuple[list[dict], dict[str, str]] | None = None,
+               changed: set[str] | None = None) -> Path:
     """Write ``index.html``. ``records``: the channel's records now (read if None) and
     ``digests``: the sha256 of the ``repodata.json`` files they came from (see
     :func:`ftforge.channel.index.channel_records`). ``previous``: the records and
-    digests the channel had before this change, to re-render only what changed."""
+    digests the channel had before this change, to re-render only what changed;
+    ``changed``: the package names whose records differ between the two, when the
+    caller knows it (records only added, by :mod:`ftforge.channel.repodata`)."""
     if records is None:
         digests = {}
         records = channel_records(channel, digests=digests)
@@ -188,7 +193,7 @@ def write_page(channel: Path, records: list[dict] | None = None, *,
                     moved = {sub for sub in set(digests) | set(previous[1])
                              if digests.get(sub) != previous[1].get(sub)}
                     page = _splice(current.decode("utf-8"), title, previous[0], records,
-                                   moved, stress)
+                                   moved, stress, changed)
                 except UnicodeDecodeError:
                     page = None
     if page is None:

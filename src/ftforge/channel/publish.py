@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import getpass
+import hashlib
 import json
 import os
 import shutil
@@ -317,7 +318,10 @@ def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path,
         if moves:
             minted = register(channel, claims, {recipe} if recipe else set())
         say(f"indexing {channel}")
-        _refresh(channel, touched, before=(existing, digests))
+        added_records: dict[str, list] = {}
+        for record, _, _ in moves:
+            added_records.setdefault(record.subdir, []).append(record)
+        _refresh(channel, touched, before=(existing, digests), added=added_records)
     except Exception as exc:
         _roll_back(channel, added, saved, touched)
         raise ChannelError(
@@ -504,19 +508,29 @@ def _check_invariants(report: AuditReport, where: object) -> None:
 
 
 def _refresh(channel: Path, subdirs: set[str] | None = None,
-             before: tuple[list[dict], dict[str, str]] | None = None) -> None:
+             before: tuple[list[dict], dict[str, str]] | None = None,
+             added: dict[str, list] | None = None) -> None:
     """Re-index ``subdirs`` (all: None) and write the page. ``before``: the channel's
     records and their repodata digests as read before this transaction; a subdir not
-    re-indexed is not read again, and the page re-renders only the names that changed."""
+    re-indexed is not read again, and the page re-renders only the names that changed.
+    ``added``: the audit records of the packages just moved in, by subdir (see
+    :func:`ftforge.channel.index.reindex`); a subdir they were added to without
+    ``index_fs`` is not parsed again: the writer hands back what it wrote."""
     from .page import write_page
 
-    redone = set(reindex(channel, subdirs=subdirs))
+    written: dict[str, list[dict]] = {}
+    redone = set(reindex(channel, subdirs=subdirs, added=added if before else None,
+                         written=written))
     if before is None or subdirs is None:
         write_page(channel)
         return
     records, digests = before
     fresh_digests: dict[str, str] = {}
-    fresh = channel_records(channel, subdirs=redone, digests=fresh_digests)
+    fresh = channel_records(channel, subdirs=redone - set(written), digests=fresh_digests)
+    for sub, now_records in written.items():
+        fresh_digests[sub] = hashlib.sha256((channel / sub / "repodata.json").read_bytes()
+                                            ).hexdigest()
+        fresh.extend(now_records)
     by_subdir: dict[str, list[dict]] = {}
     for record in [r for r in records if r["subdir"] not in redone] + fresh:
         by_subdir.setdefault(record["subdir"], []).append(record)
@@ -524,7 +538,10 @@ def _refresh(channel: Path, subdirs: set[str] | None = None,
     now = [r for sub in served for r in by_subdir.get(sub, [])]
     now_digests = {sub: fresh_digests[sub] if sub in redone else digests[sub]
                    for sub in served if sub in redone or sub in digests}
-    write_page(channel, now, digests=now_digests, previous=before)
+    # every re-indexed subdir only had records added by the writer: those names changed
+    changed = {str(r.name) for sub in written for r in (added or {}).get(sub, ())} \
+        if redone == set(written) else None
+    write_page(channel, now, digests=now_digests, previous=before, changed=changed)
 
 
 def _audit_unlogged(channel: Path) -> None:

@@ -215,7 +215,9 @@ def extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], *,
            now: datetime.datetime | None = None) -> list[dict] | None:
     """Add ``added`` (each package file in ``folder`` with its audit record) to the
     index ``index_fs`` last wrote in ``folder`` (a subdir folder), as ``index_fs``
-    would. Returns the records added (with ``fn`` and ``subdir``), or None -- and
+    would. Returns every record of the index now, in its order (``packages``, then
+    ``packages.conda``), each with ``fn`` and ``subdir`` as
+    :func:`ftforge.channel.index.channel_records` gives them; or None -- and
     nothing written -- when the index is not one this writer can extend: then run
     ``index_fs``. ``now``: the indexing time (``indexed_timestamp``)."""
     if not added or len(added) > MAX_ADDED:
@@ -272,4 +274,5 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]],
     shards_index["info"]["created_at"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     _replace(folder / SHARDS_INDEX, _pack(shards_index))
     _replace(folder / "repodata.json", _dump_json(repodata))
-    return [{**record, "fn": fn, "subdir": subdir} for fn, record in records]
+    return [{**record, "fn": fn, "subdir": subdir}
+            for key in ("packages", "packages.conda") for fn, record in repodata[key].items()]
