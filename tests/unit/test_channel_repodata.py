@@ -212,3 +212,131 @@ def test_writer_declines_what_it_does_not_reproduce_and_writes_nothing(tmp_path,
     before = _snapshot(folder)
     assert writer.extend(folder, "linux-64", added) is None
     assert _snapshot(folder) == before
+
+
+# --- through publish: the writer's index is the one served, and index_fs agrees ---
+
+
+@pytest.fixture
+def index_fs_calls(monkeypatch) -> list[str]:
+    """The subdirs publish handed to py-rattler's index_fs."""
+    from ftforge.channel import index as index_module
+
+    calls: list[str] = []
+    original = index_module._index_fs
+
+    def spy(channel, subdir, force):
+        calls.append(subdir)
+        return original(channel, subdir, force)
+
+    monkeypatch.setattr(index_module, "_index_fs", spy)
+    return calls
+
+
+def assert_served_index_consistent(channel: Path) -> None:
+    """Every subdir: the .zst is the JSON, the shadow holds the served bytes, and each
+    name's shard holds exactly that name's records of repodata.json."""
+    from ftforge.channel.layout import internal_dir, served_subdirs
+
+    for subdir in served_subdirs(channel):
+        folder = channel / subdir
+        raw = (folder / "repodata.json").read_bytes()
+        assert _zstd().decompress((folder / "repodata.json.zst").read_bytes()) == raw
+        shadow = internal_dir(channel) / "index" / subdir / subdir
+        for name in ("repodata.json", writer.SHARDS_INDEX):
+            assert (shadow / name).read_bytes() == (folder / name).read_bytes()
+        repodata = json.loads(raw)
+        by_name: dict[str, dict] = {}
+        for key in ("packages", "packages.conda"):
+            for fn, record in repodata[key].items():
+                by_name.setdefault(record["name"], {"packages": {}, "packages.conda": {}})
+                by_name[record["name"]][key][fn] = writer._shard_record(record)
+        shards = unpack(folder / writer.SHARDS_INDEX)["shards"]
+        assert set(shards) == set(by_name)
+        for name, digest in shards.items():
+            shard = unpack(folder / "shards" / f"{digest.hex()}.msgpack.zst")
+            assert {k: shard[k] for k in ("packages", "packages.conda")} == by_name[name]
+
+
+def test_small_publishes_skip_index_fs_and_index_fs_agrees(tmp_path, index_fs_calls):
+    """A first publish is indexed by index_fs; one package, then a pair of twins, are
+    added by the writer. The served index stays consistent, the page is the whole
+    render, and a re-index by index_fs afterwards rewrites repodata.json to the same
+    bytes (it re-serialises every record the writer wrote)."""
+    from ftforge.channel.page import render
+    from ftforge.channel.publish import publish, recover
+
+    channel = tmp_path / "ch"
+    out = tmp_path / "pkgs"
+    token = publish([write_package(pkg, out / "0", fmt) for pkg, fmt in BASE], channel,
+                    recipe="r").tokens["r"]
+    assert sorted(index_fs_calls) == ["linux-64", "noarch"]
+    index_fs_calls.clear()
+    batches = [[(pure("beta", extra_members=[run_exports({"weak": ["beta"]})]), ".conda")],
+               [(ext("ext-b", ft=True), ".conda"), (ext("ext-b"), ".conda")],
+               [(pure("omega", "2.0"), ".tar.bz2")]]
+    for i, batch in enumerate(batches, 1):
+        result = publish([write_package(pkg, out / str(i), fmt) for pkg, fmt in batch],
+                         channel, recipe="r", token=token)
+        assert len(result.added) == len(batch)
+        assert index_fs_calls == []
+        assert_served_index_consistent(channel)
+        assert (channel / "index.html").read_text() == render(channel)
+    served = {sub: (channel / sub / "repodata.json").read_bytes() for sub in ("noarch", "linux-64")}
+    recover(channel)
+    assert sorted(index_fs_calls) == ["linux-64", "noarch"]
+    for sub, raw in served.items():
+        assert (channel / sub / "repodata.json").read_bytes() == raw
+
+
+def test_a_batch_too_big_for_the_writer_goes_to_index_fs(tmp_path, index_fs_calls):
+    from ftforge.channel.publish import publish
+
+    channel = tmp_path / "ch"
+    token = publish([write_package(pure("first"), tmp_path / "0")], channel,
+                    recipe="r").tokens["r"]
+    index_fs_calls.clear()
+    many = [write_package(pure(f"p{i:03d}"), tmp_path / "1") for i in range(writer.MAX_ADDED + 1)]
+    publish(many, channel, recipe="r", token=token)
+    assert index_fs_calls == ["noarch"]
+    assert_served_index_consistent(channel)
+
+
+def test_writer_failure_rolls_back_and_the_next_publish_is_consistent(tmp_path, monkeypatch,
+                                                                       index_fs_calls):
+    """The writer fails after writing a shard and the shard index into the shadow:
+    the publish is rolled back (the channel serves what it served), and the next
+    publish of another version of that name does not pick up the abandoned shard
+    (the shadow no longer matches what is served, so index_fs re-indexes)."""
+    from ftforge.channel.publish import publish
+    from ftforge.errors import ChannelError
+
+    channel = tmp_path / "ch"
+    token = publish([write_package(pkg, tmp_path / "0", fmt) for pkg, fmt in BASE], channel,
+                    recipe="r").tokens["r"]
+    before = {p: p.read_bytes() for p in sorted(channel.rglob("*"))
+              if p.is_file() and ".ftforge" not in p.parts}
+    original = writer._replace
+
+    def fail_on_repodata(path: Path, data: bytes) -> None:
+        if path.name == "repodata.json":
+            raise OSError(5, "Input/output error", str(path))
+        original(path, data)
+
+    monkeypatch.setattr(writer, "_replace", fail_on_repodata)
+    index_fs_calls.clear()
+    with pytest.raises(ChannelError, match="rolled back"):
+        publish([write_package(pure("alpha", "2.0"), tmp_path / "1")], channel,
+                recipe="r", token=token)
+    after = {p: p.read_bytes() for p in sorted(channel.rglob("*"))
+             if p.is_file() and ".ftforge" not in p.parts}
+    assert after == before
+    monkeypatch.setattr(writer, "_replace", original)
+    publish([write_package(pure("alpha", "3.0"), tmp_path / "2")], channel, recipe="r",
+            token=token)
+    assert index_fs_calls == ["noarch"]
+    assert_served_index_consistent(channel)
+    versions = sorted(r["version"] for r in json.loads(
+        (channel / "noarch" / "repodata.json").read_bytes())["packages.conda"].values()
+        if r["name"] == "alpha")
+    assert versions == ["1.0", "3.0"]

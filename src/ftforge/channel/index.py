@@ -39,7 +39,8 @@ def _shadow_root(channel: Path, subdir: str) -> Path:
 def _sync_shadow(channel: Path, subdir: str, exclude: frozenset[str]) -> bool:
     """Make the shadow subdir hold exactly the served packages (hard links). One
     directory read each side: a link already in place has the served file's inode.
-    True when the shadow's ``repodata.json`` is, byte for byte, the one served."""
+    True when the shadow's ``repodata.json`` and shard index are, byte for byte, the
+    ones served (a rolled-back publish may have left others there)."""
     served = channel / subdir
     shadow = _shadow_root(channel, subdir) / subdir
     shadow.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,7 @@ def _sync_shadow(channel: Path, subdir: str, exclude: frozenset[str]) -> bool:
     if not repodata.exists():
         return False
     if _same_bytes(repodata, served / "repodata.json"):
-        return True
+        return _same_bytes(shadow / INDEX_FILES[0], served / INDEX_FILES[0])
     if read_repodata(repodata) is None:
         for name in INDEX_FILES:
             (shadow / name).unlink(missing_ok=True)
