@@ -72,7 +72,8 @@ class Wheel:
         return f"{self.project}-{self.version}-py3-none-any.whl"
 
 
-PYPERF = Wheel("pyperf", "2.11.0", "11c0034bb29a79796417a6e5a7852ff4814a33cce24aeb6d268676c3a52dfda6")
+PYPERF = Wheel("pyperf", "2.11.0",
+               "11c0034bb29a79796417a6e5a7852ff4814a33cce24aeb6d268676c3a52dfda6")
 PYPERFORMANCE = Wheel("pyperformance", "1.14.0",
                       "94068ac2935b6952ccb5e8a302eb9cebc26e82454494bef6e53822738adf0049")
 

@@ -77,7 +77,8 @@ def _debootstrap(spec: AnchorSpec, root: Path, mirror: str | None) -> None:
     if not Path(debootstrap).is_file():
         raise MissingSystemDependency(
             f"debootstrap: not installed, so the {spec.suite} root filesystem for "
-            f"{spec.package} cannot be made", hint="run scripts/setup (or apt-get install debootstrap)")
+            f"{spec.package} cannot be made",
+            hint="run scripts/setup (or apt-get install debootstrap)")
     if mirror is None:
         from .build.seed import debian_mirror_uri
         mirror = debian_mirror_uri()
@@ -186,8 +187,9 @@ def run_in_anchor(root: Path, binds: Sequence[Bind], argv: Sequence[str], *,
                   ) -> subprocess.CompletedProcess:
     """Run ``argv`` in the anchor root (bubblewrap), output captured as text."""
     if shutil.which("bwrap") is None:
-        raise MissingSystemDependency("bwrap: not installed, so interpreters cannot run in "
-                                      f"{root}", hint="run scripts/setup (apt-get install bubblewrap)")
+        raise MissingSystemDependency(
+            f"bwrap: not installed, so interpreters cannot run in {root}",
+            hint="run scripts/setup (apt-get install bubblewrap)")
     environment = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", **(env or {})}
     return subprocess.run(bwrap_argv(root, binds, argv, environment), capture_output=True,
                           text=True, timeout=timeout, check=False)

@@ -54,7 +54,8 @@ def _parse_one(text: str) -> InterpreterArg:
                              hint="e.g. gil-pgo, ft-pgo, gil-o3")
     if label == BASELINE:
         raise BenchmarkError(f"--interpreter {text!r}: {BASELINE!r} is the anchor's own label "
-                             "(Debian's python3.13 is always included)", hint="choose another label")
+                             "(Debian's python3.13 is always included)",
+                             hint="choose another label")
     python = Path(path)
     if not python.is_absolute() or ".." in python.parts:
         raise BenchmarkError(f"--interpreter {text!r}: {path} is not an absolute path",
@@ -102,7 +103,8 @@ def parse_pair(text: str, labels: Sequence[str]) -> tuple[str, str]:
     ft, sep, gil = text.partition(":")
     if not sep or ft not in labels or gil not in labels or ft == gil:
         raise BenchmarkError(f"--pair {text!r}: expected FT:GIL, two different labels of "
-                             f"--interpreter ({', '.join(labels)})", hint="e.g. --pair ft-pgo:gil-pgo")
+                             f"--interpreter ({', '.join(labels)})",
+                             hint="e.g. --pair ft-pgo:gil-pgo")
     return ft, gil
 
 
