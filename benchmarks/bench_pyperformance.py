@@ -1,11 +1,13 @@
 """A fixed pyperformance subset: our interpreters against Debian trixie's python3.13, in one run.
 
 Debian's ``python3.13`` 3.13.5 (PGO + LTO, GIL; built by someone else) is the
-anchor. It lives in a trixie root filesystem made once with debootstrap and
-cached under ~/.cache/ftforge/anchor-rootfs/ (ftforge.anchor); every
-interpreter -- Debian's and each conda environment given with --interpreter,
-bound at its own absolute path -- runs inside that root with bubblewrap, so
-all see the same kernel, glibc and userland. pyperf and pyperformance come
+anchor (Debian applies PGO and LTO in its own build rules, so its CONFIG_ARGS,
+printed for every interpreter, shows neither flag). It lives in a trixie root
+filesystem made once with debootstrap and cached under
+~/.cache/ftforge/anchor-rootfs/ (ftforge.anchor); every interpreter --
+Debian's and each conda environment given with --interpreter, bound at its own
+absolute path -- runs inside that root with bubblewrap, so all see the same
+kernel, glibc and userland. pyperf and pyperformance come
 from PyPI as pinned, checksummed pure-Python wheels (cached under
 ~/.cache/ftforge/pyperformance/); the subset's bm_*/run_benchmark.py scripts
 need nothing but pyperf, which is put on PYTHONPATH (no psutil, no compiled
@@ -287,12 +289,12 @@ def run(args: argparse.Namespace) -> int:
                                  f"{info[label]['version']} ({info[label]['implementation']}), "
                                  f"the anchor is {anchor.ANCHOR.upstream_version}",
                                  hint=f"compare CPython {series}.x builds only")
-        flags = [f for f, on in (("PGO flag", info[label]["pgo_flag"]),
-                                 ("LTO flag", info[label]["lto_flag"])) if on]
+        yes_no = {True: "yes", False: "no"}
         print(f"  {label}: {info[label]['version']}"
-              f"{' free-threaded' if info[label]['free_threaded'] else ''}"
-              f" ({', '.join(flags) or 'no --enable-optimizations/--with-lto in CONFIG_ARGS'};"
-              f" {info[label]['glibc']}) {python}", flush=True)
+              f"{' free-threaded' if info[label]['free_threaded'] else ''}, {python}, "
+              f"{info[label]['glibc']}; CONFIG_ARGS has --enable-optimizations: "
+              f"{yes_no[info[label]['pgo_flag']]}, --with-lto: {yes_no[info[label]['lto_flag']]}",
+              flush=True)
     labels = list(pythons)
     pairs = [parse_pair(p, labels) for p in args.pair] or \
         default_pairs({label: info[label]["free_threaded"] for label in labels})
