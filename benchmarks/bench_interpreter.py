@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ftforge import paths
 from ftforge.build.driver import BuildRequest, build
+from ftforge.build.timeline import TIMELINE_FILE, phases, read_timeline
 from ftforge.channel.publish import publish
 from ftforge.environments import create
 from ftforge.recipes.cpython_sources import DEFAULT_VERSION, source_for
@@ -48,7 +49,7 @@ def interpreters(work: Path) -> dict[str, Path]:
     return envs
 
 
-def plain_build_seconds(work: Path, variant: PythonVariant) -> float:
+def plain_build_seconds(work: Path, variant: PythonVariant, recipe: Path = RECIPE) -> float:
     src = source_for(DEFAULT_VERSION)
     tree = work / "plain"
     shutil.rmtree(tree, ignore_errors=True)
@@ -70,28 +71,60 @@ def plain_build_seconds(work: Path, variant: PythonVariant) -> float:
         "NOT_BUILT_MODULES": "",
     }
     started = time.monotonic()
-    subprocess.run(["bash", str(RECIPE / "build-python.sh")], cwd=source, env=env, check=True,
+    subprocess.run(["bash", str(recipe / "build-python.sh")], cwd=source, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.monotonic() - started
 
 
-def ftforge_build_seconds(work: Path, variant: PythonVariant) -> float:
+def ftforge_build(work: Path, variant: PythonVariant, recipe: Path = RECIPE,
+                  variant_files: tuple[Path, ...] = ()) -> tuple[float, dict[str, float]]:
+    """Seconds of an uncached `ftforge build` of one ABI, and where they went: the driver's
+    phases with rattler-build's replaced by the phases of its timeline."""
     started = time.monotonic()
-    build(BuildRequest(RECIPE, work / "overhead-output",
-                       overrides=(("freethreading", variant.recipe_freethreading),
-                                  ("python_deps_profile", "system")),
-                       test="skip", use_cache=False))
-    return time.monotonic() - started
+    outcome = build(BuildRequest(recipe, work / "overhead-output",
+                                 overrides=(("freethreading", variant.recipe_freethreading),
+                                            ("python_deps_profile", "system")),
+                                 variant_files=variant_files, test="skip", use_cache=False))
+    seconds = time.monotonic() - started
+    breakdown = {f"driver:{k}": v for k, v in outcome.phases.items() if k != "rattler-build"}
+    timeline = outcome.log_file.with_name(TIMELINE_FILE) if outcome.log_file else None
+    if timeline and timeline.is_file():
+        breakdown.update({f"rattler-build:{k}": v for k, v in phases(read_timeline(timeline)).items()})
+    return seconds, breakdown
+
+
+def build_overhead(work: Path, recipe: Path, variant_files: tuple[Path, ...]) -> dict[str, object]:
+    variant = PythonVariant.ft()
+    plain = plain_build_seconds(work, variant, recipe)
+    forged, breakdown = ftforge_build(work, variant, recipe, variant_files)
+    return {
+        "plain_build_s": round(plain, 1),
+        "ftforge_build_s": round(forged, 1),
+        "ftforge_build_overhead_ratio": round(forged / plain, 3),
+        "ftforge_build_phases_s": {k: round(v, 1) for k, v in breakdown.items()},
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--skip-build-overhead", action="store_true")
+    parser.add_argument("--build-overhead-only", action="store_true",
+                        help="only part (c), with its phase breakdown")
+    parser.add_argument("--recipe", type=Path, default=RECIPE,
+                        help="the python recipe directory for part (c) (e.g. a copy)")
+    parser.add_argument("--variant-file", type=Path, action="append", default=[],
+                        help="variant file(s) for part (c) when --recipe is outside the repo")
     parser.add_argument("--iterations", type=int, default=4_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     results: dict[str, object] = {"cpus": os.cpu_count()}
+    if args.build_overhead_only:
+        with tempfile.TemporaryDirectory(prefix="ftforge-bench-") as tmp:
+            results.update(build_overhead(Path(tmp), args.recipe.resolve(),
+                                          tuple(args.variant_file)))
+        print(json.dumps(results, indent=2))
+        return 0
     with tempfile.TemporaryDirectory(prefix="ftforge-bench-") as tmp:
         work = Path(tmp)
         pythons = interpreters(work)
@@ -106,14 +139,7 @@ def main() -> int:
             "gil_one_thread_s": round(gil.one_thread_s, 3),
         })
         if not args.skip_build_overhead:
-            variant = PythonVariant.ft()
-            plain = plain_build_seconds(work, variant)
-            forged = ftforge_build_seconds(work, variant)
-            results.update({
-                "plain_build_s": round(plain, 1),
-                "ftforge_build_s": round(forged, 1),
-                "ftforge_build_overhead_ratio": round(forged / plain, 3),
-            })
+            results.update(build_overhead(work, args.recipe.resolve(), tuple(args.variant_file)))
     print(json.dumps(results, indent=2))
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)

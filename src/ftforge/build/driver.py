@@ -31,6 +31,7 @@ from ..environments import channel_url
 from ..errors import BuildFailedError, FtforgeError
 from ..recipes import toolchain as toolchain_recipe
 from .mirror import SourceMirror
+from .timeline import TIMELINE_FILE, Timeline
 from .preflight import check_apt_dependencies, dpkg_installed
 from .variant_config import VariantMatrix, compose, expand, load_variant_file
 
@@ -49,6 +50,12 @@ __all__ = [
 
 TestStrategy = Literal["skip", "native"]
 CACHE_SCHEMA = "1"
+PACKAGE_FORMAT = "conda:12"
+"""The .conda format at zstd level 12. rattler-build's default level (15) cost 73 CPU
+seconds on the interpreter's 242 MiB payload and level 12 under 10 for a package 0.7%
+larger (benchmarks/bench_interpreter.py). Not part of the cache key: the level changes
+the archive's bytes, not what it installs, so a package cached at another level stays
+valid and is reused rather than rebuilt."""
 
 
 class BuildReporter(Protocol):
@@ -87,6 +94,9 @@ class BuildOutcome:
     seconds: float
     log_file: Path | None = None
     variants: list[dict[str, str]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds per driver phase (prepare, rattler-build, copy-out, runtime-packages, index);
+    rattler-build's own phases are in ``build.timeline.tsv`` next to the log."""
 
 
 # ---------------------------------------------------------------------------
@@ -262,11 +272,16 @@ def render(recipe_path: Path, matrix: VariantMatrix, *, shown_as: Path | None = 
 
 
 class _LogSink:
-    """A rattler-build progress callback that keeps the whole log and forwards lines."""
+    """A rattler-build progress callback that keeps the whole log and forwards lines.
+
+    Next to ``build.log`` it writes ``build.timeline.tsv``: every step and log line
+    with the seconds since the build started (``ftforge.build.timeline`` reads it
+    into phases). ``build.log`` itself stays exactly rattler-build's text."""
 
     def __init__(self, reporter: BuildReporter, log_path: Path) -> None:
         self.reporter = reporter
         self.handle = log_path.open("a")
+        self.timeline = Timeline(log_path.with_name(TIMELINE_FILE))
 
     def on_download_start(self, event) -> None:
         self.reporter.step(f"downloading {event.url}")
@@ -278,14 +293,17 @@ class _LogSink:
         pass
 
     def on_build_step(self, event) -> None:
+        self.timeline.mark("step", f"{event.step_name}: {event.message}")
         self.reporter.step(f"{event.step_name}: {event.message}")
 
     def on_log(self, event) -> None:
+        self.timeline.mark("log", event.message)
         self.handle.write(event.message + "\n")
         self.handle.flush()
         self.reporter.log(event.message)
 
     def close(self) -> None:
+        self.timeline.close()
         self.handle.close()
 
 
@@ -339,6 +357,7 @@ def build(
     ``--variant freethreading=yes`` and a plain build of both ABIs share entries.
     """
     started = time.monotonic()
+    clock = _PhaseClock()
     reporter = reporter or _Silent()
     mirror = mirror or SourceMirror(paths.source_mirror_dir())
     recipe_dir = request.recipe_dir.resolve()
@@ -389,19 +408,38 @@ def build(
                 dependency_channels = [toolchain_channel.as_uri(),
                                        *(channel_url(c) for c in request.channels),
                                        *(channel_url(c) for c in native_channels)]
+                clock.lap("prepare")
                 _build_into_cache(rendered, cache_dir, dependency_channels, request.test,
                                   reporter, name)
+                clock.lap("rattler-build")
     if not keys:
         raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
                            hint="check the --variant values")
+    clock.lap("prepare")
     packages = [p for key in keys for p in _copy_out(paths.builds_dir() / key, output_dir)]
     packages = [*dict.fromkeys(native_packages), *packages]
+    clock.lap("copy-out")
     with _key_lock(paths.toolchain_channel_dir()):
         toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
         packages += runtime_packages_for(packages, toolchain_channel, output_dir)
+    clock.lap("runtime-packages")
     index_channel(output_dir)
+    clock.lap("index")
     return BuildOutcome(packages, ",".join(keys), all_cached, time.monotonic() - started,
-                        paths.builds_dir() / keys[-1] / "build.log", variants)
+                        paths.builds_dir() / keys[-1] / "build.log", variants, clock.totals)
+
+
+class _PhaseClock:
+    """Seconds per named phase: ``lap(name)`` charges the time since the last lap to ``name``."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.totals: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.totals[name] = round(self.totals.get(name, 0.0) + now - self.last, 3)
+        self.last = now
 
 
 def _native_libraries_for(rendered: list, request: BuildRequest, native_channels: tuple[str, ...],
@@ -449,7 +487,8 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
     work.mkdir(parents=True)
     log_path = work / "build.log"
     sink = _LogSink(reporter, log_path)
-    tool = ToolConfiguration(test_strategy=test)
+    # keep_build: the driver removes bld/ itself once, after the last output (and times it).
+    tool = ToolConfiguration(test_strategy=test, keep_build=True)
     try:
         for index, variant in enumerate(rendered, start=1):
             label = ", ".join(f"{k}={v}" for k, v in sorted(variant.variant.items())
@@ -459,7 +498,7 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
                 variant.run_build(
                     tool_config=tool, output_dir=work,
                     channels=[work.as_uri(), *channels],
-                    progress_callback=sink,
+                    progress_callback=sink, package_format=PACKAGE_FORMAT,
                 )
             except RattlerBuildError as exc:
                 sink.handle.flush()
@@ -493,9 +532,11 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
         shutil.rmtree(work / "bld", ignore_errors=True)
         work.rename(failed)
         raise
-    sink.close()
+    sink.timeline.mark("driver", "Removing the work directories")
     for scratch in ("bld", "src_cache"):
         shutil.rmtree(work / scratch, ignore_errors=True)
+    sink.timeline.mark("driver", "Work directories removed")
+    sink.close()
     packages = _collect(work)
     (work / "manifest.json").write_text(json.dumps(
         {"packages": [str(p.relative_to(work)) for p in packages]}, indent=2))
