@@ -168,6 +168,8 @@ def test_the_table_shows_means_ratios_left_out_rows_and_the_goal_verdict():
     assert geo.split()[-3:] == [f"{math.sqrt(1.05 * 0.98):.3f}", f"{math.sqrt(2.1 * 1.47):.3f}",
                                 f"{math.sqrt(3):.3f}"]
     assert lines[-1] == "gil: 1.014x debian's time, within the 3% goal"
+    tiny = compare({BASELINE: {"json_loads": 2.36e-5}, "gil": {"json_loads": 3.48e-5}})
+    assert format_table(tiny).splitlines()[2].split()[:3] == ["json_loads", "0.0236", "0.0348"]
     slow = _golden_means()
     slow["gil"] = {k: v * 1.04 for k, v in slow[BASELINE].items()}
     assert format_table(compare(slow), gil_labels=["gil"]).splitlines()[-1] == \
