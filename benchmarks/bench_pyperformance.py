@@ -41,6 +41,7 @@ A quick try of the harness: add --only nbody,json_dumps --rounds 1 --processes 1
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -156,13 +157,20 @@ def _extract(wheel: Path, prefix: str, into: Path) -> int:
     return count
 
 
-def ensure_kit() -> Path:
+def ensure_kit(cache: Path | None = None) -> Path:
     """pyperf (site/) and pyperformance's subset scripts (benchmarks/), from the pinned
     wheels, cached. A wheel whose sha256 differs from the pin is refused."""
-    kit = paths.cache_root() / "pyperformance" / f"pyperf-{PYPERF.version}-pyperformance-" \
-        f"{PYPERFORMANCE.version}"
-    if (kit / ".complete").is_file():
-        return kit
+    kit = (cache or paths.cache_root() / "pyperformance") / \
+        f"pyperf-{PYPERF.version}-pyperformance-{PYPERFORMANCE.version}"
+    kit.parent.mkdir(parents=True, exist_ok=True)
+    with open(kit.with_name(kit.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one download; concurrent runs wait, then reuse
+        if not (kit / ".complete").is_file():
+            _make_kit(kit)
+    return kit
+
+
+def _make_kit(kit: Path) -> None:
     part = kit.with_name(kit.name + ".part")
     shutil.rmtree(part, ignore_errors=True)
     wheels = part / "wheels"
@@ -192,7 +200,6 @@ def ensure_kit() -> Path:
     (part / ".complete").write_text(f"{PYPERF.filename} {PYPERFORMANCE.filename}\n")
     shutil.rmtree(kit, ignore_errors=True)
     part.rename(kit)
-    return kit
 
 
 class Anchor:
@@ -219,13 +226,15 @@ class Anchor:
 
 def _loops(path: Path) -> int | None:
     """The loop count the first round calibrated (one benchmark per file), or None."""
+    read_pyperf(path)  # a well-formed pyperf file, or BenchmarkError naming it
     data = json.loads(path.read_text())
-    benches = data.get("benchmarks", [])
+    benches = data["benchmarks"]
     if len(benches) != 1:
         return None
+    common = {**data.get("metadata", {}), **benches[0].get("metadata", {})}
     for run in benches[0].get("runs", []):
-        loops = run.get("metadata", {}).get("loops", data.get("metadata", {}).get("loops"))
-        if isinstance(loops, int) and loops > 0 and run.get("values"):
+        loops = run.get("metadata", {}).get("loops", common.get("loops"))
+        if type(loops) is int and loops > 0 and run.get("values"):
             return loops
     return None
 
