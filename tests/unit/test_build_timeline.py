@@ -74,3 +74,44 @@ def test_a_timeline_with_foreign_lines_is_read_without_them(tmp_path):
     events = read_timeline(path)
     assert events == [(1.0, "log", "Compressing archive..."), (3.5, "log", "Archive written to 'x'")]
     assert phases(events) == {"start": 1.0, "archive": 2.5, "after-archive": 0.0}
+
+
+class _Package:
+    name = "o4-fake"
+
+
+class _Recipe:
+    package = _Package()
+
+
+class _FakeVariant:
+    """Stands in for a rendered rattler-build variant: records how the driver builds it."""
+
+    def __init__(self):
+        self.variant = {"target_platform": "noarch", "freethreading": "yes"}
+        self.recipe = _Recipe()
+        self.calls = []
+
+    def run_build(self, *, tool_config, output_dir, channels, progress_callback, package_format):
+        self.calls.append((tool_config, package_format))
+        progress_callback.on_log(_Event("Compressing archive..."))
+        (output_dir / "bld" / "rattler-build_o4_1" / "work").mkdir(parents=True)
+        (output_dir / "bld" / "rattler-build_o4_1" / "work" / "big.o").write_bytes(b"\0" * 4096)
+        (output_dir / "noarch").mkdir(exist_ok=True)
+        (output_dir / "noarch" / "o4-fake-1-0.conda").write_bytes(b"archive")
+        progress_callback.on_log(_Event("Archive written to 'o4-fake-1-0.conda'"))
+
+
+def test_the_driver_packages_at_its_level_and_removes_the_kept_build_folder_itself(tmp_path):
+    from ftforge.build.driver import PACKAGE_FORMAT, _build_into_cache
+
+    variant = _FakeVariant()
+    cache_dir = tmp_path / "builds" / "k"
+    _build_into_cache([variant], cache_dir, [], "skip", _Reporter(), "o4-fake")
+    (tool, package_format), = variant.calls
+    assert package_format == PACKAGE_FORMAT and PACKAGE_FORMAT.startswith("conda:")
+    assert tool.keep_build  # rattler-build leaves bld/ ...
+    assert not (cache_dir / "bld").exists()  # ... and the driver removes it, timed
+    assert (cache_dir / "noarch" / "o4-fake-1-0.conda").read_bytes() == b"archive"
+    got = phases(read_timeline(cache_dir / TIMELINE_FILE))
+    assert {"archive", "after-archive", "cleanup"} <= set(got)
