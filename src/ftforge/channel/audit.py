@@ -148,6 +148,8 @@ class PackageRecord:
     sha256: str
     size: int
     index: dict = field(compare=False, repr=False)
+    run_exports: bytes | None = field(default=None, compare=False, repr=False)
+    """``info/run_exports.json`` as stored, if the package has one (the index carries it)."""
 
     @property
     def name(self) -> str:
@@ -223,7 +225,7 @@ _HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
 _ELF_MAGIC = b"\x7fELF"
 _SPOOL_BYTES = 8 << 20
 """ELF objects up to this size are classified in memory, larger ones from a temporary file."""
-_KEPT_INFO = ("info/index.json", "info/paths.json", "info/link.json")
+_KEPT_INFO = ("info/index.json", "info/paths.json", "info/link.json", "info/run_exports.json")
 
 
 class _Stop(Exception):
@@ -744,7 +746,8 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
     _check_abi(report, index, scan.files)
     if report.ok:
         _check_rattler_reads(report, index)
-    report.record = PackageRecord(path.name, sha256, size, index)
+    report.record = PackageRecord(path.name, sha256, size, index,
+                                  scan.info.get("info/run_exports.json"))
     return report
 
 

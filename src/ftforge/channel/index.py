@@ -207,8 +207,11 @@ def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = Fal
         served_index = _sync_shadow(channel, subdir, frozenset(exclude))
         folder = _shadow_root(channel, subdir) / subdir
         fresh = None
-        if served_index and added and added.get(subdir) and not force and not exclude:
-            fresh = extend(folder, subdir, [(folder / r.filename, r) for r in added[subdir]])
+        first = not (channel / subdir / "repodata.json").exists()
+        if (served_index or first) and added and added.get(subdir) and not force \
+                and not exclude:
+            fresh = extend(folder, subdir, [(folder / r.filename, r) for r in added[subdir]],
+                           first=first)
         if fresh is None:
             _index_fs(channel, subdir, force)
         elif written is not None:
