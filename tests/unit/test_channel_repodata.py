@@ -161,6 +161,32 @@ def test_record_writer_matches_index_fs_byte_for_byte(two_channels):
     assert ft["run_exports"] == {} and ft["track_features"] == "ft"
 
 
+@pytest.mark.parametrize("count", [1, 3, 12])
+def test_records_spliced_at_every_place_match_index_fs(tmp_path, count):
+    """Records spliced into the index text -- first of a section, last of a section,
+    into an empty section, between two -- or, past SPLICE_MAX, the whole index written
+    again: the bytes index_fs writes."""
+    base = channel_root(tmp_path, "rattler", [(ext("m"), ".conda"), (ext("m", ft=True), ".conda")])
+    ours = tmp_path / "ours"
+    shutil.copytree(base, ours)
+    new = [ext("a"), ext("z"), ext("m", "2.0"), ext("m", "1.5")]
+    formats = [".conda", ".conda", ".tar.bz2", ".tar.bz2"]
+    extra = [(ext(f"n{i:02d}"), ".conda") for i in range(max(0, count - 3))]
+    batch = (list(zip(new, formats)) + extra)[:count] if count > 1 else [(new[2], ".tar.bz2")]
+    paths = [write_package(pkg, tmp_path / "new", fmt) for pkg, fmt in batch]
+    for path in paths:
+        for root in (base, ours):
+            shutil.copyfile(path, root / "linux-64" / path.name)
+    index_fs(base, "linux-64")
+    raw = (base / "linux-64" / "repodata.json").read_bytes()
+    stamp = json.loads(raw)[writer._section(paths[0].name)][paths[0].name]["indexed_timestamp"]
+    moment = datetime.datetime.fromtimestamp(stamp / 1000, datetime.timezone.utc)
+    folder = ours / "linux-64"
+    assert writer.extend(folder, "linux-64", [(folder / p.name, audit_package(p).record)
+                                               for p in paths], now=moment) is not None
+    assert (folder / "repodata.json").read_bytes() == raw
+
+
 def test_first_index_matches_index_fs_byte_for_byte(tmp_path):
     """A subdir indexed for the first time: every package of BASE and ADDED at once."""
     from rattler import Subdir

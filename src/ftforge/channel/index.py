@@ -114,10 +114,12 @@ def _parse_repodata(raw: bytes) -> dict | None:
 
 
 def channel_records(channel: Path, subdirs: Iterable[str] | None = None, *,
-                    digests: dict[str, str] | None = None) -> list[dict]:
+                    digests: dict[str, str] | None = None,
+                    parsed: dict[str, tuple[str, dict]] | None = None) -> list[dict]:
     """Every record in the channel's repodata, with ``subdir`` and ``fn`` set, subdir by
     subdir (``noarch`` first); ``subdirs``: only these. ``digests``: filled with the
-    sha256 of each subdir's ``repodata.json`` as read (what the records came from)."""
+    sha256 of each subdir's ``repodata.json`` as read (what the records came from);
+    ``parsed``: with ``{subdir: (that sha256, the parsed repodata)}``."""
     records = []
     wanted = None if subdirs is None else set(subdirs)
     for subdir in served_subdirs(channel):
@@ -127,9 +129,13 @@ def channel_records(channel: Path, subdirs: Iterable[str] | None = None, *,
             raw = (channel / subdir / "repodata.json").read_bytes()
         except OSError:
             raw = b""
+        digest = hashlib.sha256(raw).hexdigest() if digests is not None or parsed is not None \
+            else ""
         if digests is not None:
-            digests[subdir] = hashlib.sha256(raw).hexdigest()
+            digests[subdir] = digest
         repodata = _parse_repodata(raw) or {}
+        if parsed is not None and repodata:
+            parsed[subdir] = (digest, repodata)
         for key in ("packages", "packages.conda"):
             entries = repodata.get(key)
             if not isinstance(entries, dict):
@@ -184,7 +190,8 @@ def _promote(channel: Path, subdir: str) -> None:
 def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = False,
             exclude: set[str] = frozenset(),
             added: dict[str, list[PackageRecord]] | None = None,
-            written: dict[str, list[dict]] | None = None) -> list[str]:
+            written: dict[str, list[dict]] | None = None,
+            known: dict[str, tuple[str, dict]] | None = None) -> list[str]:
     """Index served subdirs on their shadow trees, then promote atomically.
 
     ``subdirs``: only these (default: every served subdir, and any without an index);
@@ -195,7 +202,9 @@ def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = Fal
     has no call that adds one record; ``index_fs`` re-lists and re-writes the whole
     subdir; the shadow index must be the served one, which the caller read before),
     and ``written`` receives ``{subdir: every record of its new index}``
-    (as :func:`channel_records` reads them); anything else
+    (as :func:`channel_records` reads them); ``known``: ``parsed`` from
+    :func:`channel_records`, so the writer need not parse the index again (it
+    changes those dicts); anything else
     is indexed by ``index_fs``. Returns the subdirs re-indexed (``subdirs`` and any
     left stale by a crash).
     """
@@ -211,7 +220,7 @@ def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = Fal
         if (served_index or first) and added and added.get(subdir) and not force \
                 and not exclude:
             fresh = extend(folder, subdir, [(folder / r.filename, r) for r in added[subdir]],
-                           first=first)
+                           first=first, known=(known or {}).get(subdir))
         if fresh is None:
             _index_fs(channel, subdir, force)
         elif written is not None:

@@ -256,7 +256,8 @@ def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path,
         return copy
 
     digests: dict[str, str] = {}
-    existing = channel_records(channel, digests=digests)
+    parsed: dict[str, tuple[str, dict]] = {}
+    existing = channel_records(channel, digests=digests, parsed=parsed)
     heres = [_subdir_here(p) for p in packages]
     unchanged = _already_published(channel, staged, heres, existing, ready)
     todo = [i for i, copy in enumerate(staged) if copy not in unchanged]
@@ -321,7 +322,8 @@ def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path,
         added_records: dict[str, list] = {}
         for record, _, _ in moves:
             added_records.setdefault(record.subdir, []).append(record)
-        _refresh(channel, touched, before=(existing, digests), added=added_records)
+        _refresh(channel, touched, before=(existing, digests), added=added_records,
+                 known=parsed)
     except Exception as exc:
         _roll_back(channel, added, saved, touched)
         raise ChannelError(
@@ -509,18 +511,20 @@ def _check_invariants(report: AuditReport, where: object) -> None:
 
 def _refresh(channel: Path, subdirs: set[str] | None = None,
              before: tuple[list[dict], dict[str, str]] | None = None,
-             added: dict[str, list] | None = None) -> None:
+             added: dict[str, list] | None = None,
+             known: dict[str, tuple[str, dict]] | None = None) -> None:
     """Re-index ``subdirs`` (all: None) and write the page. ``before``: the channel's
     records and their repodata digests as read before this transaction; a subdir not
     re-indexed is not read again, and the page re-renders only the names that changed.
     ``added``: the audit records of the packages just moved in, by subdir (see
     :func:`ftforge.channel.index.reindex`); a subdir they were added to without
-    ``index_fs`` is not parsed again: the writer hands back what it wrote."""
+    ``index_fs`` is not parsed again: the writer hands back what it wrote. ``known``:
+    the repodata parsed before (see :func:`ftforge.channel.index.channel_records`)."""
     from .page import write_page
 
     written: dict[str, list[dict]] = {}
     redone = set(reindex(channel, subdirs=subdirs, added=added if before else None,
-                         written=written))
+                         written=written, known=known))
     if before is None or subdirs is None:
         write_page(channel)
         return

@@ -32,6 +32,7 @@ newer repodata revision (``v3``) or a package that needs one, removals and
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import functools
 import hashlib
@@ -178,6 +179,57 @@ def _dump_json(repodata: dict) -> bytes:
     return json.dumps(repodata, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _json_text(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+SPLICE_MAX = 8
+"""Up to this many records are spliced into the existing ``repodata.json`` text (each
+insertion copies the text once); more, and the whole index is serialised again."""
+
+
+def _spliced(raw: bytes, sections: dict[str, list[str]],
+             records: list[tuple[str, dict]]) -> bytes | None:
+    """``raw`` (compact JSON, each section's keys sorted, as index_fs writes it) with
+    ``records`` inserted where a full serialisation would put them. ``sections``:
+    each section's keys in ``raw``, in order. A quoted file name followed by ``:{``
+    occurs once in such a text, as that record's key (inside a string a quote is
+    escaped). None if the text is not laid out as expected."""
+    keys = {name: list(fns) for name, fns in sections.items()}
+    if any(order != sorted(order) for order in keys.values()):
+        return None
+    text = raw.decode("utf-8")
+    decoder = json.JSONDecoder()
+    for fn, record in records:
+        section = _section(fn)
+        order = keys[section]
+        entry = f"{_json_text(fn)}:{_json_text(record)}"
+        at = bisect.bisect_left(order, fn)
+        if at < len(order):  # before the key that follows it
+            pos = text.find(f"{_json_text(order[at])}:{{")
+            if pos < 0:
+                return None
+            text = f"{text[:pos]}{entry},{text[pos:]}"
+        elif order:  # after the last record of its section
+            key = f"{_json_text(order[-1])}:"
+            pos = text.find(key + "{")
+            if pos < 0:
+                return None
+            try:
+                _, end = decoder.raw_decode(text, pos + len(key))
+            except ValueError:
+                return None
+            text = f"{text[:end]},{entry}{text[end:]}"
+        else:  # the first record of an empty section
+            pos = text.find(f"{_json_text(section)}:{{}}")
+            if pos < 0:
+                return None
+            pos += len(_json_text(section)) + 2
+            text = f"{text[:pos]}{entry}{text[pos:]}"
+        order.insert(at, fn)
+    return text.encode("utf-8")
+
+
 def _shard_record(record: dict) -> dict:
     """A record as a shard holds it: digests as bytes."""
     return {k: bytes.fromhex(v) if k in ("md5", "sha256") and isinstance(v, str) else v
@@ -196,16 +248,21 @@ def _unpack(raw: bytes) -> object:
     return msgpack.unpackb(_zstd().decompress(raw), raw=False, strict_map_key=True)
 
 
-def _read_repodata(folder: Path, subdir: str) -> dict:
+def _read_repodata(folder: Path, subdir: str,
+                   known: tuple[str, dict] | None) -> tuple[bytes, dict]:
     try:
-        repodata = json.loads((folder / "repodata.json").read_bytes())
+        raw = (folder / "repodata.json").read_bytes()
+        if known is not None and hashlib.sha256(raw).hexdigest() == known[0]:
+            repodata = known[1]
+        else:
+            repodata = json.loads(raw)
     except (OSError, ValueError):
         raise _Decline("no readable repodata.json") from None
     if not isinstance(repodata, dict) or not set(repodata) <= _TOP_KEYS \
             or repodata.get("info") != {"subdir": subdir} or repodata.get("v3") not in (None, {}) \
             or not all(isinstance(repodata.get(k), dict) for k in ("packages", "packages.conda")):
         raise _Decline("repodata.json has fields this writer does not reproduce")
-    return repodata
+    return raw, repodata
 
 
 def _read_shards_index(folder: Path, subdir: str) -> dict:
@@ -254,11 +311,14 @@ def _replace(path: Path, data: bytes) -> None:
 
 
 def extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], *,
-           first: bool = False, now: datetime.datetime | None = None) -> list[dict] | None:
+           first: bool = False, known: tuple[str, dict] | None = None,
+           now: datetime.datetime | None = None) -> list[dict] | None:
     """Add ``added`` (each package file in ``folder`` with its audit record) to the
     index ``index_fs`` last wrote in ``folder`` (a subdir folder), as ``index_fs``
     would; ``first``: the subdir was never indexed, ``added`` is all it holds and the
-    index is made from nothing (whatever index files ``folder`` holds are ignored). Returns every record of the index now, in its order (``packages``, then
+    index is made from nothing (whatever index files ``folder`` holds are ignored);
+    ``known``: the sha256 of a ``repodata.json`` and its parsed content, used (and
+    changed) instead of parsing the file again when the file has that digest. Returns every record of the index now, in its order (``packages``, then
     ``packages.conda``), each with ``fn`` and ``subdir`` as
     :func:`ftforge.channel.index.channel_records` gives them; or None -- and
     nothing written -- when the index is not one this writer can extend: then run
@@ -266,7 +326,7 @@ def extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], *,
     if not added:
         return None
     try:
-        return _extend(folder, subdir, added, first, now)
+        return _extend(folder, subdir, added, first, known, now)
     except _Decline:
         return None
 
@@ -280,8 +340,11 @@ def _empty(subdir: str) -> tuple[dict, dict]:
 
 
 def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], first: bool,
-            now: datetime.datetime | None) -> list[dict]:
-    repodata, shards_index = _empty(subdir) if first else (_read_repodata(folder, subdir), None)
+            known: tuple[str, dict] | None, now: datetime.datetime | None) -> list[dict]:
+    if first:
+        raw, (repodata, shards_index) = None, _empty(subdir)
+    else:
+        (raw, repodata), shards_index = _read_repodata(folder, subdir, known), None
     listed = set(repodata["packages"]) | set(repodata["packages.conda"])
     new = {audited.filename for _, audited in added}
     if len(new) != len(added) or new & listed or _package_files(folder) != listed | new:
@@ -305,6 +368,11 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], fi
     except Exception as exc:  # py-rattler refuses the metadata: index_fs says why
         raise _Decline(str(exc)) from None
 
+    records.sort()
+    text = None
+    if raw is not None and len(records) <= SPLICE_MAX:
+        text = _spliced(raw, {key: list(repodata[key]) for key in ("packages", "packages.conda")},
+                        records)
     shards: dict[str, dict] = {}
     for fn, record in records:
         name = record["name"]
@@ -336,6 +404,6 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], fi
         _replace(path, encoded)
     shards_index["info"]["created_at"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     _replace(folder / SHARDS_INDEX, _pack(shards_index))
-    _replace(folder / "repodata.json", _dump_json(repodata))
+    _replace(folder / "repodata.json", text or _dump_json(repodata))
     return [{**record, "fn": fn, "subdir": subdir}
             for key in ("packages", "packages.conda") for fn, record in repodata[key].items()]
