@@ -14,6 +14,7 @@ new stress record) renders the whole page, as :func:`render` does.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import html
 import json
@@ -131,8 +132,9 @@ def _splice(page: str, title: str, before: list[dict], after: list[dict], subdir
     names changed in ``subdirs`` rendered, the others copied. None if ``page`` does not
     have the shape ``before`` gives it. ``changed``: the names whose records changed,
     when the caller knows them (else they are found by comparing every record)."""
-    if changed is None:
-        changed = _changed_names(before, after, subdirs)
+    if changed is not None:
+        return _splice_changed(page, title, before, after, changed, stress)
+    changed = _changed_names(before, after, subdirs)
     old_names = sorted({r["name"] for r in before})
     starts = []
     at = page.find(_SECTION)
@@ -159,6 +161,55 @@ def _splice(page: str, title: str, before: list[dict], after: list[dict], subdir
                     *(kept[name] if name in kept else _section(name, redo[name], stress)
                       for name in sorted(names)),
                     _FOOTER])
+
+
+def _splice_changed(page: str, title: str, before: list[dict], after: list[dict],
+                    changed: set[str], stress: _StressRecords) -> str | None:
+    """:func:`_splice` when the changed names are known: only their sections are found
+    (by their heading, which escaped text cannot spell) and replaced, or inserted
+    before the section of the next name; the rest of the page is copied in one piece
+    each. None if the page does not have as many sections as ``before`` has names, or
+    a section is not where its name sorts."""
+    e = html.escape
+    old_names = sorted({r["name"] for r in before})
+    if page.count(_SECTION) != len(old_names) or not page.endswith(_FOOTER):
+        return None
+    footer_at = len(page) - len(_FOOTER)
+    first = page.find(_SECTION) if old_names else footer_at
+    names: set[str] = set()
+    redo: dict[str, list[dict]] = defaultdict(list)
+    for record in after:
+        names.add(record["name"])
+        if record["name"] in changed:
+            redo[record["name"]].append(record)
+    old = set(old_names)
+    cuts: list[tuple[int, int, str, str]] = []
+    for name in changed:
+        if name in old:
+            start = page.find(f"{_SECTION}{e(name)}'>")
+            if start < first:
+                return None
+            end = page.find(_SECTION, start + len(_SECTION))
+            text = _section(name, redo[name], stress) if name in names else ""
+            cuts.append((start, footer_at if end == -1 else end, name, text))
+        elif name in names:
+            following = bisect.bisect_right(old_names, name)
+            at = footer_at
+            if following < len(old_names):
+                at = page.find(f"{_SECTION}{e(old_names[following])}'>")
+                if at < first:
+                    return None
+            cuts.append((at, at, name, _section(name, redo[name], stress)))
+    cuts.sort(key=lambda cut: cut[:3])
+    pieces = [_header(title, len(names), len(after))]
+    at = first
+    for start, end, _name, text in cuts:
+        if start < at:
+            return None
+        pieces += [page[at:start], text]
+        at = end
+    pieces.append(page[at:])
+    return "".join(pieces)
 
 
 _STATE = "page.json"
