@@ -284,14 +284,17 @@ class _StressRecords:
             from ..stress import RECORD_SUFFIX
 
             found: dict[str, list[int]] = {}
-            try:
-                with os.scandir(self.channel / subdir) as entries:
-                    for entry in entries:
-                        if entry.name.endswith(RECORD_SUFFIX):
-                            st = entry.stat(follow_symlinks=False)
-                            found[entry.name] = [st.st_size, st.st_mtime_ns, st.st_ino]
+            folder = self.channel / subdir
+            try:  # names only (a list of str is cheaper than a DirEntry each), then stat
+                names = [n for n in os.listdir(folder) if n.endswith(RECORD_SUFFIX)]
             except OSError:
-                pass
+                names = []
+            for name in names:
+                try:
+                    st = os.lstat(folder / name)
+                except OSError:
+                    continue
+                found[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
             self.present[subdir] = frozenset(found)
             self.stats[subdir] = found
         return self.present[subdir]

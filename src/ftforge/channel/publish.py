@@ -381,8 +381,9 @@ def _burned(channel: Path) -> set[str]:
     spell it)."""
     burned = set()
     path = internal_dir(channel) / "log.jsonl"
-    if path.exists():
-        for line in path.read_bytes().splitlines():
+    data = path.read_bytes() if path.exists() else b""
+    if b"remove" in data or b"\\u" in data:  # else no line can be a removal
+        for line in data.splitlines():
             if b"remove" not in line and b"\\u" not in line:
                 continue
             try:
