@@ -657,7 +657,7 @@ def demo(
     optimization: Annotated[str, typer.Option(
         help="interpreter build: pgo-lto (what a channel publishes; the longest build), "
              "pgo-lto-quick (same flags, short training task) or none (-O3 only)")]
-        = python_recipe.DEMO_OPTIMIZATION,
+        = python_recipe.DEFAULT_OPTIMIZATION,
 ) -> None:
     """Build free-threaded CPython, publish it, install it, and show threads run in parallel."""
     from .demo import run_demo

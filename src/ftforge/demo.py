@@ -47,7 +47,7 @@ def _python(packages: list[SolvedPackage]) -> SolvedPackage:
 
 def run_demo(work_dir: Path, *, reporter: BuildReporter, version: str = DEFAULT_VERSION,
              iterations: int = 3_000_000,
-             optimization: str = python_recipe.DEMO_OPTIMIZATION) -> DemoResult:
+             optimization: str = python_recipe.DEFAULT_OPTIMIZATION) -> DemoResult:
     if optimization not in python_recipe.OPTIMIZATIONS:
         raise FtforgeError(f"unknown interpreter optimization {optimization!r}",
                            hint=f"use one of {', '.join(python_recipe.OPTIMIZATIONS)}")

@@ -86,6 +86,19 @@ def test_free_threaded_env(ft_env):
     assert str(ft_env / FT.noarch_site_packages) in path  # the .pth for noarch packages
 
 
+@pytest.mark.parametrize("which", ["ft", "gil"])
+def test_interpreters_are_pgo_lto_builds(which, request):
+    """Both ABIs are the published build: configured with --enable-optimizations
+    --with-lto, trained on CPython's own `-m test --pgo` task, linked with LTO."""
+    prefix = request.getfixturevalue(f"{which}_env")
+    out = run_python(prefix, "import sysconfig, json; print(json.dumps([sysconfig.get_config_var(k)"
+                     " for k in ('CONFIG_ARGS', 'PROFILE_TASK', 'LTOFLAGS')]))")
+    config_args, profile_task, lto_flags = json.loads(out.stdout)
+    assert "'--enable-optimizations'" in config_args and "'--with-lto'" in config_args
+    assert profile_task.startswith("-m test --pgo")
+    assert "-flto" in lto_flags
+
+
 @pytest.mark.parametrize("module", ["ssl", "sqlite3", "ctypes", "lzma", "bz2", "readline",
                                     "zlib", "uuid", "curses", "dbm.sqlite3", "decimal"])
 def test_stdlib_extension_modules_import(ft_env, module):

@@ -21,14 +21,16 @@ Two dependency profiles (the ``python_deps_profile`` variant key):
 
 Three optimization levels (the ``python_optimization`` variant key):
 
-* ``pgo-lto`` (the default, what gets published) -- ``--enable-optimizations
-  --with-lto``: profile-guided with CPython's own training task (``-m test
-  --pgo``, as python.org's and conda-forge's python-feedstock builds use) and
-  link-time optimized. The slowest to build.
-* ``pgo-lto-quick`` -- the same flags with a short training task
-  (:data:`QUICK_PROFILE_TESTS`): the test suite's interpreters, so that a
-  cold CI run builds the optimized path without paying for the full profile.
-* ``none`` -- CPython's plain ``-O3`` build, for comparison (benchmarks).
+* ``pgo-lto`` (the default: what gets published, what ``ftforge demo`` and the
+  test suite build) -- ``--enable-optimizations --with-lto``: profile-guided
+  with CPython's own training task (``-m test --pgo``, as python.org's and
+  conda-forge's python-feedstock builds use) and link-time optimized.
+* ``pgo-lto-quick`` (opt-in) -- the same flags with a short training task
+  (:data:`QUICK_PROFILE_TESTS`). The training run is a small part of a PGO
+  build (two compiles and a serial LTO link are most of it), so this saves
+  little; it exists for packagers who iterate on the recipe.
+* ``none`` (opt-in) -- CPython's plain ``-O3`` build: the quickest first build,
+  and the baseline of ``benchmarks/bench_pyperformance.py``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ __all__ = [
     "DepsProfile",
     "NOT_BUILT_MODULES",
     "DEFAULT_OPTIMIZATION",
-    "DEMO_OPTIMIZATION",
     "OPTIMIZATIONS",
     "Optimization",
     "QUICK_PROFILE_TESTS",
@@ -101,10 +102,6 @@ QUICK_PROFILE_TESTS: tuple[str, ...] = (
     "test_json", "test_long", "test_re", "test_set", "test_str", "test_struct",
 )
 """``pgo-lto-quick``'s training task: a dozen of the tests in CPython's own ``--pgo`` set."""
-DEMO_OPTIMIZATION: Optimization = "pgo-lto-quick"
-"""What ``ftforge demo`` and the test suite build: the published flags with the short
-training task (one cache entry for both; ``benchmarks/bench_pyperformance.py`` measures
-what the shorter training costs)."""
 
 LINKAGE_RECORD = "share/ftforge/linkage/python.txt"
 
