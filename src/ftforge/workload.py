@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["OVERLAP_SCRIPT", "SCRIPT", "ThreadScaling", "env_python", "measure",
-           "python_runs_in_two_threads_at_once"]
+           "process_ceiling", "python_runs_in_two_threads_at_once"]
 
 SCRIPT = r"""
 import json, sys, sysconfig, threading, time
@@ -72,6 +72,38 @@ def measure(python: Path, *, iterations: int = 3_000_000, repeats: int = 3) -> T
     )
     data = json.loads(result.stdout.strip().splitlines()[-1])
     return ThreadScaling(**data)
+
+
+_ONE_BURN = r"""
+import sys, time
+n = int(sys.argv[1])
+def burn(n):
+    total = 0
+    for i in range(n):
+        total += (i * i) % 7
+    return total
+burn(n // 20)
+start = time.perf_counter()
+burn(n)
+print(time.perf_counter() - start)
+"""
+
+
+def process_ceiling(python: Path, *, iterations: int = 3_000_000, repeats: int = 3) -> float:
+    """The machine's own 2-way speedup on the same loop: 2 * t(1 process) / t(2 processes
+    at once). Processes share nothing, so this is what the cores, their caches and the
+    rest of the machine's load allow -- the ceiling a 2-thread speedup is measured against
+    (two vCPUs of one physical core, or a busy neighbour, keep it below 2.0)."""
+    def run(count: int) -> float:
+        procs = [subprocess.Popen([str(python), "-c", _ONE_BURN, str(iterations)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(count)]
+        times = [float(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        if any(p.returncode for p in procs):
+            raise RuntimeError(f"{python}: the workload failed")
+        return max(times)
+    one = min(run(1) for _ in range(repeats))
+    two = min(run(2) for _ in range(repeats))
+    return 2 * one / two
 
 
 OVERLAP_SCRIPT = r"""
