@@ -15,7 +15,9 @@ code). Benchmarks run one at a time; for each, every interpreter runs
 --processes worker processes per round, --rounds rounds, in an order rotated
 every round, appended to one pyperf file per interpreter and benchmark (loops
 calibrated in the first round, then fixed), so load drift on a shared machine
-hits every interpreter alike.
+hits every interpreter alike. Debian's interpreter also runs a second time as
+if it were another one (debian-again): its ratio to Debian's is the run's noise
+floor, printed next to the verdict (--no-noise-floor leaves it out).
 
 Printed and written to benchmarks/results/pyperformance.json: per benchmark the
 mean of each interpreter, each interpreter's time over Debian's (geometric mean
@@ -56,7 +58,8 @@ from pathlib import Path, PurePosixPath
 
 from ftforge import anchor, paths
 from ftforge.errors import BenchmarkError, FtforgeError
-from ftforge.perfcompare import (BASELINE, InterpreterArg, check_conda_python, compare,
+from ftforge.perfcompare import (BASELINE, BASELINE_AGAIN, InterpreterArg,
+                                 check_conda_python, compare,
                                  default_pairs, format_table, parse_interpreters, parse_pair,
                                  read_pyperf)
 
@@ -250,6 +253,8 @@ def main() -> int:
     parser.add_argument("--values", type=int, default=3, help="values per worker process")
     parser.add_argument("--warmups", type=int, default=1, help="warmups per worker process")
     parser.add_argument("--only", default="", help="comma-separated part of the subset")
+    parser.add_argument("--no-noise-floor", action="store_true",
+                        help=f"do not run Debian's python a second time (as {BASELINE_AGAIN})")
     parser.add_argument("--output", type=Path, default=RESULTS / "pyperformance.json")
     args = parser.parse_args()
     try:
@@ -286,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="ftforge-pyperformance-"))
     box = Anchor(root, kit, work, prefixes)
     pythons = {BASELINE: anchor.ANCHOR.python, **{i.label: str(i.python) for i in interpreters}}
+    if not args.no_noise_floor:
+        pythons[BASELINE_AGAIN] = anchor.ANCHOR.python
 
     info = {}
     series = anchor.ANCHOR.upstream_version.rsplit(".", 1)[0]
@@ -313,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
                                  hint="FT first, then GIL")
 
     load: dict[str, list[float]] = {}
+    failed: dict[str, dict[str, str]] = {}  # label -> benchmark -> why (left out, not fatal)
     for index, (name, (directory, extra)) in enumerate(subset.items()):
         before = os.getloadavg()[0]
         script = str(SCRIPTS / directory / "run_benchmark.py")
@@ -320,6 +328,8 @@ def run(args: argparse.Namespace) -> int:
         for round_ in range(args.rounds):
             shift = (index + round_) % len(labels)
             for label in labels[shift:] + labels[:shift]:
+                if name in failed.get(label, {}):
+                    continue
                 out = work / label
                 out.mkdir(exist_ok=True)
                 argv = [pythons[label], script, *extra, "--processes", str(args.processes),
@@ -327,9 +337,14 @@ def run(args: argparse.Namespace) -> int:
                         "--append", str(OUT / label / f"{name}.json")]
                 if loops.get(label):
                     argv += ["--loops", str(loops[label])]
-                box.run(argv, f"{name} on {label}", log=out / f"{name}.log")
-                if round_ == 0:
-                    loops[label] = _loops(out / f"{name}.json")
+                try:
+                    box.run(argv, f"{name} on {label}", log=out / f"{name}.log")
+                    if round_ == 0:
+                        loops[label] = _loops(out / f"{name}.json")
+                except BenchmarkError as exc:
+                    failed.setdefault(label, {})[name] = exc.message
+                    (out / f"{name}.json").unlink(missing_ok=True)
+                    print(f"  {name} FAILED on {label}, left out: {exc.message}", flush=True)
         load[name] = [round(before, 2), round(os.getloadavg()[0], 2)]
         print(f"  {name} done ({index + 1}/{len(subset)}, load {before:.1f} -> "
               f"{os.getloadavg()[0]:.1f}, {time.monotonic() - started:.0f} s)", flush=True)
@@ -338,7 +353,11 @@ def run(args: argparse.Namespace) -> int:
     raw.mkdir(parents=True, exist_ok=True)
     means = {}
     for label in labels:
-        files = [str(OUT / label / f"{name}.json") for name in subset]
+        files = [str(OUT / label / f"{name}.json") for name in subset
+                 if name not in failed.get(label, {})]
+        if not files:
+            raise BenchmarkError(f"{label}: every benchmark failed",
+                                 hint=f"read the logs in {work / label}")
         box.run([anchor.ANCHOR.python, "-c", MERGE, str(OUT / f"{label}.json"), *files],
                 f"merging {label}'s results")
         shutil.copyfile(work / f"{label}.json", raw / f"{label}.json")
@@ -351,7 +370,8 @@ def run(args: argparse.Namespace) -> int:
         [anchor.ANCHOR.python, "-m", "pyperf", "compare_to", "--table",
          str(OUT / f"{gil}.json"), str(OUT / f"{ft}.json")], f"pyperf compare_to {ft} {gil}")
         for ft, gil in pairs}
-    gil_labels = [label for label in labels[1:] if not info[label]["free_threaded"]]
+    gil_labels = [label for label in labels[1:]
+                  if not info[label]["free_threaded"] and label != BASELINE_AGAIN]
     text = format_table(table, gil_labels=gil_labels)
     print()
     print(text)
@@ -367,7 +387,8 @@ def run(args: argparse.Namespace) -> int:
         "settings": {"rounds": args.rounds, "processes_per_round": args.processes,
                      "values": args.values, "warmups": args.warmups,
                      "subset": list(subset), "full_subset": not args.only},
-        "interpreters": info, "cpus": os.cpu_count(), "load_before_after": load,
+        "interpreters": info, "failed": failed,
+        "cpus": os.cpu_count(), "load_before_after": load,
         "wall_seconds": round(time.monotonic() - started, 1),
         **table.to_json(),
         "pyperf_compare_to": compare_to, "pyperf_compare_to_pairs": pair_texts,
@@ -375,6 +396,10 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written: {args.output} and {raw}/")
+    if failed:
+        print(f"error: {sum(len(f) for f in failed.values())} benchmark run(s) failed and were "
+              f"left out: {json.dumps(failed)}; logs in {work}", file=sys.stderr)
+        return 1
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

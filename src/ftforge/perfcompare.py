@@ -24,12 +24,16 @@ from pathlib import Path
 
 from .errors import BenchmarkError
 
-__all__ = ["BASELINE", "GIL_GOAL", "Comparison", "InterpreterArg", "check_conda_python",
+__all__ = ["BASELINE", "BASELINE_AGAIN", "GIL_GOAL", "Comparison", "InterpreterArg",
+           "check_conda_python",
            "compare", "default_pairs", "format_table", "parse_interpreters", "parse_pair",
            "read_pyperf"]
 
 BASELINE = "debian"
 """The label of the anchor interpreter; no ``--interpreter`` may take it."""
+BASELINE_AGAIN = "debian-again"
+"""The anchor run a second time as if it were another interpreter: its ratio to the
+baseline is the run's noise floor (it would be 1.000 on a quiet machine)."""
 GIL_GOAL = 1.03
 """Our GIL build's geometric-mean time against the baseline's must not exceed this."""
 
@@ -52,8 +56,8 @@ def _parse_one(text: str) -> InterpreterArg:
         raise BenchmarkError(f"--interpreter {text!r}: label {label!r} is not lower-case "
                              "letters, digits, '.', '_', '-' (at most 40)",
                              hint="e.g. gil-pgo, ft-pgo, gil-o3")
-    if label == BASELINE:
-        raise BenchmarkError(f"--interpreter {text!r}: {BASELINE!r} is the anchor's own label "
+    if label in (BASELINE, BASELINE_AGAIN):
+        raise BenchmarkError(f"--interpreter {text!r}: {label!r} is the anchor's own label "
                              "(Debian's python3.13 is always included)",
                              hint="choose another label")
     python = Path(path)
@@ -111,7 +115,8 @@ def parse_pair(text: str, labels: Sequence[str]) -> tuple[str, str]:
 def default_pairs(free_threaded: Mapping[str, bool]) -> list[tuple[str, str]]:
     """Each free-threaded label with its GIL twin: the label with ``ft`` read as ``gil``
     (``ft-pgo`` -> ``gil-pgo``), else the only GIL build given. Baseline excluded."""
-    gil = [label for label, ft in free_threaded.items() if not ft and label != BASELINE]
+    gil = [label for label, ft in free_threaded.items()
+           if not ft and label not in (BASELINE, BASELINE_AGAIN)]
     pairs = []
     for label, ft in free_threaded.items():
         if not ft:
@@ -200,6 +205,11 @@ class Comparison:
     """``"FT/GIL"`` -> per benchmark, time of FT over time of GIL."""
     geomean_ft_vs_gil: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def noise_floor(self) -> float | None:
+        """The anchor's geometric-mean time over its own, when it ran twice."""
+        return self.geomean_vs_baseline.get(BASELINE_AGAIN)
+
     def to_json(self) -> dict:
         return {
             "baseline": self.baseline,
@@ -211,6 +221,7 @@ class Comparison:
             "geomean_ratio_vs_baseline": self.geomean_vs_baseline,
             "ft_vs_gil": self.ft_vs_gil,
             "geomean_ft_vs_gil": self.geomean_ft_vs_gil,
+            "noise_floor": self.noise_floor,
             "ratio_meaning": "time of the interpreter / time of the reference; < 1 is faster",
         }
 
@@ -287,4 +298,7 @@ def format_table(c: Comparison, *, gil_labels: Sequence[str] = ()) -> str:
             verdict = "within" if ratio <= GIL_GOAL else "NOT within"
             lines.append(f"{label}: {ratio:.3f}x {c.baseline}'s time, {verdict} the "
                          f"{(GIL_GOAL - 1) * 100:.0f}% goal")
+    if c.noise_floor is not None:
+        lines.append(f"noise floor: {BASELINE_AGAIN} (the same interpreter) "
+                     f"{c.noise_floor:.3f}x {c.baseline}'s time")
     return "\n".join(lines)

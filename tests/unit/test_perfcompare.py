@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ftforge.errors import BenchmarkError
-from ftforge.perfcompare import (BASELINE, InterpreterArg, check_conda_python, compare,
+from ftforge.perfcompare import (BASELINE, BASELINE_AGAIN, InterpreterArg,
+                                 check_conda_python, compare,
                                  default_pairs, format_table, parse_interpreters, parse_pair,
                                  read_pyperf)
 
@@ -35,6 +36,7 @@ def test_interpreters_are_label_path_pairs_in_order():
     (["=/envs/gil/bin/python"], "label ''"),
     (["GIL PGO=/envs/gil/bin/python"], "label 'GIL PGO'"),
     (["debian=/envs/gil/bin/python"], "anchor's own label"),
+    (["debian-again=/envs/gil/bin/python"], "anchor's own label"),
     (["gil=envs/gil/bin/python"], "not an absolute path"),
     (["gil=/envs/../usr/bin/python3"], "not an absolute path"),
     (["gil=/envs/a/bin/python", "gil=/envs/b/bin/python"], "already /envs/a/bin/python"),
@@ -174,6 +176,18 @@ def test_the_table_shows_means_ratios_left_out_rows_and_the_goal_verdict():
     slow["gil"] = {k: v * 1.04 for k, v in slow[BASELINE].items()}
     assert format_table(compare(slow), gil_labels=["gil"]).splitlines()[-1] == \
         "gil: 1.040x debian's time, NOT within the 3% goal"
+    assert compare(slow).noise_floor is None
+
+
+def test_the_anchor_against_itself_is_the_noise_floor():
+    means = _golden_means()
+    means[BASELINE_AGAIN] = {k: v * 1.05 for k, v in means[BASELINE].items()}
+    c = compare(means, pairs=[("ft", "gil")])
+    assert c.noise_floor == pytest.approx(1.05)
+    assert c.to_json()["noise_floor"] == pytest.approx(1.05)
+    lines = format_table(c, gil_labels=["gil"]).splitlines()
+    assert lines[-2:] == ["gil: 1.014x debian's time, within the 3% goal",
+                          "noise floor: debian-again (the same interpreter) 1.050x debian's time"]
 
 
 def test_free_threaded_builds_pair_with_their_gil_twin():
@@ -182,6 +196,8 @@ def test_free_threaded_builds_pair_with_their_gil_twin():
     assert default_pairs({BASELINE: False, "ours": False, "nogil": True}) == [("nogil", "ours")]
     assert default_pairs({BASELINE: False, "a": False, "b": False, "shift": True}) == []
     assert default_pairs({BASELINE: False, "ft": True}) == []  # the baseline is no twin
+    assert default_pairs({BASELINE: False, BASELINE_AGAIN: False, "gil": False, "ft": True}) \
+        == [("ft", "gil")]  # nor is its repeat
     assert parse_pair("ft-o3:gil-pgo", list(kinds)) == ("ft-o3", "gil-pgo")
     for bad in ("ft-o3", "ft-o3:nope", "ft-o3:ft-o3", ":gil-o3"):
         with pytest.raises(BenchmarkError, match="--pair"):
