@@ -13,6 +13,7 @@ it writes nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import shutil
@@ -111,7 +112,9 @@ def two_channels(tmp_path):
     return base, ours, new
 
 
-def test_record_writer_matches_index_fs_byte_for_byte(two_channels):
+@pytest.mark.parametrize("md5_from", ["audit", "file"])
+def test_record_writer_matches_index_fs_byte_for_byte(two_channels, md5_from):
+    """``md5_from``: the audit's digest, or (a record without one) the file read again."""
     theirs, ours, new = two_channels
     by_subdir: dict[str, list[Path]] = {}
     for path in new:
@@ -127,7 +130,9 @@ def test_record_writer_matches_index_fs_byte_for_byte(two_channels):
         assert len(stamps) == 1
         moment = datetime.datetime.fromtimestamp(stamps.pop() / 1000, datetime.timezone.utc)
         added = [(ours / subdir / p.name, audit_package(p).record) for p in paths]
-        assert all(record is not None for _, record in added)
+        assert all(record is not None and record.md5 for _, record in added)
+        if md5_from == "file":
+            added = [(path, dataclasses.replace(record, md5="")) for path, record in added]
         records = writer.extend(ours / subdir, subdir, added, now=moment)
         assert records is not None, f"the writer declined {subdir}"
         theirs_records = [{**r, "fn": fn, "subdir": subdir}

@@ -150,6 +150,7 @@ class PackageRecord:
     index: dict = field(compare=False, repr=False)
     run_exports: bytes | None = field(default=None, compare=False, repr=False)
     """``info/run_exports.json`` as stored, if the package has one (the index carries it)."""
+    md5: str = field(default="", compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -722,7 +723,11 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
                     report.add("archive.unreadable", f"{type(exc).__name__}: {exc}".splitlines()[0])
                     return report
                 handle.seek(0)
-                sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+                sha256_of, md5_of = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+                while chunk := handle.read(1 << 20):  # md5 too: the index carries both
+                    sha256_of.update(chunk)
+                    md5_of.update(chunk)
+                sha256, md5 = sha256_of.hexdigest(), md5_of.hexdigest()
                 size = os.fstat(handle.fileno()).st_size
     except _NotAFile as exc:
         report.add("input.not-a-file", str(exc))
@@ -747,7 +752,7 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
     if report.ok:
         _check_rattler_reads(report, index)
     report.record = PackageRecord(path.name, sha256, size, index,
-                                  scan.info.get("info/run_exports.json"))
+                                  scan.info.get("info/run_exports.json"), md5=md5)
     return report
 
 

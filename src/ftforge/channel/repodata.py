@@ -141,7 +141,8 @@ class _Scratch:
 
 def _md5(package: Path) -> str:
     with open(package, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()
+        return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)
+                                   ).hexdigest()
 
 
 IO_THREADS = 8
@@ -359,8 +360,12 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], fi
     moment = now or datetime.datetime.now(datetime.timezone.utc)
     indexed_ms = int(moment.timestamp() * 1000)
     try:
-        with ThreadPoolExecutor(max_workers=min(IO_THREADS, len(added))) as pool:
-            md5s = list(pool.map(_md5, [path for path, _ in added]))
+        unknown = [path for path, audited in added if not audited.md5]
+        read: dict[Path, str] = {}
+        if unknown:  # the audit hashes both; a record made elsewhere may lack it
+            with ThreadPoolExecutor(max_workers=min(IO_THREADS, len(unknown))) as pool:
+                read = dict(zip(unknown, pool.map(_md5, unknown)))
+        md5s = [audited.md5 or read[path] for path, audited in added]
         with _Scratch() as scratch:
             records = [(audited.filename,
                         repodata_record(path, audited, indexed_ms, scratch, md5))
