@@ -128,7 +128,7 @@ def test_record_writer_matches_index_fs_byte_for_byte(two_channels, md5_from):
         stamps = {theirs_repodata[writer._section(p.name)][p.name]["indexed_timestamp"]
                   for p in paths}
         assert len(stamps) == 1
-        moment = datetime.datetime.fromtimestamp(stamps.pop() / 1000, datetime.timezone.utc)
+        moment = datetime.datetime.fromtimestamp(stamps.pop() / 1000, datetime.UTC)
         added = [(ours / subdir / p.name, audit_package(p).record) for p in paths]
         assert all(record is not None and record.md5 for _, record in added)
         if md5_from == "file":
@@ -151,7 +151,8 @@ def test_record_writer_matches_index_fs_byte_for_byte(two_channels, md5_from):
         assert mine_index["info"] == their_index["info"]
         assert set(mine_index["shards"]) == set(their_index["shards"])
         for name in their_index["shards"]:
-            mine = unpack(ours / subdir / "shards" / f"{mine_index['shards'][name].hex()}.msgpack.zst")
+            mine = unpack(ours / subdir / "shards"
+                          / f"{mine_index['shards'][name].hex()}.msgpack.zst")
             their = unpack(theirs / subdir / "shards"
                            / f"{their_index['shards'][name].hex()}.msgpack.zst")
             assert mine == their, name
@@ -177,7 +178,7 @@ def test_records_spliced_at_every_place_match_index_fs(tmp_path, count):
     new = [ext("a"), ext("z"), ext("m", "2.0"), ext("m", "1.5")]
     formats = [".conda", ".conda", ".tar.bz2", ".tar.bz2"]
     extra = [(ext(f"n{i:02d}"), ".conda") for i in range(max(0, count - 3))]
-    batch = (list(zip(new, formats)) + extra)[:count] if count > 1 else [(new[2], ".tar.bz2")]
+    batch = (list(zip(new, formats, strict=True)) + extra)[:count] if count > 1 else [(new[2], ".tar.bz2")]
     paths = [write_package(pkg, tmp_path / "new", fmt) for pkg, fmt in batch]
     for path in paths:
         for root in (base, ours):
@@ -185,7 +186,7 @@ def test_records_spliced_at_every_place_match_index_fs(tmp_path, count):
     index_fs(base, "linux-64")
     raw = (base / "linux-64" / "repodata.json").read_bytes()
     stamp = json.loads(raw)[writer._section(paths[0].name)][paths[0].name]["indexed_timestamp"]
-    moment = datetime.datetime.fromtimestamp(stamp / 1000, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(stamp / 1000, datetime.UTC)
     folder = ours / "linux-64"
     assert writer.extend(folder, "linux-64", [(folder / p.name, audit_package(p).record)
                                                for p in paths], now=moment) is not None
@@ -205,14 +206,16 @@ def test_first_index_matches_index_fs_byte_for_byte(tmp_path):
         path = write_package(pkg, tmp_path / "pkgs" / pkg.subdir, fmt)
         for root in (theirs, ours):
             shutil.copyfile(path, root / pkg.subdir / path.name)
-    for subdir in ("noarch", "linux-64"):
+    for root in (theirs, ours):
+        (root / "linux-aarch64").mkdir()  # an empty subdir has an index too
+    for subdir in ("noarch", "linux-64", "linux-aarch64"):
         asyncio.run(rattler_index(theirs, target_platform=Subdir(subdir), write_zst=False,
                                   write_shards=True, force=True))
         raw = (theirs / subdir / "repodata.json").read_bytes()
         stamps = {r["indexed_timestamp"] for key in ("packages", "packages.conda")
-                  for r in json.loads(raw)[key].values()}
+                  for r in json.loads(raw)[key].values()} or {0}
         assert len(stamps) == 1
-        moment = datetime.datetime.fromtimestamp(stamps.pop() / 1000, datetime.timezone.utc)
+        moment = datetime.datetime.fromtimestamp(stamps.pop() / 1000, datetime.UTC)
         folder = ours / subdir
         added = [(p, audit_package(p).record) for p in sorted(folder.iterdir())]
         assert writer.extend(folder, subdir, added, first=True, now=moment) is not None

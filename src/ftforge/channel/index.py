@@ -217,9 +217,11 @@ def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = Fal
         folder = _shadow_root(channel, subdir) / subdir
         fresh = None
         first = not (channel / subdir / "repodata.json").exists()
-        if (served_index or first) and added and added.get(subdir) and not force \
-                and not exclude:
-            fresh = extend(folder, subdir, [(folder / r.filename, r) for r in added[subdir]],
+        mine = (added or {}).get(subdir, [])
+        # a first index of packages all just audited (or of none: noarch is always
+        # indexed), or packages added to the index served
+        if added is not None and not force and not exclude and (first or (served_index and mine)):
+            fresh = extend(folder, subdir, [(folder / r.filename, r) for r in mine],
                            first=first, known=(known or {}).get(subdir))
         if fresh is None:
             _index_fs(channel, subdir, force)

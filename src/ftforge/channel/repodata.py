@@ -167,7 +167,7 @@ def repodata_record(package: Path, audited: Audited, indexed_ms: int,
         if own:
             scratch.close()
     record.indexed_timestamp = datetime.datetime.fromtimestamp(indexed_ms / 1000,
-                                                               datetime.timezone.utc)
+                                                               datetime.UTC)
     data = json.loads(record.to_json())
     run_exports = _run_exports(audited)
     if run_exports is not None:
@@ -319,12 +319,14 @@ def extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], *,
     would; ``first``: the subdir was never indexed, ``added`` is all it holds and the
     index is made from nothing (whatever index files ``folder`` holds are ignored);
     ``known``: the sha256 of a ``repodata.json`` and its parsed content, used (and
-    changed) instead of parsing the file again when the file has that digest. Returns every record of the index now, in its order (``packages``, then
+    changed) instead of parsing the file again when the file has that digest.
+
+    Returns every record of the index now, in its order (``packages``, then
     ``packages.conda``), each with ``fn`` and ``subdir`` as
     :func:`ftforge.channel.index.channel_records` gives them; or None -- and
     nothing written -- when the index is not one this writer can extend: then run
     ``index_fs``. ``now``: the indexing time (``indexed_timestamp``)."""
-    if not added:
+    if not added and not first:
         return None
     try:
         return _extend(folder, subdir, added, first, known, now)
@@ -357,19 +359,19 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], fi
     if shards_index is None:
         shards_index = _read_shards_index(folder, subdir)
 
-    moment = now or datetime.datetime.now(datetime.timezone.utc)
+    moment = now or datetime.datetime.now(datetime.UTC)
     indexed_ms = int(moment.timestamp() * 1000)
     try:
         unknown = [path for path, audited in added if not audited.md5]
         read: dict[Path, str] = {}
         if unknown:  # the audit hashes both; a record made elsewhere may lack it
             with ThreadPoolExecutor(max_workers=min(IO_THREADS, len(unknown))) as pool:
-                read = dict(zip(unknown, pool.map(_md5, unknown)))
+                read = dict(zip(unknown, pool.map(_md5, unknown), strict=True))
         md5s = [audited.md5 or read[path] for path, audited in added]
         with _Scratch() as scratch:
             records = [(audited.filename,
                         repodata_record(path, audited, indexed_ms, scratch, md5))
-                       for (path, audited), md5 in zip(added, md5s)]
+                       for (path, audited), md5 in zip(added, md5s, strict=True)]
     except Exception as exc:  # py-rattler refuses the metadata: index_fs says why
         raise _Decline(str(exc)) from None
 
