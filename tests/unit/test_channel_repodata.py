@@ -178,7 +178,8 @@ def test_records_spliced_at_every_place_match_index_fs(tmp_path, count):
     new = [ext("a"), ext("z"), ext("m", "2.0"), ext("m", "1.5")]
     formats = [".conda", ".conda", ".tar.bz2", ".tar.bz2"]
     extra = [(ext(f"n{i:02d}"), ".conda") for i in range(max(0, count - 3))]
-    batch = (list(zip(new, formats, strict=True)) + extra)[:count] if count > 1 else [(new[2], ".tar.bz2")]
+    batch = (list(zip(new, formats, strict=True)) + extra)[:count] if count > 1 \
+        else [(new[2], ".tar.bz2")]
     paths = [write_package(pkg, tmp_path / "new", fmt) for pkg, fmt in batch]
     for path in paths:
         for root in (base, ours):

@@ -9,6 +9,11 @@ each index file is then promoted into the served subdir with ``os.replace``:
 content-addressed shards first, then ``repodata_shards.msgpack.zst``, then
 ``repodata.json.zst``, and ``repodata.json`` last. Every file a reader can
 open is whole, old or new.
+
+A publish hands over the audit records of what it moved in: the shadow index
+is then extended by :mod:`ftforge.channel.repodata` (what ``index_fs`` would
+write, without reading the packages again) when that is safe, and ``index_fs``
+runs otherwise; promotion is the same either way.
 """
 
 from __future__ import annotations
