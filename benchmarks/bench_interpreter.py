@@ -13,17 +13,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 from pathlib import Path
+from typing import Self
 
 from ftforge import paths
+from ftforge.build import driver
 from ftforge.build.driver import BuildRequest, build
 from ftforge.build.timeline import TIMELINE_FILE, phases, read_timeline
 from ftforge.channel.publish import publish
@@ -49,7 +54,25 @@ def interpreters(work: Path) -> dict[str, Path]:
     return envs
 
 
-def plain_build_seconds(work: Path, variant: PythonVariant, recipe: Path = RECIPE) -> float:
+class _Stopwatch:
+    """Wall seconds and CPU seconds (this process, its threads, and the children it waited
+    for: rattler-build runs in-process and waits for the build script). CPU seconds move far
+    less with the machine's load than wall seconds."""
+
+    def __enter__(self) -> Self:
+        self.wall, self.cpu = time.monotonic(), self._cpu()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.monotonic() - self.wall, self._cpu() - self.cpu
+
+    @staticmethod
+    def _cpu() -> float:
+        own, children = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.user + own.system + children.ru_utime + children.ru_stime
+
+
+def plain_build(work: Path, variant: PythonVariant, recipe: Path = RECIPE) -> _Stopwatch:
     src = source_for(DEFAULT_VERSION)
     tree = work / "plain"
     shutil.rmtree(tree, ignore_errors=True)
@@ -70,46 +93,105 @@ def plain_build_seconds(work: Path, variant: PythonVariant, recipe: Path = RECIP
         "DEPS_PROFILE": "system",  # like the ftforge builds below: the build machine's libraries
         "NOT_BUILT_MODULES": "",
     }
-    started = time.monotonic()
-    subprocess.run(["bash", str(recipe / "build-python.sh")], cwd=source, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.monotonic() - started
+    with _Stopwatch() as watch:
+        subprocess.run(["bash", str(recipe / "build-python.sh")], cwd=source, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return watch
+
+
+@contextlib.contextmanager
+def _rattler_build_defaults():
+    """The driver as it was before issue 16: rattler-build's default package format (zstd
+    level 15) and its own removal of the build folder after each output."""
+    saved = driver.PACKAGE_FORMAT, driver.KEEP_BUILD
+    driver.PACKAGE_FORMAT, driver.KEEP_BUILD = None, False
+    try:
+        yield
+    finally:
+        driver.PACKAGE_FORMAT, driver.KEEP_BUILD = saved
 
 
 def ftforge_build(work: Path, variant: PythonVariant, recipe: Path = RECIPE,
-                  variant_files: tuple[Path, ...] = ()) -> tuple[float, dict[str, float]]:
-    """Seconds of an uncached `ftforge build` of one ABI, and where they went: the driver's
+                  variant_files: tuple[Path, ...] = ()) -> tuple[_Stopwatch, dict[str, float]]:
+    """An uncached `ftforge build` of one ABI, and where its seconds went: the driver's
     phases with rattler-build's replaced by the phases of its timeline."""
-    started = time.monotonic()
-    outcome = build(BuildRequest(recipe, work / "overhead-output",
-                                 overrides=(("freethreading", variant.recipe_freethreading),
-                                            ("python_deps_profile", "system")),
-                                 variant_files=variant_files, test="skip", use_cache=False))
-    seconds = time.monotonic() - started
+    shutil.rmtree(work / "overhead-output", ignore_errors=True)
+    with _Stopwatch() as watch:
+        outcome = build(BuildRequest(recipe, work / "overhead-output",
+                                     overrides=(("freethreading", variant.recipe_freethreading),
+                                                ("python_deps_profile", "system")),
+                                     variant_files=variant_files, test="skip", use_cache=False))
     breakdown = {f"driver:{k}": v for k, v in outcome.phases.items() if k != "rattler-build"}
     timeline = outcome.log_file.with_name(TIMELINE_FILE) if outcome.log_file else None
     if timeline and timeline.is_file():
         breakdown.update({f"rattler-build:{k}": v for k, v in phases(read_timeline(timeline)).items()})
-    return seconds, breakdown
+    return watch, breakdown
 
 
-def build_overhead(work: Path, recipe: Path, variant_files: tuple[Path, ...]) -> dict[str, object]:
+def build_overhead(work: Path, recipe: Path, variant_files: tuple[Path, ...],
+                   compare_defaults: bool = False) -> dict[str, object]:
+    """Plain build vs `ftforge build`, wall and CPU; with ``compare_defaults`` also the
+    driver with rattler-build's defaults, in the same run. ``overhead_outside_script_s`` is
+    the build's seconds outside the build script (which is the plain build's work), and
+    ``overhead_ratio_outside_script`` = (plain + that) / plain: the wall ratio with the load
+    difference between the two builds taken out."""
     variant = PythonVariant.ft()
-    plain = plain_build_seconds(work, variant, recipe)
-    forged, breakdown = ftforge_build(work, variant, recipe, variant_files)
-    return {
-        "plain_build_s": round(plain, 1),
-        "ftforge_build_s": round(forged, 1),
-        "ftforge_build_overhead_ratio": round(forged / plain, 3),
-        "ftforge_build_phases_s": {k: round(v, 1) for k, v in breakdown.items()},
-    }
+    plain = plain_build(work, variant, recipe)
+    results: dict[str, object] = {"plain_build_s": round(plain.wall, 1),
+                                  "plain_build_cpu_s": round(plain.cpu, 1)}
+    runs = [("rattler_defaults", _rattler_build_defaults)] if compare_defaults else []
+    runs.append(("ftforge", contextlib.nullcontext))
+    for label, setting in runs:
+        with setting():
+            watch, breakdown = ftforge_build(work, variant, recipe, variant_files)
+        outside = sum(v for k, v in breakdown.items() if k != "rattler-build:script")
+        results[label] = {
+            "build_s": round(watch.wall, 1),
+            "build_cpu_s": round(watch.cpu, 1),
+            "overhead_ratio": round(watch.wall / plain.wall, 3),
+            "cpu_ratio": round(watch.cpu / plain.cpu, 3),
+            "overhead_outside_script_s": round(outside, 1),
+            "overhead_ratio_outside_script": round((plain.wall + outside) / plain.wall, 3),
+            "phases_s": {k: round(v, 1) for k, v in breakdown.items()},
+        }
+    return results
+
+
+def compression_levels(package: Path, levels: tuple[int, ...] = (3, 9, 12, 15, 19)
+                       ) -> dict[str, dict[str, float]]:
+    """CPU seconds and size of the package's payload (pkg-*.tar.zst, decompressed) compressed
+    at each zstd level, one thread, as ratios to rattler-build's default level 15. CPU time of
+    one thread does not move with the machine's load, unlike wall time."""
+    try:
+        from compression import zstd  # Python 3.14+
+    except ImportError:
+        from backports import zstd
+    with zipfile.ZipFile(package) as archive:
+        member = next(n for n in archive.namelist() if n.startswith("pkg-"))
+        payload = zstd.decompress(archive.read(member))
+    measured = {}
+    for level in levels:
+        started = time.process_time()
+        size = len(zstd.compress(payload, level=level))
+        measured[level] = (time.process_time() - started, size)
+    base_cpu, base_size = measured[15] if 15 in measured else next(iter(measured.values()))
+    return {f"level_{level}": {"cpu_s": round(cpu, 2), "mib": round(size / 2**20, 2),
+                               "cpu_ratio_to_15": round(cpu / base_cpu, 3),
+                               "size_ratio_to_15": round(size / base_size, 4)}
+            for level, (cpu, size) in measured.items()} | {
+        "payload_mib": round(len(payload) / 2**20, 1)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--skip-build-overhead", action="store_true")
+    parser.add_argument("--compression-levels", type=Path, metavar="PACKAGE.conda",
+                        help="only the zstd level comparison on this package's payload")
     parser.add_argument("--build-overhead-only", action="store_true",
                         help="only part (c), with its phase breakdown")
+    parser.add_argument("--compare-rattler-defaults", action="store_true",
+                        help="part (c) also with rattler-build's defaults (the driver before "
+                        "issue 16), in the same run")
     parser.add_argument("--recipe", type=Path, default=RECIPE,
                         help="the python recipe directory for part (c) (e.g. a copy)")
     parser.add_argument("--variant-file", type=Path, action="append", default=[],
@@ -119,10 +201,14 @@ def main() -> int:
     args = parser.parse_args()
 
     results: dict[str, object] = {"cpus": os.cpu_count()}
+    if args.compression_levels:
+        results["zstd_levels"] = compression_levels(args.compression_levels)
+        print(json.dumps(results, indent=2))
+        return 0
     if args.build_overhead_only:
         with tempfile.TemporaryDirectory(prefix="ftforge-bench-") as tmp:
             results.update(build_overhead(Path(tmp), args.recipe.resolve(),
-                                          tuple(args.variant_file)))
+                                          tuple(args.variant_file), args.compare_rattler_defaults))
         print(json.dumps(results, indent=2))
         return 0
     with tempfile.TemporaryDirectory(prefix="ftforge-bench-") as tmp:
@@ -139,7 +225,8 @@ def main() -> int:
             "gil_one_thread_s": round(gil.one_thread_s, 3),
         })
         if not args.skip_build_overhead:
-            results.update(build_overhead(work, args.recipe.resolve(), tuple(args.variant_file)))
+            results.update(build_overhead(work, args.recipe.resolve(), tuple(args.variant_file),
+                                          args.compare_rattler_defaults))
     print(json.dumps(results, indent=2))
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
