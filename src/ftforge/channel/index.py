@@ -227,7 +227,8 @@ def reindex(channel: Path, *, subdirs: set[str] | None = None, force: bool = Fal
         # indexed), or packages added to the index served
         if added is not None and not force and not exclude and (first or (served_index and mine)):
             fresh = extend(folder, subdir, [(folder / r.filename, r) for r in mine],
-                           first=first, known=(known or {}).get(subdir))
+                           first=first, known=(known or {}).get(subdir),
+                           shards_to=channel / subdir)
         if fresh is None:
             _index_fs(channel, subdir, force)
         elif written is not None:

@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .audit import PackageRecord as Audited
+from .durable import write_atomic_many
 from .layout import PACKAGE_SUFFIXES
 
 __all__ = ["extend", "repodata_record"]
@@ -279,13 +280,13 @@ def _read_shards_index(folder: Path, subdir: str) -> dict:
     return index
 
 
-def _shard_of(folder: Path, index: dict, name: str) -> dict:
+def _shard_of(shards_dir: Path, index: dict, name: str) -> dict:
     digest = index["shards"].get(name)
     if digest is None:
         return {"packages": {}, "packages.conda": {}, "removed": []}
     if not isinstance(digest, bytes):
         raise _Decline(f"the shard of {name} is not named by a digest")
-    path = folder / "shards" / f"{digest.hex()}.msgpack.zst"
+    path = shards_dir / f"{digest.hex()}.msgpack.zst"
     try:
         raw = path.read_bytes()
         shard = _unpack(raw)
@@ -313,13 +314,17 @@ def _replace(path: Path, data: bytes) -> None:
 
 def extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], *,
            first: bool = False, known: tuple[str, dict] | None = None,
+           shards_to: Path | None = None,
            now: datetime.datetime | None = None) -> list[dict] | None:
     """Add ``added`` (each package file in ``folder`` with its audit record) to the
     index ``index_fs`` last wrote in ``folder`` (a subdir folder), as ``index_fs``
     would; ``first``: the subdir was never indexed, ``added`` is all it holds and the
     index is made from nothing (whatever index files ``folder`` holds are ignored);
     ``known``: the sha256 of a ``repodata.json`` and its parsed content, used (and
-    changed) instead of parsing the file again when the file has that digest.
+    changed) instead of parsing the file again when the file has that digest;
+    ``shards_to``: the served subdir: shards are read from its ``shards/`` and new
+    ones written there, each made durable (promotion would otherwise copy them from
+    ``folder``, which is not synced); a rolled-back publish deletes them.
 
     Returns every record of the index now, in its order (``packages``, then
     ``packages.conda``), each with ``fn`` and ``subdir`` as
@@ -329,7 +334,7 @@ def extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], *,
     if not added and not first:
         return None
     try:
-        return _extend(folder, subdir, added, first, known, now)
+        return _extend(folder, subdir, added, first, known, shards_to, now)
     except _Decline:
         return None
 
@@ -343,7 +348,9 @@ def _empty(subdir: str) -> tuple[dict, dict]:
 
 
 def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], first: bool,
-            known: tuple[str, dict] | None, now: datetime.datetime | None) -> list[dict]:
+            known: tuple[str, dict] | None, shards_to: Path | None,
+            now: datetime.datetime | None) -> list[dict]:
+    shards_dir = (shards_to or folder) / "shards"
     if first:
         raw, (repodata, shards_index) = None, _empty(subdir)
     else:
@@ -383,7 +390,7 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], fi
     shards: dict[str, dict] = {}
     for fn, record in records:
         name = record["name"]
-        shard = shards.get(name) or _shard_of(folder, shards_index, name)
+        shard = shards.get(name) or _shard_of(shards_dir, shards_index, name)
         shard[_section(fn)][fn] = _shard_record(record)
         shards[name] = shard
         section = repodata[_section(fn)]
@@ -392,10 +399,10 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], fi
         repodata[key] = dict(sorted(repodata[key].items()))
 
     # shards first, then the shard index naming them, then repodata.json
-    (folder / "shards").mkdir(exist_ok=True)
     # content-addressed: a name already there holds these bytes (each is written to a
     # temporary name first, as index_fs may find them too)
-    have = set(os.listdir(folder / "shards"))
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    have = set(os.listdir(shards_dir))
     todo: list[tuple[Path, bytes]] = []
     for name, shard in shards.items():
         shard = {k: dict(sorted(v.items())) if isinstance(v, dict) else v
@@ -404,11 +411,12 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], fi
         digest = hashlib.sha256(encoded).digest()
         shard_name = f"{digest.hex()}.msgpack.zst"
         if shard_name not in have:
-            todo.append((folder / "shards" / shard_name, encoded))
+            todo.append((shards_dir / shard_name, encoded))
         shards_index["shards"][name] = digest
-    # one after another: creating files in one folder is serialised by the kernel anyway
-    for path, encoded in todo:
-        _replace(path, encoded)
+    if shards_to is not None:  # served: each durable before the index that names it
+        write_atomic_many(todo)
+    for path, encoded in todo if shards_to is None else ():
+        _replace(path, encoded)  # one after another: the kernel serialises creations anyway
     shards_index["info"]["created_at"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     _replace(folder / SHARDS_INDEX, _pack(shards_index))
     _replace(folder / "repodata.json", text or _dump_json(repodata))
