@@ -10,8 +10,8 @@ free-threaded/GIL extension-shaped), then in the same process:
    (stage, audit every package, move, shadow index, atomic promotion, page);
 3. the audit alone over the same packages;
 4. publishing one more package into the N-package channel (median of 5), and,
-   as its floor, ``index_fs`` alone adding one package to the baseline's copy
-   (incremental, median of 5);
+   for comparison, ``index_fs`` alone adding one package to the baseline's copy
+   (incremental, median of 5: what a publish called before the record writer);
 5. with ``--elf``: one package holding a compiled shared object (gcc), which
    runs the linkage audit against the channel.
 
@@ -23,27 +23,39 @@ much less.
 Results, issue 16 (2 cores shared with five other sessions, load average 9-16
 during every run; ``nice -n 10 .venv/bin/python benchmarks/bench_channel_publish.py
 --packages 5000 --elf``; "before" is commit bd06d95 run with this same script,
-``PYTHONPATH=<bd06d95's src>``):
+``PYTHONPATH=<bd06d95's src>``). The third column: the publish writes the records
+itself from the audit (:mod:`ftforge.channel.repodata`, no ``index_fs`` call in a
+publish unless the index is not one it can extend), load average 6-8 with PGO
+builds running:
 
-======================================  ==========================  ==========================
-5,000 packages                          before (bd06d95), 2 runs    after (106fb81), 3 runs
-======================================  ==========================  ==========================
-full publish / index_fs, wall           14.71, 10.39                1.83, 1.75, 2.48
-full publish / index_fs, CPU            3.57, 3.08                  2.23, 1.87, 2.52
-full publish, wall seconds              57.2, 60.5                  12.0, 12.9, 12.7
-one package into 5,000, median wall     1.395, 1.998 s              0.947, 0.941, 1.259 s
-one package into 5,000, median CPU      0.651, 0.702 s              0.397, 0.413, 0.427 s
-index_fs alone, that package, wall      0.426, 0.461 s              0.544, 0.544, 0.619 s
-index_fs alone, that package, CPU       0.263, 0.229 s              0.247, 0.308, 0.284 s
-one package with an ELF object, wall    7.15, 7.78 s                0.93, 1.16, 1.46 s
-one package with an ELF object, CPU     2.69, 3.12 s                0.54, 0.58, 0.54 s
-======================================  ==========================  ==========================
+======================================  ==================  ==================  ==================
+5,000 packages                          before (bd06d95),   after (106fb81),    records (7014538),
+                                        2 runs              3 runs              3 runs
+======================================  ==================  ==================  ==================
+full publish / index_fs, wall           14.71, 10.39        1.83, 1.75, 2.48    1.84, 1.78, 1.47
+full publish / index_fs, CPU            3.57, 3.08          2.23, 1.87, 2.52    2.38, 1.80, 1.20
+full publish, wall seconds              57.2, 60.5          12.0, 12.9, 12.7    8.3, 14.2, 11.1
+index_fs alone, 5,000, CPU seconds      --                  --                  2.80, 5.10, 5.21
+one package into 5,000, median wall     1.395, 1.998 s      0.947, 0.941,       0.273, 0.253,
+                                                            1.259 s             0.283 s
+one package into 5,000, median CPU      0.651, 0.702 s      0.397, 0.413,       0.100, 0.113,
+                                                            0.427 s             0.109 s
+index_fs alone, that package, wall      0.426, 0.461 s      0.544, 0.544,       0.312, 0.222,
+                                                            0.619 s             0.228 s
+index_fs alone, that package, CPU       0.263, 0.229 s      0.247, 0.308,       0.152, 0.157,
+                                                            0.284 s             0.148 s
+one package with an ELF object, wall    7.15, 7.78 s        0.93, 1.16, 1.46 s  0.54, 0.60, 0.57 s
+one package with an ELF object, CPU     2.69, 3.12 s        0.54, 0.58, 0.54 s  0.24, 0.27, 0.25 s
+======================================  ==================  ==================  ==================
 
-The one-package goal (0.3 s) is below what py-rattler's incremental ``index_fs``
-alone takes for the same package on this machine under this load (0.54-0.62 s);
-the publish costs 1.3-1.6x that floor in CPU (it was 2.5-3.1x). The first
-measurement with the previous script (bd06d95, same machine): publish/index
-8.40, one package 1.237 s.
+With the record writer a one-package publish costs less than ``index_fs`` alone
+adding the same package (CPU 0.62-0.74x of it): the audit has already read the
+package, so nothing reads it again. The full publish's CPU ratio follows
+``index_fs``'s own CPU time, which varied from 2.8 to 5.2 s between these runs
+(its threads compete with the builds), and the kernel time of syncing 5,000
+staged copies, which varies with the disk's load: read it with the wall ratio.
+The first measurement with the previous script (bd06d95, same machine):
+publish/index 8.40, one package 1.237 s.
 """
 
 from __future__ import annotations
@@ -138,8 +150,8 @@ def main() -> int:
         publish_s, publish_c, result = timed(lambda: publish(paths, channel))
         assert len(result.added) == len(paths)
 
-        # the floor of a one-package publish: what publish asks py-rattler for (one subdir,
-        # incremental, shards, no .zst), on a copy of the same linux-64 packages
+        # what a one-package publish asked py-rattler for before the record writer (one
+        # subdir, incremental, shards, no .zst), on a copy of the same linux-64 packages
         floor_root = work / "floor"
         for sub in ("noarch", "linux-64"):
             (floor_root / sub).mkdir(parents=True)
