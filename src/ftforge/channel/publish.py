@@ -16,8 +16,10 @@ One publish, under the channel's lock:
 3. move the staged files into their subdirs (``os.replace``, same filesystem)
    and register the claims;
 4. re-index through the shadow index and promote atomically
-   (:mod:`ftforge.channel.index`) and write the browsable page; if indexing
-   fails, the moves and claims are rolled back and the old index re-made;
+   (:mod:`ftforge.channel.index`; the audited records are added by
+   :mod:`ftforge.channel.repodata` without reading the packages again, py-rattler's
+   ``index_fs`` runs when that writer declines) and write the browsable page; if
+   indexing fails, the moves and claims are rolled back and the old index re-made;
 5. append the records to ``.ftforge/log.jsonl`` (one write, one ``fsync``).
 
 Every file an index names (package, shard) is on disk before that index
