@@ -388,13 +388,13 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], fi
         text = _spliced(raw, {key: list(repodata[key]) for key in ("packages", "packages.conda")},
                         records)
     shards: dict[str, dict] = {}
-    for fn, record in records:
+    for fn, record in records:  # every decline comes before ``repodata`` changes
         name = record["name"]
         shard = shards.get(name) or _shard_of(shards_dir, shards_index, name)
         shard[_section(fn)][fn] = _shard_record(record)
         shards[name] = shard
-        section = repodata[_section(fn)]
-        section[fn] = record
+    for fn, record in records:
+        repodata[_section(fn)][fn] = record
     for key in ("packages", "packages.conda"):
         repodata[key] = dict(sorted(repodata[key].items()))
 
