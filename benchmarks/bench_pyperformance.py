@@ -19,6 +19,14 @@ hits every interpreter alike. Debian's interpreter also runs a second time as
 if it were another one (debian-again): its ratio to Debian's is the run's noise
 floor, printed next to the verdict (--no-noise-floor leaves it out).
 
+The clock is each process's CPU time by default (--clock cpu: a sitecustomize
+module on PYTHONPATH makes time.perf_counter time.process_time in every
+interpreter and pyperf worker; the probe checks it took), because on this
+shared 2-core machine wall time cannot resolve the 3% goal: with the -O3 builds
+at load average 4-7, the same interpreter twice differed by 6.4% on the
+geometric mean with --clock wall (up to 42% on one benchmark) and by 0.4% with
+--clock cpu (at most 5%). --clock wall is pyperf's own clock, for an idle machine.
+
 Printed and written to benchmarks/results/pyperformance.json: per benchmark the
 mean of each interpreter, each interpreter's time over Debian's (geometric mean
 over the subset; goal: our GIL build <= 1.03) and each free-threaded build's
@@ -38,6 +46,17 @@ otherwise idle, not under nice):
 
 FT/GIL pairs are found by label (ft-X with gil-X) or given with --pair FT:GIL.
 A quick try of the harness: add --only nbody,json_dumps --rounds 1 --processes 1.
+With the defaults a run of Debian (twice) and two environments took 10.5-12 min.
+
+Validation with the current -O3 builds (made with `ftforge create` from a channel
+published from the cached builds of recipes/python-3.13 at c0109e0):
+
+    .venv/bin/python benchmarks/bench_pyperformance.py \
+        --interpreter gil-o3=ENV_GIL/bin/python --interpreter ft-o3=ENV_FT/bin/python
+
+gave (--clock cpu) gil-o3 1.311x Debian's time, ft-o3 1.945x gil-o3's, noise
+floor 0.996; with --clock wall, three runs: gil-o3 1.368x / 1.443x / 1.288x,
+ft-o3/gil-o3 1.894x / 1.833x / 1.995x.
 """
 
 from __future__ import annotations
@@ -109,11 +128,23 @@ BENCH = PurePosixPath("/bench")
 SITE = BENCH / "site"            # pyperf, read-only
 SCRIPTS = BENCH / "benchmarks"   # the subset's bm_* directories, read-only
 OUT = BENCH / "out"              # pyperf files, writable
+CLOCK = BENCH / "clock"          # --clock cpu: a sitecustomize module, read-only
+
+CPU_CLOCK = """\
+# Written by ftforge's benchmarks/bench_pyperformance.py for --clock cpu. pyperf and the
+# benchmarks time with time.perf_counter; here it is this process's CPU time, so time a
+# loaded machine keeps the process waiting to run is not counted. Every interpreter of
+# the run, and each pyperf worker (PYTHONPATH is passed on), gets the same clock.
+import time
+
+time.perf_counter = time.process_time
+"""
 
 PROBE = """\
-import json, platform, sys, sysconfig
+import json, platform, sys, sysconfig, time
 args = sysconfig.get_config_var("CONFIG_ARGS") or ""
 print(json.dumps({"version": platform.python_version(),
+                  "cpu_clock": time.perf_counter is time.process_time,
                   "implementation": sys.implementation.name,
                   "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
                   "config_args": args,
@@ -208,12 +239,17 @@ def _make_kit(kit: Path) -> None:
 class Anchor:
     """Runs commands in the anchor root with the kit, the output and the envs bound."""
 
-    def __init__(self, root: Path, kit: Path, out: Path, prefixes: list[Path]) -> None:
+    def __init__(self, root: Path, kit: Path, out: Path, prefixes: list[Path],
+                 clock: Path | None = None) -> None:
         self.root = root
         self.binds = [anchor.Bind(kit / "site", SITE), anchor.Bind(kit / "benchmarks", SCRIPTS),
                       anchor.Bind(out, OUT, writable=True),
                       *(anchor.Bind(p, PurePosixPath(str(p))) for p in prefixes)]
-        self.env = {"PYTHONPATH": str(SITE), "PYTHONDONTWRITEBYTECODE": "1"}
+        path = [str(SITE)]
+        if clock is not None:
+            self.binds.append(anchor.Bind(clock, CLOCK))
+            path.insert(0, str(CLOCK))
+        self.env = {"PYTHONPATH": ":".join(path), "PYTHONDONTWRITEBYTECODE": "1"}
 
     def run(self, argv: list[str], what: str, log: Path | None = None) -> str:
         result = anchor.run_in_anchor(self.root, self.binds, argv, env=self.env)
@@ -253,6 +289,9 @@ def main() -> int:
     parser.add_argument("--values", type=int, default=3, help="values per worker process")
     parser.add_argument("--warmups", type=int, default=1, help="warmups per worker process")
     parser.add_argument("--only", default="", help="comma-separated part of the subset")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="cpu: the process's CPU time (default); wall: pyperf's own "
+                        "perf_counter, for an idle machine")
     parser.add_argument("--no-noise-floor", action="store_true",
                         help=f"do not run Debian's python a second time (as {BASELINE_AGAIN})")
     parser.add_argument("--output", type=Path, default=RESULTS / "pyperformance.json")
@@ -286,10 +325,15 @@ def run(args: argparse.Namespace) -> int:
     root = anchor.ensure_anchor_root()
     debian = anchor.installed_version(root)
     print(f"anchor: Debian {anchor.ANCHOR.suite} {anchor.ANCHOR.package} {debian} "
-          f"in {root}", flush=True)
+          f"in {root}; clock: {args.clock}", flush=True)
     kit = ensure_kit()
     work = Path(tempfile.mkdtemp(prefix="ftforge-pyperformance-"))
-    box = Anchor(root, kit, work, prefixes)
+    clock = None
+    if args.clock == "cpu":
+        clock = work / "clock"
+        clock.mkdir()
+        (clock / "sitecustomize.py").write_text(CPU_CLOCK)
+    box = Anchor(root, kit, work, prefixes, clock)
     pythons = {BASELINE: anchor.ANCHOR.python, **{i.label: str(i.python) for i in interpreters}}
     if not args.no_noise_floor:
         pythons[BASELINE_AGAIN] = anchor.ANCHOR.python
@@ -305,6 +349,10 @@ def run(args: argparse.Namespace) -> int:
                                  f"{info[label]['version']} ({info[label]['implementation']}), "
                                  f"the anchor is {anchor.ANCHOR.upstream_version}",
                                  hint=f"compare CPython {series}.x builds only")
+        if info[label]["cpu_clock"] != (args.clock == "cpu"):
+            raise BenchmarkError(f"{label}: {python} does not time with the {args.clock} clock "
+                                 f"(sitecustomize in {CLOCK} not loaded)",
+                                 hint="run with --clock wall, or find what bypasses PYTHONPATH")
         yes_no = {True: "yes", False: "no"}
         print(f"  {label}: {info[label]['version']}"
               f"{' free-threaded' if info[label]['free_threaded'] else ''}, {python}, "
@@ -384,7 +432,8 @@ def run(args: argparse.Namespace) -> int:
         "anchor": {"suite": anchor.ANCHOR.suite, "package": anchor.ANCHOR.package,
                    "debian_version": debian},
         "pyperf": PYPERF.version, "pyperformance": PYPERFORMANCE.version,
-        "settings": {"rounds": args.rounds, "processes_per_round": args.processes,
+        "settings": {"clock": args.clock, "rounds": args.rounds,
+                     "processes_per_round": args.processes,
                      "values": args.values, "warmups": args.warmups,
                      "subset": list(subset), "full_subset": not args.only},
         "interpreters": info, "failed": failed,
