@@ -19,6 +19,7 @@ This module is the host side only; :mod:`ftforge.perfcompare` reads the results.
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 import shutil
 import subprocess
@@ -79,6 +80,9 @@ def _debootstrap(spec: AnchorSpec, root: Path, mirror: str | None) -> None:
             f"debootstrap: not installed, so the {spec.suite} root filesystem for "
             f"{spec.package} cannot be made",
             hint="run scripts/setup (or apt-get install debootstrap)")
+    if os.geteuid() != 0:
+        raise BenchmarkError(f"{root}: debootstrap of Debian {spec.suite} needs root",
+                             hint="run the benchmark as root (it also runs bubblewrap)")
     if mirror is None:
         from .build.seed import debian_mirror_uri
         mirror = debian_mirror_uri()
