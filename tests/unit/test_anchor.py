@@ -122,3 +122,20 @@ def test_a_program_in_a_bound_environment_runs_in_the_root_and_sees_only_it(tmp_
     assert result.stdout.splitlines() == [f"{prefix / 'bin' / 'hello'} bar", "tmp-writable"]
     assert (tmp_path / "out" / "file").read_text() == "written\n"
     assert not (root / "usr" / "x").exists()
+
+
+def test_a_made_root_is_reused_without_debootstrap(tmp_path, monkeypatch):
+    made = tmp_path / f"{anchor.ANCHOR.suite}-{anchor.ANCHOR.package}"
+    made.mkdir()
+    (made / ".ftforge-anchor").write_text("trixie python3.13\n")
+    monkeypatch.setattr(anchor, "_debootstrap", lambda *a: pytest.fail("debootstrap ran"))
+    assert anchor.ensure_anchor_root(cache=tmp_path) == made
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("debootstrap") is None,
+                    reason="needs root and debootstrap")
+def test_a_failed_debootstrap_names_its_log_and_caches_nothing(tmp_path):
+    with pytest.raises(BenchmarkError, match=r"\.log: debootstrap of Debian trixie") as caught:
+        anchor.ensure_anchor_root(cache=tmp_path, mirror="http://127.0.0.1:9/debian")
+    assert "reachable" in caught.value.hint
+    assert not (tmp_path / "trixie-python3.13" / ".ftforge-anchor").exists()
