@@ -5,9 +5,59 @@
 (b) single-thread slowdown of the free-threaded build against the GIL build.
 (c) wall time of `ftforge build` (py-rattler-build, uncached, recipe tests
     skipped) against a plain `configure && make && make install` of the same
-    source running the recipe's own build-python.sh with the same flags.
+    source running the recipe's own build-python.sh with the same flags; also
+    CPU seconds, and the phases of the build from its timeline
+    (ftforge.build.timeline, build.timeline.tsv next to build.log).
 
     .venv/bin/python benchmarks/bench_interpreter.py [--skip-build-overhead]
+
+Part (c), one ABI (cp313t, python_deps_profile=system, python_optimization
+none), before and after issue 16 in ONE run, 2 cores shared with a PGO+LTO
+build running at the same time (load 3-7: wall seconds are inflated and the
+plain build ran under a different load than the ftforge builds; the
+"outside the script" ratio and the CPU ratio take most of that out):
+
+    cp -r recipes/python-3.13 /tmp/O4/recipe    # as of commit b7aee81
+    cp conda_build_config.yaml /tmp/O4/
+    nice -n 10 .venv/bin/python benchmarks/bench_interpreter.py --build-overhead-only \
+        --compare-rattler-defaults --recipe /tmp/O4/recipe \
+        --variant-file /tmp/O4/conda_build_config.yaml
+
+    phase (seconds, wall)                      before   after
+    source: copy, extract, copy per output       10.4    22.9  (load: same work)
+    rattler-build indexing its output dir         0.7     0.5
+    host/build environments                       0.1     0.1
+    build script (= the plain build's work)     404.8   369.7
+    post-process: collect, relink, .pyc, hash     7.0     2.7
+    archive: zstd of 242 MiB (level 15 -> 12)    66.9     7.5
+    after the archive: rattler-build's cleanup   44.2     0.2  (keep_build)
+    driver: rm bld/ and src_cache/ once           8.5     2.5
+    driver: prepare, copy-out, runtime, index     1.3     0.9
+    total                                       544.1   407.0
+    plain build (same run)                      374.0   374.0
+    wall ratio                                  1.455   1.088
+    outside the script                          139.2    37.3
+    (plain + outside the script) / plain        1.372   1.100
+    CPU seconds (plain: 226.3)                  295.8   259.1
+    CPU ratio                                   1.307   1.145
+
+"before" is the driver with rattler-build's defaults (zstd level 15, its own
+removal of the build folder after each output); "after" is the driver as it
+is (PACKAGE_FORMAT conda:12, KEEP_BUILD). The 44 s after the archive cost no
+CPU (the CPU difference, 36.7 s, is the compression's): rattler-build's
+clean-up after the interpreter's output waits on something the driver's one
+rmtree at the end does not. Two earlier separate runs gave the same shape:
+archive 74.2 -> 13.4 s, after the archive 47.7 -> 1.0 s.
+
+zstd level of the interpreter's payload (241.6 MiB), one thread, CPU seconds
+and size; conda-forge's builds use 19, rattler-build's default is 15:
+
+    nice -n 10 .venv/bin/python benchmarks/bench_interpreter.py \
+        --compression-levels <python-3.13.5-...-cp313t.conda>
+
+    level      3      9     12     15     19
+    CPU s   0.88   3.82   8.28  52.21  81.37
+    MiB    47.74  43.19  42.80  42.46  37.93  (x1.124 x1.017 x1.008 1 x0.893)
 """
 
 from __future__ import annotations
@@ -72,7 +122,15 @@ class _Stopwatch:
         return own.user + own.system + children.ru_utime + children.ru_stime
 
 
-def plain_build(work: Path, variant: PythonVariant, recipe: Path = RECIPE) -> _Stopwatch:
+def _optimization_override(recipe: Path, optimization: str) -> tuple[tuple[str, str], ...]:
+    """The python_optimization variant for a recipe that has the key (older copies do not)."""
+    own = recipe / "variants.yaml"
+    has_key = own.is_file() and "python_optimization" in own.read_text()
+    return (("python_optimization", optimization),) if has_key else ()
+
+
+def plain_build(work: Path, variant: PythonVariant, recipe: Path = RECIPE,
+                optimization: str = "none") -> _Stopwatch:
     src = source_for(DEFAULT_VERSION)
     tree = work / "plain"
     shutil.rmtree(tree, ignore_errors=True)
@@ -92,6 +150,7 @@ def plain_build(work: Path, variant: PythonVariant, recipe: Path = RECIPE) -> _S
         "LINKAGE_RECORD": "share/ftforge/linkage/python.txt",
         "DEPS_PROFILE": "system",  # like the ftforge builds below: the build machine's libraries
         "NOT_BUILT_MODULES": "",
+        "PY_OPTIMIZATION": optimization,  # read by recipes with the python_optimization key
     }
     with _Stopwatch() as watch:
         subprocess.run(["bash", str(recipe / "build-python.sh")], cwd=source, env=env, check=True,
@@ -112,14 +171,16 @@ def _rattler_build_defaults():
 
 
 def ftforge_build(work: Path, variant: PythonVariant, recipe: Path = RECIPE,
-                  variant_files: tuple[Path, ...] = ()) -> tuple[_Stopwatch, dict[str, float]]:
+                  variant_files: tuple[Path, ...] = (), optimization: str = "none",
+                  ) -> tuple[_Stopwatch, dict[str, float]]:
     """An uncached `ftforge build` of one ABI, and where its seconds went: the driver's
     phases with rattler-build's replaced by the phases of its timeline."""
     shutil.rmtree(work / "overhead-output", ignore_errors=True)
     with _Stopwatch() as watch:
         outcome = build(BuildRequest(recipe, work / "overhead-output",
                                      overrides=(("freethreading", variant.recipe_freethreading),
-                                                ("python_deps_profile", "system")),
+                                                ("python_deps_profile", "system"),
+                                                *_optimization_override(recipe, optimization)),
                                      variant_files=variant_files, test="skip", use_cache=False))
     breakdown = {f"driver:{k}": v for k, v in outcome.phases.items() if k != "rattler-build"}
     timeline = outcome.log_file.with_name(TIMELINE_FILE) if outcome.log_file else None
@@ -129,21 +190,22 @@ def ftforge_build(work: Path, variant: PythonVariant, recipe: Path = RECIPE,
 
 
 def build_overhead(work: Path, recipe: Path, variant_files: tuple[Path, ...],
-                   compare_defaults: bool = False) -> dict[str, object]:
+                   compare_defaults: bool = False, optimization: str = "none",
+                   ) -> dict[str, object]:
     """Plain build vs `ftforge build`, wall and CPU; with ``compare_defaults`` also the
     driver with rattler-build's defaults, in the same run. ``overhead_outside_script_s`` is
     the build's seconds outside the build script (which is the plain build's work), and
     ``overhead_ratio_outside_script`` = (plain + that) / plain: the wall ratio with the load
     difference between the two builds taken out."""
     variant = PythonVariant.ft()
-    plain = plain_build(work, variant, recipe)
+    plain = plain_build(work, variant, recipe, optimization)
     results: dict[str, object] = {"plain_build_s": round(plain.wall, 1),
                                   "plain_build_cpu_s": round(plain.cpu, 1)}
     runs = [("rattler_defaults", _rattler_build_defaults)] if compare_defaults else []
     runs.append(("ftforge", contextlib.nullcontext))
     for label, setting in runs:
         with setting():
-            watch, breakdown = ftforge_build(work, variant, recipe, variant_files)
+            watch, breakdown = ftforge_build(work, variant, recipe, variant_files, optimization)
         outside = sum(v for k, v in breakdown.items() if k != "rattler-build:script")
         results[label] = {
             "build_s": round(watch.wall, 1),
@@ -189,6 +251,8 @@ def main() -> int:
                         help="only the zstd level comparison on this package's payload")
     parser.add_argument("--build-overhead-only", action="store_true",
                         help="only part (c), with its phase breakdown")
+    parser.add_argument("--optimization", choices=("none", "pgo-lto"), default="none",
+                        help="python_optimization of both part (c) builds (default: none)")
     parser.add_argument("--compare-rattler-defaults", action="store_true",
                         help="part (c) also with rattler-build's defaults (the driver before "
                         "issue 16), in the same run")
@@ -208,7 +272,8 @@ def main() -> int:
     if args.build_overhead_only:
         with tempfile.TemporaryDirectory(prefix="ftforge-bench-") as tmp:
             results.update(build_overhead(Path(tmp), args.recipe.resolve(),
-                                          tuple(args.variant_file), args.compare_rattler_defaults))
+                                          tuple(args.variant_file), args.compare_rattler_defaults,
+                                          args.optimization))
         print(json.dumps(results, indent=2))
         return 0
     with tempfile.TemporaryDirectory(prefix="ftforge-bench-") as tmp:
@@ -226,7 +291,7 @@ def main() -> int:
         })
         if not args.skip_build_overhead:
             results.update(build_overhead(work, args.recipe.resolve(), tuple(args.variant_file),
-                                          args.compare_rattler_defaults))
+                                          args.compare_rattler_defaults, args.optimization))
     print(json.dumps(results, indent=2))
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)

@@ -51,15 +51,15 @@ __all__ = [
 TestStrategy = Literal["skip", "native"]
 CACHE_SCHEMA = "1"
 PACKAGE_FORMAT = "conda:12"
-"""The .conda format at zstd level 12. rattler-build's default level (15) cost 73 CPU
-seconds on the interpreter's 242 MiB payload and level 12 under 10 for a package 0.7%
-larger (benchmarks/bench_interpreter.py). Not part of the cache key: the level changes
-the archive's bytes, not what it installs, so a package cached at another level stays
-valid and is reused rather than rebuilt."""
+"""The .conda format at zstd level 12. rattler-build's default level (15) took 52 CPU
+seconds on the interpreter's 242 MiB payload, level 12 took 8 for a package 0.8% larger
+(benchmarks/bench_interpreter.py). Not part of the cache key: the level changes the
+archive's bytes, not what it installs, so a package cached at another level stays valid
+and is reused rather than rebuilt."""
 KEEP_BUILD = True
 """rattler-build leaves its build folder; the driver removes bld/ once, after the last
-output, timed in the timeline. rattler-build's own removal, after each output, took 46 s
-of a 697 s interpreter build on a loaded machine where the driver's takes under 10."""
+output, timed in the timeline. rattler-build's own clean-up after the interpreter's
+output took 44-48 s of wall time (no CPU) in three loaded runs; the driver's 2.5-9 s."""
 
 
 class BuildReporter(Protocol):
