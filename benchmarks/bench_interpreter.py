@@ -46,8 +46,9 @@ removal of the build folder after each output); "after" is the driver as it
 is (PACKAGE_FORMAT conda:12, KEEP_BUILD). The 44 s after the archive cost no
 CPU (the CPU difference, 36.7 s, is the compression's): rattler-build's
 clean-up after the interpreter's output waits on something the driver's one
-rmtree at the end does not. Two earlier separate runs gave the same shape:
-archive 74.2 -> 13.4 s, after the archive 47.7 -> 1.0 s.
+rmtree at the end does not. An earlier pair of separate runs (same command
+without --compare-rattler-defaults, before and after the change) gave the
+same shape: archive 74.2 -> 13.4 s, after the archive 47.7 -> 1.0 s.
 
 zstd level of the interpreter's payload (241.6 MiB), one thread, CPU seconds
 and size; conda-forge's builds use 19, rattler-build's default is 15:

@@ -59,7 +59,7 @@ and is reused rather than rebuilt."""
 KEEP_BUILD = True
 """rattler-build leaves its build folder; the driver removes bld/ once, after the last
 output, timed in the timeline. rattler-build's own clean-up after the interpreter's
-output took 44-48 s of wall time (no CPU) in three loaded runs; the driver's 2.5-9 s."""
+output took 44-48 s of wall time (no CPU) in two loaded runs; the driver's 2.5-9 s."""
 
 
 class BuildReporter(Protocol):
