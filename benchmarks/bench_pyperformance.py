@@ -54,9 +54,9 @@ published from the cached builds of recipes/python-3.13 at c0109e0):
     .venv/bin/python benchmarks/bench_pyperformance.py \
         --interpreter gil-o3=ENV_GIL/bin/python --interpreter ft-o3=ENV_FT/bin/python
 
-gave (--clock cpu) gil-o3 1.311x Debian's time, ft-o3 1.945x gil-o3's, noise
-floor 0.996; with --clock wall, three runs: gil-o3 1.368x / 1.443x / 1.288x,
-ft-o3/gil-o3 1.894x / 1.833x / 1.995x.
+gave, two runs with --clock cpu: gil-o3 1.311x / 1.317x Debian's time, ft-o3
+1.945x / 1.941x gil-o3's, noise floor 0.996 / 1.001; three runs with --clock
+wall: gil-o3 1.368x / 1.443x / 1.288x, ft-o3/gil-o3 1.894x / 1.833x / 1.995x.
 """
 
 from __future__ import annotations
