@@ -87,31 +87,37 @@ class _Recipe:
 class _FakeVariant:
     """Stands in for a rendered rattler-build variant: records how the driver builds it."""
 
-    def __init__(self):
+    def __init__(self, number, calls):
+        self.number = number
         self.variant = {"target_platform": "noarch", "freethreading": "yes"}
         self.recipe = _Recipe()
-        self.calls = []
+        self.calls = calls
 
     def run_build(self, *, tool_config, output_dir, channels, progress_callback, package_format):
-        self.calls.append((tool_config, package_format))
+        left_over = sorted(p.name for p in (output_dir / "bld").glob("*")) \
+            if (output_dir / "bld").is_dir() else []
+        self.calls.append((tool_config, package_format, left_over))
         progress_callback.on_log(_Event("Compressing archive..."))
-        (output_dir / "bld" / "rattler-build_o4_1" / "work").mkdir(parents=True)
-        (output_dir / "bld" / "rattler-build_o4_1" / "work" / "big.o").write_bytes(b"\0" * 4096)
+        work = output_dir / "bld" / f"rattler-build_o4_{self.number}" / "work"
+        work.mkdir(parents=True)
+        (work / "big.o").write_bytes(b"\0" * 4096)
         (output_dir / "noarch").mkdir(exist_ok=True)
-        (output_dir / "noarch" / "o4-fake-1-0.conda").write_bytes(b"archive")
-        progress_callback.on_log(_Event("Archive written to 'o4-fake-1-0.conda'"))
+        (output_dir / "noarch" / f"o4-fake-1-{self.number}.conda").write_bytes(b"archive")
+        progress_callback.on_log(_Event(f"Archive written to 'o4-fake-1-{self.number}.conda'"))
 
 
-def test_the_driver_packages_at_its_level_and_removes_the_kept_build_folder_itself(tmp_path):
+def test_the_driver_packages_at_its_level_and_removes_each_kept_build_folder(tmp_path):
     from ftforge.build.driver import PACKAGE_FORMAT, _build_into_cache
 
-    variant = _FakeVariant()
+    calls = []
     cache_dir = tmp_path / "builds" / "k"
-    _build_into_cache([variant], cache_dir, [], "skip", _Reporter(), "o4-fake")
-    (tool, package_format), = variant.calls
-    assert package_format == PACKAGE_FORMAT and PACKAGE_FORMAT.startswith("conda:")
-    assert tool.keep_build  # rattler-build leaves bld/ ...
-    assert not (cache_dir / "bld").exists()  # ... and the driver removes it, timed
-    assert (cache_dir / "noarch" / "o4-fake-1-0.conda").read_bytes() == b"archive"
+    _build_into_cache([_FakeVariant(1, calls), _FakeVariant(2, calls)], cache_dir, [], "skip",
+                      _Reporter(), "o4-fake")
+    assert [package_format for _, package_format, _ in calls] == [PACKAGE_FORMAT] * 2
+    assert PACKAGE_FORMAT.startswith("conda:")
+    assert all(tool.keep_build for tool, _, _ in calls)  # rattler-build leaves bld/<output> ...
+    assert [left for _, _, left in calls] == [[], []]  # ... the driver removes it before the next
+    assert not (cache_dir / "bld").exists()
+    assert (cache_dir / "noarch" / "o4-fake-1-2.conda").read_bytes() == b"archive"
     got = phases(read_timeline(cache_dir / TIMELINE_FILE))
     assert {"archive", "after-archive", "cleanup"} <= set(got)
