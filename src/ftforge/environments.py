@@ -84,10 +84,31 @@ def _client():
     return Client([AuthenticationMiddleware(), OciMiddleware()])
 
 
-def _gateway():
-    from rattler import Gateway
+REVALIDATED_SCHEMES = ("oci://",)
+"""Channels whose cached repodata is never trusted without reading the channel again.
 
-    return Gateway(cache_dir=paths.cache_root() / "repodata", client=_client())
+An ``oci://`` channel's repodata is a blob named by a tag: rattler's OCI middleware
+reads the tag's manifest, then fetches the blob, and the repodata cache records the
+*blob's* ``Cache-Control`` as the channel's. A registry serves content-addressed blobs
+as immutable (docker-registry: ``max-age=31536000``), so a channel pushed again (the
+tag moved) would not be read again for a year: new packages stay invisible and a
+package pushed again with other bytes fails its hash check. py-rattler 0.28 has no
+"always revalidate" policy (its cache actions keep the cache or drop it, validators
+included), so these channels are read with ``no-cache``: per subdir and solve, one
+manifest and one repodata blob. HTTP channels keep their server's ``Cache-Control``
+(ftforge's nginx: 60 s, must-revalidate); ``file://`` channels are read from disk
+every time."""
+
+
+def _gateway(channel_urls: Sequence[str] = ()):
+    """A repodata gateway caching under ftforge's cache root; ``channel_urls`` that are
+    :data:`REVALIDATED_SCHEMES` channels are read again on every query."""
+    from rattler import Gateway, SourceConfig
+
+    fresh = {url: SourceConfig(cache_action="no-cache") for url in channel_urls
+             if url.startswith(REVALIDATED_SCHEMES)}
+    return Gateway(cache_dir=paths.cache_root() / "repodata", client=_client(),
+                   per_channel_config=fresh)
 
 
 def _priority(name: ChannelPriorityName):
@@ -113,10 +134,11 @@ async def _solve_records(channels: Sequence[str], specs: Sequence[str],
     from rattler import solve as rattler_solve
     from rattler.exceptions import SolverError
 
+    urls = [channel_url(c) for c in channels]
     try:
         return await rattler_solve(
-            [Channel(channel_url(c)) for c in channels], [normalize_spec(s) for s in specs],
-            gateway=_gateway(),
+            [Channel(url) for url in urls], [normalize_spec(s) for s in specs],
+            gateway=_gateway(urls),
             channel_priority=_priority(priority),
             virtual_packages=VirtualPackage.detect(),
             pinned_packages=list(pinned),

@@ -57,7 +57,7 @@ def _candidates(channels: Sequence[str], names: Sequence[str]) -> list[Candidate
     from .environments import _gateway, channel_url
 
     async def query():
-        gateway = _gateway()
+        gateway = _gateway([channel_url(c) for c in channels])
         out = []
         for channel in channels:
             per_spec = await gateway.query([Channel(channel_url(channel))],

@@ -11,14 +11,17 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from ftforge.channel.nginx import PACKAGE_CACHE, REPODATA_CACHE, running_nginx
-from ftforge.channel.oci import push_channel
+from ftforge.channel.oci import oci_reference, push_channel
+from ftforge.channel.publish import publish
 from ftforge.channel.serve import serving
+from ftforge.errors import ChannelError
 
 from ..servers import oci_registry
 from .conftest import run_python
@@ -116,28 +119,79 @@ def test_local_serve_installs(channel, tmp_path):
     _gil_off(tmp_path / "env")
 
 
+def _namespace() -> str:
+    """A registry namespace no earlier run used: the client's repodata cache
+    (~/.cache/ftforge/repodata) outlives each test's registry, keyed by channel URL."""
+    return f"ftforge-test-{uuid.uuid4().hex[:12]}"
+
+
 def test_oci_push_is_incremental_and_rattler_installs_from_it(channel, tmp_path):
     with oci_registry(tmp_path / "registry") as registry:
+        target = f"{registry.host}/{_namespace()}"
         # the push client must not pick up a CA bundle from the environment by accident
         bogus = tmp_path / "bogus-ca.pem"
         bogus.write_text("not a certificate\n")
         os.environ["REQUESTS_CA_BUNDLE"] = str(bogus)
         try:
-            first = push_channel(channel, f"{registry.host}/ftforge-test",
-                                 ca_bundle=str(registry.ca_bundle))
+            first = push_channel(channel, target, ca_bundle=str(registry.ca_bundle))
         finally:
             del os.environ["REQUESTS_CA_BUNDLE"]
         listed = sum(1 for _ in channel.glob("*/*.conda"))
         assert first.pushed == listed and first.skipped == 0
-        again = push_channel(channel, f"{registry.host}/ftforge-test",
-                             ca_bundle=str(registry.ca_bundle))
+        again = push_channel(channel, target, ca_bundle=str(registry.ca_bundle))
         assert again.pushed == 0 and again.skipped == listed and again.blobs_uploaded == 0
         print(f"\nOCI: pushed {first.pushed} packages ({first.blobs_uploaded} blobs); "
               f"second push uploaded {again.blobs_uploaded}")
-        out = _create(tmp_path / "env", f"oci://{registry.host}/ftforge-test",
+        out = _create(tmp_path / "env", f"oci://{target}",
                       "python-freethreading", env={"SSL_CERT_FILE": str(registry.ca_bundle)})
         assert "cp313t" in out
     _gil_off(tmp_path / "env")
+
+
+def test_oci_channel_pushed_again_is_seen_by_the_next_solve(interpreter_packages, tmp_path):
+    """A package pushed after a client solved against the OCI channel is installable by
+    the next solve: the registry serves the repodata blob as cacheable for a year, the
+    client reads the channel's repodata tag again anyway. A tag that holds other bytes
+    than the channel's file is refused at push (the client would fail its hash check)."""
+    later = [p for p in interpreter_packages if p.name.startswith("python-freethreading-")]
+    assert len(later) == 1
+    channel = tmp_path / "ft"
+    publish([p for p in interpreter_packages if p not in later], channel)
+    with oci_registry(tmp_path / "registry") as registry:
+        target = f"{registry.host}/{_namespace()}"
+        tls = {"SSL_CERT_FILE": str(registry.ca_bundle)}
+        push_channel(channel, target, ca_bundle=str(registry.ca_bundle))
+        missing = subprocess.run(
+            [sys.executable, "-m", "ftforge.cli", "create", "--dry-run", "--prefix",
+             str(tmp_path / "unused"), "--channel", f"oci://{target}", "python-freethreading"],
+            check=False, capture_output=True, text=True, env={**os.environ, **tls})
+        assert missing.returncode != 0 and "python-freethreading" in missing.stderr
+        assert "Traceback" not in missing.stderr
+
+        publish(later, channel)
+        second = push_channel(channel, target, ca_bundle=str(registry.ca_bundle))
+        assert second.pushed == 1 and second.subdirs
+        out = _create(tmp_path / "env", f"oci://{target}", "python-freethreading", env=tls)
+        assert "python-freethreading" in out and "cp313t" in out
+        _gil_off(tmp_path / "env")
+
+        # the registry's tag for a package now names other bytes than the channel's file
+        import requests
+
+        repo, tag = oci_reference("noarch", later[0].name)
+        session = requests.Session()
+        session.trust_env, session.verify = False, str(registry.ca_bundle)
+        url = f"https://{registry.host}/v2/{target.split('/', 1)[1]}/{repo}/manifests/{tag}"
+        accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+        manifest = session.get(url, headers=accept, timeout=30).json()
+        manifest["layers"][0]["digest"] = manifest["config"]["digest"]
+        manifest["layers"][0]["size"] = manifest["config"]["size"]
+        put = session.put(url, json=manifest, timeout=30, headers={
+            "Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        assert put.status_code == 201, put.text
+        with pytest.raises(ChannelError, match=f"{later[0].name}: .* already holds this "
+                                               "package with other content"):
+            push_channel(channel, target, ca_bundle=str(registry.ca_bundle))
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

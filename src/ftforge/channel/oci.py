@@ -13,10 +13,15 @@ Layout (what conda-forge's OCI mirror uses and rattler's OCI middleware reads):
   ``.zst`` one;
 - every manifest is an OCI image manifest with an empty ``{}`` config blob.
 
-Pushing is incremental: a package whose tag exists is skipped, a blob the
-registry has is not uploaded again, and repodata is pushed only when its
-digest changed. The HTTP client never reads the machine's
-``REQUESTS_CA_BUNDLE``/proxy settings: trust is what the caller passes.
+Pushing is incremental: a package whose tag exists with the same digest is
+skipped (a tag holding other bytes is refused: a published file never changes,
+and a client would fail its hash check), a blob the registry has is not
+uploaded again, and repodata is pushed only when its digest changed. The
+repodata tag moves on every push that changes it, while the blob the registry
+serves behind it says "cache for a year": a client must read the tag again
+(ftforge's own solves do: ``ftforge.environments.REVALIDATED_SCHEMES``). The
+HTTP client never reads the machine's ``REQUESTS_CA_BUNDLE``/proxy settings:
+trust is what the caller passes.
 """
 
 from __future__ import annotations
@@ -134,6 +139,15 @@ class _Registry:
                     f"writing {repo}:{tag}")
 
 
+def _layer_digests(manifest: object) -> list[str]:
+    """The layer digests of a manifest as the registry returned it (any JSON)."""
+    layers = manifest.get("layers") if isinstance(manifest, dict) else None
+    if not isinstance(layers, list):
+        return []
+    return [layer["digest"] for layer in layers
+            if isinstance(layer, dict) and isinstance(layer.get("digest"), str)]
+
+
 def _manifest(layers: list[tuple[str, bytes, str, str]]) -> dict:
     return {
         "schemaVersion": 2,
@@ -179,7 +193,14 @@ def push_channel(
                                    f"{filename!r}, which is not a package file of this subdir",
                                    hint="run `ftforge channel reindex` to rebuild the index")
             repo, tag = oci_reference(subdir, filename)
-            if registry.has_manifest(repo, tag) is not None:
+            current = registry.has_manifest(repo, tag)
+            if current is not None:
+                if f"sha256:{record['sha256']}" not in _layer_digests(current):
+                    raise ChannelError(
+                        f"{channel / subdir / filename}: {registry.base}/{registry.namespace}/"
+                        f"{repo}:{tag} already holds this package with other content",
+                        hint="a published package never changes: rebuild with a higher build "
+                             "number, or push this channel to a new namespace")
                 result.skipped += 1
                 continue
             say(f"pushing {subdir}/{filename}")
@@ -207,8 +228,7 @@ def _push_repodata(registry: _Registry, channel: Path, subdir: str, result: Push
             layers.append((MEDIA_TYPES[name], data, _digest(data), name))
     repo, tag = oci_reference(subdir, "repodata.json")
     current = registry.has_manifest(repo, tag)
-    if current and [lay["digest"] for lay in current.get("layers", [])] == [
-            layer[2] for layer in layers]:
+    if current is not None and _layer_digests(current) == [layer[2] for layer in layers]:
         return
     say(f"pushing {subdir}/repodata.json")
     registry.upload_blob(repo, _EMPTY_CONFIG, _digest(_EMPTY_CONFIG))
