@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from . import paths
-from .errors import FtforgeError, SolveError
+from .errors import ChannelError, FtforgeError, SolveError
 from .variants import PythonVariant
 
 __all__ = [
@@ -132,7 +132,7 @@ async def _solve_records(channels: Sequence[str], specs: Sequence[str],
                          with_pip: bool = True) -> list:
     from rattler import Channel, VirtualPackage
     from rattler import solve as rattler_solve
-    from rattler.exceptions import SolverError
+    from rattler.exceptions import GatewayError, SolverError
 
     urls = [channel_url(c) for c in channels]
     try:
@@ -153,6 +153,29 @@ async def _solve_records(channels: Sequence[str], specs: Sequence[str],
             f"cannot solve {' '.join(specs)} from {', '.join(channels)}:\n{exc}",
             hint="check the channel holds packages for these specs and this ABI",
         ) from None
+    except GatewayError as exc:
+        raise ChannelError(f"cannot read the repodata of {', '.join(channels)}: {_one_line(exc)}",
+                           hint="check the channel URL and that its server answers") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """rattler's multi-line error (a chain of "Caused by:") as one line."""
+    return ": ".join(" ".join(line.split()) for line in str(exc).splitlines() if line.strip())
+
+
+async def _install(records: list, prefix: Path, installed: list | None = None) -> None:
+    from rattler import install
+    from rattler.exceptions import InstallerError
+
+    try:
+        await install(records, target_prefix=prefix, cache_dir=paths.pkgs_dir(),
+                      installed_packages=installed, show_progress=False,
+                      client=_client())
+    except InstallerError as exc:
+        raise ChannelError(
+            f"installing into {prefix} failed: {_one_line(exc)}",
+            hint="a hash mismatch means the channel serves other bytes than its repodata "
+                 "lists: publish or push the channel again, or tell its owner") from None
 
 
 def solve(channels: Sequence[str], specs: Sequence[str], *,
@@ -173,8 +196,6 @@ def create(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
     As conda does by default, python brings ``pip`` (``with_pip=False`` leaves it
     out). The environment's ``python_abi`` is written to ``conda-meta/pinned``, so
     conda and mamba keep its interpreter ABI too."""
-    from rattler import install
-
     if not specs:
         raise FtforgeError("nothing to install", hint="name at least one spec, e.g. python-freethreading")
     prefix = prefix.resolve()
@@ -188,8 +209,7 @@ def create(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
 
     async def run() -> list:
         records = await _solve_records(channels, specs, priority, with_pip=with_pip)
-        await install(records, target_prefix=prefix, cache_dir=paths.pkgs_dir(),
-                      show_progress=False, client=_client())
+        await _install(records, prefix)
         return records
 
     records = asyncio.run(run())
@@ -270,8 +290,6 @@ def install_into(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
     package for its newest version (still under the pin). ``dry_run`` solves and
     changes nothing.
     """
-    from rattler import install
-
     prefix = prefix.resolve()
     if not (prefix / "conda-meta").is_dir():
         raise FtforgeError(f"{prefix} is not an environment (no conda-meta/)",
@@ -299,9 +317,7 @@ def install_into(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
             f"this environment is pinned to {pin} (pass --switch-abi to change the "
             "interpreter)" if pin else None)) from None
     if not dry_run:
-        asyncio.run(install(records, target_prefix=prefix, cache_dir=paths.pkgs_dir(),
-                            installed_packages=installed, show_progress=False,
-                            client=_client()))
+        asyncio.run(_install(records, prefix, installed))
         write_abi_pin(prefix, _interpreter(records))
     return InstallResult(before, _python_of(records),
                          sorted((_to_solved(r) for r in records), key=lambda p: p.name), pin)

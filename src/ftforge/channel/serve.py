@@ -157,6 +157,10 @@ class _ChannelHandler(SimpleHTTPRequestHandler):
             self.send_error(HTTPStatus.NOT_FOUND, "not served")
             return None
         self._target = target
+        # Answered in full, never 304: http.server's 304 carries no validator (rattler's
+        # shard-index cache then fails the solve), and its Last-Modified is whole seconds
+        # (a channel published again within the second would be "not modified").
+        del self.headers["If-Modified-Since"]
         return super().send_head()
 
     def translate_path(self, path: str) -> str:

@@ -1,0 +1,70 @@
+"""A channel published again is seen by the client's next solve.
+
+The client (py-rattler's gateway behind ``ftforge create``) keeps a repodata
+cache under ``$FTFORGE_CACHE/repodata``. A ``file://`` channel is read from disk
+every time; ftforge's own HTTP server (``channel serve``) answers every request in
+full, never 304. ``oci://`` channels, whose registry marks the repodata blob as
+cacheable for a year, are covered with a real registry in
+tests/integration/test_channel_serving.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftforge.channel.publish import publish
+from ftforge.channel.serve import serving
+from ftforge.channel.synthetic import SyntheticPackage, write_package
+
+
+def _generic(name: str) -> SyntheticPackage:
+    return SyntheticPackage(name=name, version="1.0", build="h4616a5c_0", noarch="generic",
+                            files={f"share/{name}/README": f"{name}\n".encode()})
+
+
+def _dry_run(channel: str, spec: str, cache: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ftforge.cli", "create", "--dry-run", "--prefix",
+         str(cache / "unused"), "--channel", channel, spec],
+        check=False, capture_output=True, text=True,
+        env={**os.environ, "FTFORGE_CACHE": str(cache)})
+
+
+@pytest.mark.parametrize("served", ["directory", "http"])
+def test_a_package_published_after_a_solve_is_seen_by_the_next_one(tmp_path, served):
+    channel = tmp_path / "ft"
+    publish([write_package(_generic("alpha"), tmp_path / "in")], channel)
+    cache = tmp_path / "cache"
+
+    def solve(url: str, spec: str) -> subprocess.CompletedProcess:
+        return _dry_run(url if served == "http" else str(channel), spec, cache)
+
+    with serving(channel) as url:
+        before = solve(url, "beta")
+        assert before.returncode != 0 and "beta" in before.stderr
+        assert "Traceback" not in before.stderr
+        assert solve(url, "alpha").returncode == 0
+        if served == "http":  # the first solves left the channel's repodata in the cache
+            assert list((cache / "repodata").glob("*.shards-cache-v1"))
+        publish([write_package(_generic("beta"), tmp_path / "in")], channel)
+        after = solve(url, "beta")
+    assert after.returncode == 0, after.stderr
+    assert "beta" in after.stdout and "1.0" in after.stdout
+
+
+
+def test_an_unreachable_channel_is_one_line_naming_it(tmp_path):
+    """rattler's GatewayError is a typed error: no traceback, the channel named."""
+    from ftforge.loopback import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/ft"
+    result = _dry_run(url, "alpha", tmp_path / "cache")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: cannot read the repodata of {url}: ")
+    assert "hint: check the channel URL" in result.stderr
