@@ -3,7 +3,8 @@
 The client (py-rattler's gateway behind ``ftforge create``) keeps a repodata
 cache under ``$FTFORGE_CACHE/repodata``. A ``file://`` channel is read from disk
 every time; ftforge's own HTTP server (``channel serve``) answers every request in
-full, never 304. ``oci://`` channels, whose registry marks the repodata blob as
+full, never 304; the nginx configuration marks indexes ``no-cache`` (revalidated
+with their ETag on every solve). ``oci://`` channels, whose registry marks the repodata blob as
 cacheable for a year, are covered with a real registry in
 tests/integration/test_channel_serving.py.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from ftforge.channel.nginx import running_nginx
 from ftforge.channel.publish import publish
 from ftforge.channel.serve import serving
 from ftforge.channel.synthetic import SyntheticPackage, write_package
@@ -35,21 +38,33 @@ def _dry_run(channel: str, spec: str, cache: Path) -> subprocess.CompletedProces
         env={**os.environ, "FTFORGE_CACHE": str(cache)})
 
 
-@pytest.mark.parametrize("served", ["directory", "http"])
+@contextmanager
+def _served(channel: Path, how: str, workdir: Path):
+    if how == "nginx":
+        with running_nginx(channel, workdir) as url:
+            yield url
+    elif how == "serve":
+        with serving(channel) as url:
+            yield url
+    else:
+        yield str(channel)
+
+
+@pytest.mark.parametrize("served", ["directory", "serve", "nginx"])
 def test_a_package_published_after_a_solve_is_seen_by_the_next_one(tmp_path, served):
     channel = tmp_path / "ft"
     publish([write_package(_generic("alpha"), tmp_path / "in")], channel)
     cache = tmp_path / "cache"
 
     def solve(url: str, spec: str) -> subprocess.CompletedProcess:
-        return _dry_run(url if served == "http" else str(channel), spec, cache)
+        return _dry_run(url, spec, cache)
 
-    with serving(channel) as url:
+    with _served(channel, served, tmp_path / "server") as url:
         before = solve(url, "beta")
         assert before.returncode != 0 and "beta" in before.stderr
         assert "Traceback" not in before.stderr
         assert solve(url, "alpha").returncode == 0
-        if served == "http":  # the first solves left the channel's repodata in the cache
+        if served != "directory":  # the first solves left the channel's index in the cache
             assert list((cache / "repodata").glob("*.shards-cache-v1"))
         publish([write_package(_generic("beta"), tmp_path / "in")], channel)
         after = solve(url, "beta")

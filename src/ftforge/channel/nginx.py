@@ -30,7 +30,10 @@ CONTENT_TYPES = {
     "text/html": ["html"],
     "text/plain": ["txt", "yaml"],
 }
-REPODATA_CACHE = "public, max-age=60, must-revalidate"
+REPODATA_CACHE = "public, no-cache"
+"""Indexes are revalidated on every solve (ETag, a 304 without a body when unchanged):
+with ``max-age=60`` a package published a moment after a client's solve stayed invisible
+to that client's next solve for up to a minute."""
 PACKAGE_CACHE = "public, max-age=31536000, immutable"
 
 
