@@ -94,10 +94,11 @@ as immutable (docker-registry: ``max-age=31536000``), so a channel pushed again 
 tag moved) would not be read again for a year: new packages stay invisible and a
 package pushed again with other bytes fails its hash check. py-rattler 0.28 has no
 "always revalidate" policy (its cache actions keep the cache or drop it, validators
-included), so these channels are read with ``no-cache``: per subdir and solve, one
-manifest and one repodata blob. HTTP channels keep their server's ``Cache-Control``
-(ftforge's nginx: 60 s, must-revalidate); ``file://`` channels are read from disk
-every time."""
+included), so these channels are read with ``no-cache``: per subdir and solve, the
+manifest (four reads, rattler's) and the repodata blob, no 304
+(benchmarks/bench_oci_revalidation.py). HTTP channels keep their server's
+``Cache-Control`` (ftforge's nginx: ``no-cache``, revalidated by ETag; ``channel
+serve``: always in full); ``file://`` channels are read from disk every time."""
 
 
 def _gateway(channel_urls: Sequence[str] = ()):
