@@ -89,14 +89,22 @@ def test_free_threaded_env(ft_env):
 @pytest.mark.parametrize("which", ["ft", "gil"])
 def test_interpreters_are_pgo_lto_builds(which, request):
     """Both ABIs are the published build: configured with --enable-optimizations
-    --with-lto, trained on CPython's own `-m test --pgo` task, linked with LTO."""
+    --with-lto, trained on CPython's own `-m test --pgo` task, compiled with the
+    profile and LTO -- and none of those flags leaks into what sysconfig gives
+    extension builds (CFLAGS, LDSHARED: an sdist's C code must not need the profile)."""
     prefix = request.getfixturevalue(f"{which}_env")
+    keys = ("CONFIG_ARGS", "PROFILE_TASK", "PGO_PROF_USE_FLAG", "PY_CFLAGS_NODIST", "CFLAGS",
+            "LDSHARED", "LDFLAGS")
     out = run_python(prefix, "import sysconfig, json; print(json.dumps([sysconfig.get_config_var(k)"
-                     " for k in ('CONFIG_ARGS', 'PROFILE_TASK', 'LTOFLAGS')]))")
-    config_args, profile_task, lto_flags = json.loads(out.stdout)
-    assert "'--enable-optimizations'" in config_args and "'--with-lto'" in config_args
-    assert profile_task.startswith("-m test --pgo")
-    assert "-flto" in lto_flags
+                     f" or '' for k in {keys!r}]))")
+    config = dict(zip(keys, json.loads(out.stdout)))
+    assert "'--enable-optimizations'" in config["CONFIG_ARGS"]
+    assert "'--with-lto'" in config["CONFIG_ARGS"]
+    assert config["PROFILE_TASK"].startswith("-m test --pgo")
+    assert "-fprofile-use" in config["PGO_PROF_USE_FLAG"]
+    assert "-flto" in config["PY_CFLAGS_NODIST"]
+    for key in ("CFLAGS", "LDSHARED", "LDFLAGS"):
+        assert "-flto" not in config[key] and "-fprofile" not in config[key], (key, config[key])
 
 
 @pytest.mark.parametrize("module", ["ssl", "sqlite3", "ctypes", "lzma", "bz2", "readline",
