@@ -59,8 +59,8 @@ and is reused rather than rebuilt."""
 KEEP_BUILD = True
 """rattler-build leaves each output's build folder and the driver removes it right after
 that output, timed in the timeline. rattler-build's own clean-up after the interpreter's
-output took 44-48 s of wall time (no CPU) in two loaded runs; the driver's removal of
-the same folder at the same moment 1.1 s (benchmarks/bench_interpreter.py)."""
+output took 44-48 s of wall time (no CPU) in two loaded runs and 2.2 s in a third; the
+driver's removal 0.2-2.6 s in every run (benchmarks/bench_interpreter.py)."""
 
 
 class BuildReporter(Protocol):
