@@ -94,9 +94,10 @@ def main() -> None:
     for optimization in args.optimization or ["pgo-lto", "none"]:
         demos[optimization] = demo_given_stack(work, optimization)
         d = demos[optimization]
+        whole = (results["stack_cold_s"] + d["cold"]) / 60
         print(f"(b) demo --optimization {optimization}: cold given the stack "
-              f"{d['cold'] / 60:.1f} min (cold demo {(results['stack_cold_s'] + d['cold']) / 60:.1f}"
-              f" min), warm {d['warm']:.0f} s", flush=True)
+              f"{d['cold'] / 60:.1f} min (cold demo {whole:.1f} min), warm {d['warm']:.0f} s",
+              flush=True)
     results["demo"] = demos
     if "none" in demos:
         for optimization, d in demos.items():
