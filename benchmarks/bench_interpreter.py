@@ -1,7 +1,12 @@
 """Interpreter benchmarks, measured in one run and reported as ratios.
 
 (a) 2-thread speedup of a CPU-bound pure-Python workload, free-threaded vs GIL
-    (each thread does the same work; speedup = 2 * t1 / t2; 2.0 is perfect).
+    (each thread does the same work; speedup = 2 * t1 / t2; 2.0 is perfect),
+    and the machine's own ceiling on the same loop: two *processes* at once
+    (ftforge.workload.process_ceiling) -- the share of it the threads reach is
+    what the interpreter is responsible for. The interpreters are the published
+    build (self-contained, PGO + LTO; cached when the test suite has run), or
+    --env-ft/--env-gil environments given.
 (b) single-thread slowdown of the free-threaded build against the GIL build.
 (c) wall time of `ftforge build` (py-rattler-build, uncached, recipe tests
     skipped) against a plain `configure && make && make install` of the same
@@ -92,7 +97,7 @@ from ftforge.channel.publish import publish
 from ftforge.environments import create
 from ftforge.recipes.cpython_sources import DEFAULT_VERSION, source_for
 from ftforge.variants import PythonVariant
-from ftforge.workload import measure
+from ftforge.workload import measure, process_ceiling
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "python-3.13"
@@ -103,7 +108,7 @@ def interpreters(work: Path) -> dict[str, Path]:
     envs = {}
     for value, variant in (("yes", PythonVariant.ft()), ("no", PythonVariant.gil())):
         outcome = build(BuildRequest(RECIPE, work / "output", overrides=(
-            ("freethreading", value), ("python_deps_profile", "system"))))
+            ("freethreading", value),)))
         publish(outcome.packages, channel)
         prefix = work / "envs" / variant.abi_tag
         create(prefix, [str(channel)], [variant.metapackage], force=True)
@@ -268,6 +273,8 @@ def main() -> int:
     parser.add_argument("--variant-file", type=Path, action="append", default=[],
                         help="variant file(s) for part (c) when --recipe is outside the repo")
     parser.add_argument("--iterations", type=int, default=4_000_000)
+    parser.add_argument("--env-ft", type=Path, help="a python-freethreading environment")
+    parser.add_argument("--env-gil", type=Path, help="a python-gil environment")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
@@ -285,12 +292,20 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="ftforge-bench-") as tmp:
         work = Path(tmp)
-        pythons = interpreters(work)
+        if args.env_ft and args.env_gil:
+            pythons = {"cp313t": args.env_ft / "bin" / "python",
+                       "cp313": args.env_gil / "bin" / "python"}
+        else:
+            pythons = interpreters(work)
         ft = measure(pythons["cp313t"], iterations=args.iterations, repeats=args.repeats)
+        ceiling = process_ceiling(pythons["cp313t"], iterations=args.iterations,
+                                  repeats=args.repeats)
         gil = measure(pythons["cp313"], iterations=args.iterations, repeats=args.repeats)
         results.update({
             "ft_gil_enabled": ft.gil_enabled,
             "ft_2thread_speedup": round(ft.speedup, 3),
+            "machine_2process_ceiling": round(ceiling, 3),
+            "ft_speedup_share_of_ceiling": round(ft.speedup / ceiling, 3),
             "gil_2thread_speedup": round(gil.speedup, 3),
             "ft_single_thread_slowdown": round(ft.one_thread_s / gil.one_thread_s, 3),
             "ft_one_thread_s": round(ft.one_thread_s, 3),
