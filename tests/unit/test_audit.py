@@ -81,8 +81,24 @@ def _bad_cases(modules: dict[str, bytes]) -> dict[str, tuple[str, object]]:
             tar.addfile(info, io.BytesIO(payload))
         return target
 
+    def duplicate_key(tmp: Path) -> Path:
+        """index.json with "license" twice: Python's json keeps the last, rattler refuses it."""
+        import io
+
+        good = write_package(compiled(FT, ok_ft), tmp / "src", fmt=".tar.bz2")
+        target = tmp / good.name
+        with tarfile.open(good) as src, tarfile.open(target, "w:bz2") as out:
+            for member in src.getmembers():
+                data = src.extractfile(member).read()
+                if member.name == "info/index.json":
+                    data = data.replace(b'{', b'{"license": "MIT", "license": "GPL", ', 1)
+                    member.size = len(data)
+                out.addfile(member, io.BytesIO(data))
+        return target
+
     noarch = dict(name="purepkg", build="pyh4616a5c_0", subdir="noarch", noarch="python")
     return {
+        "duplicate-key": ("metadata.duplicate-key", duplicate_key),
         "truncated": ("archive.unreadable", truncated),
         "wrong-magic": ("archive.unreadable", wrong_magic),
         "absolute-path": ("archive.absolute-path", compiled(

@@ -98,6 +98,7 @@ RULES: dict[str, str] = {
     "archive.header-too-large": "a PAX / GNU long-name header exceeds the header cap",
     "archive.metadata-too-large": "a metadata file exceeds the metadata cap",
     "metadata.index-missing": "info/index.json is missing or not JSON",
+    "metadata.duplicate-key": "a key appears twice in one object of an info/*.json file",
     "metadata.field": "an index.json field has the wrong type or breaks conda's syntax",
     "metadata.subdir": "the subdir is not a known conda subdir, or not where the file is",
     "metadata.filename": "index.json name-version-build does not match the file name",
@@ -733,6 +734,7 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
         report.add("input.not-a-file", str(exc))
         return report
     report.elf_objects = sum(1 for m in scan.files.values() if m.elf is not None)
+    _check_duplicate_keys(report, scan)
     index = _json(scan.info.get("info/index.json"))
     if not isinstance(index, dict):
         report.add("metadata.index-missing", "info/index.json is missing or not a JSON object",
@@ -773,6 +775,35 @@ def _json(data: bytes | None) -> object:
         return json.loads(data)
     except (ValueError, RecursionError):
         return None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _check_duplicate_keys(report: AuditReport, scan: _Scan) -> None:
+    """A key twice in one object of ``info/*.json``: Python's json keeps the last, rattler
+    refuses the file -- so the channel's index and a reindex would disagree. Refused."""
+    for member in sorted(scan.info):
+        if not member.endswith(".json"):
+            continue
+        try:
+            json.loads(scan.info[member], object_pairs_hook=_refuse_duplicates)
+        except _DuplicateKey as exc:
+            report.add("metadata.duplicate-key", f"the key {exc.args[0]!r} appears twice in one "
+                       "object (conda tools disagree on which counts; rattler refuses the file); "
+                       "rebuild the package", member)
+        except (ValueError, RecursionError):
+            continue  # malformed JSON is reported by the check that reads the member
 
 
 # -- metadata: conda's rules, checked before anything moves --------------------------------
