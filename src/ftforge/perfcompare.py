@@ -129,9 +129,18 @@ def default_pairs(free_threaded: Mapping[str, bool]) -> list[tuple[str, str]]:
     return pairs
 
 
+_SECONDS_RANGE = (1e-12, 1e6)
+"""A pyperf value is seconds per loop: a picosecond to eleven days is a plausible one."""
+
+
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) and value > 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        seconds = float(value)  # an int past float's range (10**400) overflows
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and _SECONDS_RANGE[0] <= seconds <= _SECONDS_RANGE[1]
 
 
 def read_pyperf(source: Path) -> dict[str, float]:
@@ -144,6 +153,9 @@ def read_pyperf(source: Path) -> dict[str, float]:
     except OSError as exc:
         raise BenchmarkError(f"{source}: unreadable ({exc.strerror})",
                              hint="did the benchmark run? its log is next to it") from None
+    except RecursionError:
+        raise BenchmarkError(f"{source}: not a pyperf result (nested too deep)",
+                             hint="delete it and run again") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BenchmarkError(f"{source}: not JSON ({exc})",
                              hint="the benchmark run was cut short: delete the file and run again")\
@@ -180,7 +192,7 @@ def read_pyperf(source: Path) -> dict[str, float]:
                 raise bad(f"{name}: a run is not an object")
             run_values = run.get("values", [])  # calibration runs have warmups only
             if not isinstance(run_values, list) or not all(_number(v) for v in run_values):
-                raise bad(f"{name}: values must be positive numbers")
+                raise bad(f"{name}: values must be seconds between 1e-12 and 1e6")
             values += run_values
         if not values:
             raise bad(f"{name}: no values (every run was a calibration or warmup)")

@@ -102,18 +102,29 @@ def _set_value(value):
     (lambda d: d["benchmarks"][0]["metadata"].pop("name"), "benchmark name None"),
     (lambda d: d["benchmarks"][0].update(runs=d["benchmarks"][0]["runs"][:1]), "no values"),
     (lambda d: d["benchmarks"][0].update(runs="many"), "no runs"),
-    (_set_value(-0.1), "positive numbers"),
-    (_set_value(0), "positive numbers"),
-    (_set_value(True), "positive numbers"),
-    (_set_value("0.1"), "positive numbers"),
-    (_set_value(float("nan")), "positive numbers"),
-    (_set_value(float("inf")), "positive numbers"),
+    (_set_value(-0.1), "seconds between"),
+    (_set_value(0), "seconds between"),
+    (_set_value(True), "seconds between"),
+    (_set_value("0.1"), "seconds between"),
+    (_set_value(float("nan")), "seconds between"),
+    (_set_value(float("inf")), "seconds between"),
+    (_set_value(10**400), "seconds between"),  # past float's range: no OverflowError
+    (_set_value(5e-324), "seconds between"),  # a subnormal would blow up the geometric mean
+    (_set_value(1e308), "seconds between"),
 ])
 def test_a_malformed_pyperf_file_is_refused_naming_it(tmp_path, change, words):
     path = _mutated(tmp_path, change)
     with pytest.raises(BenchmarkError) as caught:
         read_pyperf(path)
     assert str(path) in caught.value.message and words in caught.value.message
+
+
+def test_a_deeply_nested_file_is_refused_naming_it(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"version": "1.0", "benchmarks": [' + "[" * 100_000 + "]" * 100_000 + "]}")
+    with pytest.raises(BenchmarkError, match="nested too deep") as caught:
+        read_pyperf(path)
+    assert str(path) in caught.value.message
 
 
 def test_a_truncated_or_missing_file_is_refused_naming_it(tmp_path):
