@@ -137,3 +137,23 @@ def test_recipe_hash_changes_with_recipe_and_variant(tmp_path):
     (tmp_path / "build-python.sh").write_text("changed")
     c = recipe_hash(tmp_path, "yes")
     assert len({a, b, c}) == 3
+
+
+@pytest.mark.parametrize("key, value", [
+    ("python_optimization", "pgo"), ("python_optimization", "none; rm -rf /"),
+    ("python_optimization", "x' == 'x"), ("freethreading", "maybe"),
+    ("python_deps_profile", "[red]system"),
+])
+def test_interpreter_variant_values_are_checked_before_anything_is_built(tmp_path, repo,
+                                                                         key, value):
+    """A value the build script does not know is refused up front, naming the recipe's
+    variants file and the values it takes; nothing is written."""
+    from ftforge.build.variant_config import VariantOverrideError
+    from ftforge.recipes.python import VARIANT_VALUES
+
+    with pytest.raises(VariantOverrideError) as refused:
+        build(BuildRequest(repo / "recipes" / "python-3.13", tmp_path / "out",
+                           overrides=((key, value),)))
+    assert "variants.yaml" in refused.value.message
+    assert ", ".join(VARIANT_VALUES[key]) in refused.value.hint
+    assert not (tmp_path / "out").exists()

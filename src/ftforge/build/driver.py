@@ -33,7 +33,13 @@ from ..recipes import toolchain as toolchain_recipe
 from .mirror import SourceMirror
 from .preflight import check_apt_dependencies, dpkg_installed
 from .timeline import TIMELINE_FILE, Timeline
-from .variant_config import VariantMatrix, compose, expand, load_variant_file
+from .variant_config import (
+    VariantMatrix,
+    VariantOverrideError,
+    compose,
+    expand,
+    load_variant_file,
+)
 
 __all__ = [
     "BuildOutcome",
@@ -249,8 +255,25 @@ def _matrix(request: BuildRequest, tc: toolchain_recipe.Toolchain | None) -> Var
         matrix = matrix.merged(load_variant_file(path))
     own = request.recipe_dir / "variants.yaml"
     if own.is_file():
-        matrix = matrix.merged(load_variant_file(own))
+        own_matrix = load_variant_file(own)
+        _check_known_values(own, own_matrix, request.overrides)
+        matrix = matrix.merged(own_matrix)
     return compose(matrix, list(request.overrides))
+
+
+def _check_known_values(own: Path, own_matrix: VariantMatrix,
+                        overrides: Iterable[tuple[str, str]]) -> None:
+    """The interpreter recipe's keys take only the values its build script knows: a typo
+    (``--variant python_optimization=pgo``) is refused here, not after the host
+    environment is made and the script runs."""
+    from ..recipes.python import VARIANT_VALUES
+
+    for key, value in overrides:
+        known = VARIANT_VALUES.get(key)
+        if known and key in own_matrix.values and value not in known:
+            raise VariantOverrideError(
+                f"--variant {key}={value}: {own} takes {', '.join(known)} for {key}",
+                hint=f"choose one of: {', '.join(known)}")
 
 
 def _rattler_variant_config(matrix: VariantMatrix):

@@ -52,6 +52,7 @@ __all__ = [
     "OPTIMIZATIONS",
     "Optimization",
     "QUICK_PROFILE_TESTS",
+    "VARIANT_VALUES",
     "PythonRecipe",
     "generate",
     "recipe_dir_name",
@@ -102,6 +103,15 @@ QUICK_PROFILE_TESTS: tuple[str, ...] = (
     "test_json", "test_long", "test_re", "test_set", "test_str", "test_struct",
 )
 """``pgo-lto-quick``'s training task: a dozen of the tests in CPython's own ``--pgo`` set."""
+
+VARIANT_VALUES: dict[str, tuple[str, ...]] = {
+    "freethreading": (PythonVariant.gil().recipe_freethreading,
+                      PythonVariant.ft().recipe_freethreading),
+    "python_deps_profile": DEPS_PROFILES,
+    "python_optimization": OPTIMIZATIONS,
+}
+"""The interpreter recipe's own variant keys and every value its build script knows:
+``ftforge build --variant`` refuses any other before a build starts."""
 
 LINKAGE_RECORD = "share/ftforge/linkage/python.txt"
 
