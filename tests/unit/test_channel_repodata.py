@@ -253,8 +253,34 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
+def _compact(data: dict) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def nest_a_record_key(raw: bytes, section: str = "packages.conda") -> bytes:
+    """Hand edit, still compact and sorted: the first record of ``packages`` gains a
+    field whose object is keyed by the last record key of ``section``."""
+    data = json.loads(raw)
+    key = sorted(data[section])[-1]
+    fn = next(iter(data["packages"]))
+    data["packages"][fn] = dict(sorted({**data["packages"][fn], "x": {key: {"a": 1}}}.items()))
+    return _compact(data)
+
+
+def duplicate_a_record_key(raw: bytes, section: str = "packages.conda") -> bytes:
+    """Hand edit: the last record of ``section`` written twice, the first copy with
+    another version (a JSON reader keeps the second)."""
+    text = raw.decode()
+    key = sorted(json.loads(raw)[section])[-1]
+    start = text.index(f'"{key}":{{')
+    value, end = json.JSONDecoder().raw_decode(text, start + len(key) + 3)
+    fake = _compact({**value, "version": "666"}).decode()
+    return f'{text[:start]}"{key}":{fake},{text[start:]}'.encode()
+
+
 @pytest.mark.parametrize("spoil", ["unlisted-package", "missing-shards-index", "broken-repodata",
-                                   "v3-entries", "bracket-spec", "already-listed"])
+                                   "v3-entries", "bracket-spec", "already-listed",
+                                   "nested-record-key", "duplicate-record-key"])
 def test_writer_declines_what_it_does_not_reproduce_and_writes_nothing(tmp_path, spoil):
     root = channel_root(tmp_path, "ch", BASE)
     folder = root / "linux-64"
@@ -274,6 +300,12 @@ def test_writer_declines_what_it_does_not_reproduce_and_writes_nothing(tmp_path,
         data = json.loads((folder / "repodata.json").read_bytes())
         data["v3"] = {"conda": {"x-1-0.conda": {}}}
         (folder / "repodata.json").write_text(json.dumps(data))
+    elif spoil == "nested-record-key":  # splicing before that key would land in a record
+        (folder / "repodata.json").write_bytes(
+            nest_a_record_key((folder / "repodata.json").read_bytes()))
+    elif spoil == "duplicate-record-key":
+        (folder / "repodata.json").write_bytes(
+            duplicate_a_record_key((folder / "repodata.json").read_bytes()))
     elif spoil == "already-listed":
         added = [(folder / "old-0.9-py313habcdef0_0.tar.bz2",
                   audit_package(folder / "old-0.9-py313habcdef0_0.tar.bz2").record)]
@@ -412,3 +444,35 @@ def test_writer_failure_rolls_back_and_the_next_publish_is_consistent(tmp_path, 
         (channel / "noarch" / "repodata.json").read_bytes())["packages.conda"].values()
         if r["name"] == "alpha")
     assert versions == ["1.0", "3.0"]
+
+
+@pytest.mark.parametrize("new_name", ["aaa", "beta", "zzz"])
+@pytest.mark.parametrize("edit", [nest_a_record_key, duplicate_a_record_key])
+def test_hand_edited_index_is_left_to_index_fs_and_served_whole(tmp_path, index_fs_calls,
+                                                                edit, new_name):
+    """The served and the internal repodata.json edited by hand (a record holding an
+    object keyed by another record's file name; a record key written twice): the
+    writer does not splice into that text, index_fs re-indexes, and the index served
+    lists the new package at the top of its section, each file once, with the
+    version of its package, consistent with the shards."""
+    from ftforge.channel.layout import internal_dir
+    from ftforge.channel.publish import publish
+
+    channel = tmp_path / "ch"
+    token = publish([write_package(pkg, tmp_path / "0", fmt) for pkg, fmt in BASE], channel,
+                    recipe="r").tokens["r"]
+    served = channel / "noarch" / "repodata.json"
+    edited = edit(served.read_bytes())
+    served.write_bytes(edited)
+    (internal_dir(channel) / "index" / "noarch" / "noarch" / "repodata.json").write_bytes(edited)
+    index_fs_calls.clear()
+    publish([write_package(pure(new_name), tmp_path / "1")], channel, recipe="r", token=token)
+    assert index_fs_calls == ["noarch"]
+    raw = served.read_bytes()
+    data = json.loads(raw, object_pairs_hook=writer.unique_keys)  # no key twice anywhere
+    files = {p.name for p in (channel / "noarch").iterdir()
+             if p.name.endswith((".conda", ".tar.bz2"))}
+    assert set(data["packages"]) | set(data["packages.conda"]) == files
+    assert f"{new_name}-1.0-pyh4616a5c_0.conda" in data["packages.conda"]
+    assert {r["version"] for r in data["packages.conda"].values()} == {"1.0"}
+    assert_served_index_consistent(channel)

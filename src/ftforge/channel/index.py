@@ -28,6 +28,7 @@ from pathlib import Path
 from .audit import PackageRecord
 from .durable import sync_paths, write_atomic_many
 from .layout import PACKAGE_SUFFIXES, internal_dir, served_subdirs
+from .repodata import unique_keys
 
 __all__ = ["INDEX_FILES", "channel_records", "read_repodata", "reindex"]
 
@@ -124,7 +125,8 @@ def channel_records(channel: Path, subdirs: Iterable[str] | None = None, *,
     """Every record in the channel's repodata, with ``subdir`` and ``fn`` set, subdir by
     subdir (``noarch`` first); ``subdirs``: only these. ``digests``: filled with the
     sha256 of each subdir's ``repodata.json`` as read (what the records came from);
-    ``parsed``: with ``{subdir: (that sha256, the parsed repodata)}``."""
+    ``parsed``: with ``{subdir: (that sha256, the parsed repodata)}``, for each subdir
+    whose ``repodata.json`` is an object naming no key twice in any object."""
     records = []
     wanted = None if subdirs is None else set(subdirs)
     for subdir in served_subdirs(channel):
@@ -138,9 +140,18 @@ def channel_records(channel: Path, subdirs: Iterable[str] | None = None, *,
             else ""
         if digests is not None:
             digests[subdir] = digest
-        repodata = _parse_repodata(raw) or {}
-        if parsed is not None and repodata:
-            parsed[subdir] = (digest, repodata)
+        if parsed is not None:  # handed to the record writer: refused if a key is there twice
+            try:
+                repodata = json.loads(raw, object_pairs_hook=unique_keys)
+            except ValueError:
+                repodata = None
+            if isinstance(repodata, dict) and repodata:
+                parsed[subdir] = (digest, repodata)
+            else:
+                repodata = _parse_repodata(raw)
+        else:
+            repodata = _parse_repodata(raw)
+        repodata = repodata or {}
         for key in ("packages", "packages.conda"):
             entries = repodata.get(key)
             if not isinstance(entries, dict):

@@ -47,7 +47,7 @@ from .audit import PackageRecord as Audited
 from .durable import write_atomic_many
 from .layout import PACKAGE_SUFFIXES
 
-__all__ = ["extend", "repodata_record"]
+__all__ = ["extend", "repodata_record", "unique_keys"]
 
 SHARDS_INDEX = "repodata_shards.msgpack.zst"
 SHARD_ZSTD_LEVEL = 3
@@ -190,17 +190,43 @@ SPLICE_MAX = 8
 insertion copies the text once); more, and the whole index is serialised again."""
 
 
-def _spliced(raw: bytes, sections: dict[str, list[str]],
+_WHITESPACE = " \t\r\n"
+
+
+def _record_keys_proven(text: str, sections: dict[str, dict]) -> bool:
+    """True when each record key of ``text`` (valid JSON; ``sections``: its sections as
+    parsed) is written exactly once as ``"<fn>":{``, and that occurrence is the record's own key
+    at the top of its section -- so text inserted before it lands in the section, not
+    inside another record (a hand-edited record may hold an object keyed by a file
+    name) -- and no record key is written twice (duplicate keys parse as one).
+
+    Proof, cheap (a few scans of the text, no parse): without a backslash every quote
+    delimits a string, so each match of ``.conda":{`` / ``.tar.bz2":{`` ends an
+    object key whose value is an object; without whitespace after a quote or after
+    ``":``, every record key and ``"packages.conda"`` itself are written so; so the
+    matches number at least ``records + 1``, exactly that many only when there is no
+    other (nested, duplicate) one."""
+    if not all(isinstance(r, dict) and fn.endswith(PACKAGE_SUFFIXES)
+               for section in sections.values() for fn, r in section.items()):
+        return False
+    records = sum(len(section) for section in sections.values())
+    if "\\" in text or any(f'"{ws}' in text or f'":{ws}' in text for ws in _WHITESPACE):
+        return False
+    return sum(text.count(f'{suffix}":{{') for suffix in PACKAGE_SUFFIXES) == records + 1
+
+
+def _spliced(raw: bytes, sections: dict[str, dict],
              records: list[tuple[str, dict]]) -> bytes | None:
     """``raw`` (compact JSON, each section's keys sorted, as index_fs writes it) with
     ``records`` inserted where a full serialisation would put them. ``sections``:
-    each section's keys in ``raw``, in order. A quoted file name followed by ``:{``
-    occurs once in such a text, as that record's key (inside a string a quote is
-    escaped). None if the text is not laid out as expected."""
+    each section's records as parsed from ``raw``, in order. None if a section's keys
+    are not sorted or :func:`_record_keys_proven` does not hold."""
     keys = {name: list(fns) for name, fns in sections.items()}
     if any(order != sorted(order) for order in keys.values()):
         return None
     text = raw.decode("utf-8")
+    if not _record_keys_proven(text, sections):
+        return None
     decoder = json.JSONDecoder()
     for fn, record in records:
         section = _section(fn)
@@ -222,9 +248,10 @@ def _spliced(raw: bytes, sections: dict[str, list[str]],
             except ValueError:
                 return None
             text = f"{text[:end]},{entry}{text[end:]}"
-        else:  # the first record of an empty section
-            pos = text.find(f"{_json_text(section)}:{{}}")
-            if pos < 0:
+        else:  # the first record of an empty section: its key, once in the text
+            head = f"{_json_text(section)}:{{"
+            pos = text.find(head + "}")
+            if pos < 0 or text.count(head) != 1:
                 return None
             pos += len(_json_text(section)) + 2
             text = f"{text[:pos]}{entry}{text[pos:]}"
@@ -250,6 +277,18 @@ def _unpack(raw: bytes) -> object:
     return msgpack.unpackb(_zstd().decompress(raw), raw=False, strict_map_key=True)
 
 
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``object_pairs_hook`` for ``json.loads`` refusing an object that names a key twice:
+    such a text parses as one record where a client may read the other (or fail), and
+    splicing into it would keep both."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return obj
+
+
 def _read_repodata(folder: Path, subdir: str,
                    known: tuple[str, dict] | None) -> tuple[bytes, dict]:
     try:
@@ -257,9 +296,9 @@ def _read_repodata(folder: Path, subdir: str,
         if known is not None and hashlib.sha256(raw).hexdigest() == known[0]:
             repodata = known[1]
         else:
-            repodata = json.loads(raw)
+            repodata = json.loads(raw, object_pairs_hook=unique_keys)
     except (OSError, ValueError):
-        raise _Decline("no readable repodata.json") from None
+        raise _Decline("no readable repodata.json, or one naming a key twice") from None
     if not isinstance(repodata, dict) or not set(repodata) <= _TOP_KEYS \
             or repodata.get("info") != {"subdir": subdir} or repodata.get("v3") not in (None, {}) \
             or not all(isinstance(repodata.get(k), dict) for k in ("packages", "packages.conda")):
@@ -384,9 +423,13 @@ def _extend(folder: Path, subdir: str, added: Sequence[tuple[Path, Audited]], fi
 
     records.sort()
     text = None
-    if raw is not None and len(records) <= SPLICE_MAX:
-        text = _spliced(raw, {key: list(repodata[key]) for key in ("packages", "packages.conda")},
-                        records)
+    if raw is not None:
+        sections = {key: repodata[key] for key in ("packages", "packages.conda")}
+        if len(records) <= SPLICE_MAX:
+            text = _spliced(raw, sections, records)
+        # not laid out as index_fs writes it (edited by hand?): index_fs writes it anew
+        if text is None and not _record_keys_proven(raw.decode("utf-8"), sections):
+            raise _Decline("repodata.json is not laid out as index_fs writes it")
     shards: dict[str, dict] = {}
     for fn, record in records:  # every decline comes before ``repodata`` changes
         name = record["name"]
