@@ -22,6 +22,14 @@ One publish, under the channel's lock:
    indexing fails, the moves and claims are rolled back and the old index re-made;
 5. append the records to ``.ftforge/log.jsonl`` (one write, one ``fsync``).
 
+Before the first move a journal (``.ftforge/publishing.json``: the files, their
+sha256, recipe and publisher) is written, and it is deleted after the log line
+(or the roll-back). A publish killed in between leaves it: the next publish,
+remove or ``ftforge channel reindex`` first audits every package the log does
+not record, re-indexes every subdir and logs the journaled files (``recovered``),
+as it does when a subdir holds package files its index does not list (a crash of
+an older ftforge, a file copied in by hand).
+
 Every file an index names (package, shard) is on disk before that index
 replaces the old one (:mod:`ftforge.channel.durable`). A crash anywhere leaves the previous ``repodata.json`` serving and every
 published package intact; the next publish (or ``ftforge channel reindex``)
@@ -206,6 +214,7 @@ def publish(
     say = progress or (lambda _msg: None)
     mark_channel(channel)
     with os_errors(channel), channel_lock(channel):
+        _finish_publish(channel)
         _finish_removals(channel)
         staging = _clear_staging(channel) / uuid.uuid4().hex
         staging.mkdir()
@@ -260,6 +269,12 @@ def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path,
     digests: dict[str, str] = {}
     parsed: dict[str, tuple[str, dict]] = {}
     existing = channel_records(channel, digests=digests, parsed=parsed)
+    if _listing_differs(channel, existing):  # left by a crash or copied in: recover first
+        say(f"re-indexing {channel}: package files its index does not list")
+        _recover_locked(channel)
+        digests.clear()
+        parsed.clear()
+        existing = channel_records(channel, digests=digests, parsed=parsed)
     heres = [_subdir_here(p) for p in packages]
     unchanged = _already_published(channel, staged, heres, existing, ready)
     todo = [i for i, copy in enumerate(staged) if copy not in unchanged]
@@ -309,6 +324,12 @@ def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path,
     saved.update(_save_index(channel, {record.subdir for record, _, _ in moves}))
     minted: dict[str, str] = {}
     touched = {record.subdir for record, _, _ in moves}
+    who = _who(by)
+    if moves:  # read by the next publish if this one dies before its log line
+        write_atomic(_journal(channel), json.dumps({
+            "files": [{"file": f"{record.subdir}/{target.name}", "sha256": record.sha256}
+                      for record, _, target in moves],
+            "recipe": recipe, "by": who}))
     try:
         for _record, staged_copy, target in moves:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -328,17 +349,18 @@ def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path,
                  known=parsed)
     except Exception as exc:
         _roll_back(channel, added, saved, touched)
+        _journal(channel).unlink(missing_ok=True)
         raise ChannelError(
             f"{channel}: publishing {', '.join(r.filename for r, _, _ in moves)} failed while "
             f"indexing ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
             "the publish was rolled back",
             hint="the channel serves what it served before; fix the package and publish again"
         ) from None
-    who = _who(by)
     if moves:
         _log(channel, *({"action": "publish", "file": f"{record.subdir}/{target.name}",
                          "sha256": record.sha256, "recipe": recipe, "by": who}
                         for record, _, target in moves))
+        _journal(channel).unlink()
     return PublishResult([t for _, t in added], unchanged, reports, minted)
 
 
@@ -590,18 +612,76 @@ def recover(channel: Path) -> None:
     require_channel(channel)
     with os_errors(channel), channel_lock(channel):
         _clear_staging(channel)
-        _audit_unlogged(channel)
-        try:
-            if not _finish_removals(channel):
-                _refresh(channel)
-        except (ChannelError, OSError):
-            raise
-        except Exception as exc:  # the indexer rejected a package moved in by an older ftforge
-            raise ChannelError(
-                f"{channel}: re-indexing failed ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); the previous index still serves",
-                hint=f"`ftforge channel audit {channel}/SUBDIR/*.conda` names the package the "
-                "indexer rejects; move that file out of the channel, then reindex") from None
+        if not _finish_publish(channel):
+            _recover_locked(channel)
+
+
+def _recover_locked(channel: Path) -> None:
+    """Audit the packages the log does not record, finish a written-down removal or
+    re-index every subdir and write the page. Lock held."""
+    _audit_unlogged(channel)
+    try:
+        if not _finish_removals(channel):
+            _refresh(channel)
+    except (ChannelError, OSError):
+        raise
+    except Exception as exc:  # the indexer rejected a package moved in by an older ftforge
+        raise ChannelError(
+            f"{channel}: re-indexing failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); the previous index still serves",
+            hint=f"`ftforge channel audit {channel}/SUBDIR/*.conda` names the package the "
+            "indexer rejects; move that file out of the channel, then reindex") from None
+
+
+def _journal(channel: Path) -> Path:
+    return internal_dir(channel) / "publishing.json"
+
+
+def _finish_publish(channel: Path) -> bool:
+    """Finish a publish killed between its first move and its log line (its journal is
+    there): audit every package the log does not record, re-index every subdir, log
+    the journaled files still in place with their bytes, drop the journal. Lock held.
+    True when there was one to finish."""
+    path = _journal(channel)
+    if not path.exists():
+        return False
+    try:
+        intent = json.loads(path.read_text())
+        files = [(str(e["file"]), str(e["sha256"])) for e in intent["files"]]
+        who, recipe = str(intent["by"]), intent["recipe"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ChannelError(f"{path}: an unreadable publish journal (damaged by hand?)",
+                           hint=f"delete it, then run `ftforge channel reindex {channel}` "
+                           "(it audits and indexes every package the log does not record)"
+                           ) from None
+    _recover_locked(channel)
+    logged = {(r.get("file"), r.get("sha256")) for r in read_log(channel)
+              if isinstance(r, dict) and r.get("action") == "publish"}
+    subdirs = set(served_subdirs(channel))
+    todo = [(rel, digest) for rel, digest in files
+            if rel.count("/") == 1 and rel.split("/")[0] in subdirs
+            and rel.split("/")[1].endswith(PACKAGE_SUFFIXES) and (channel / rel).is_file()
+            and (rel, digest) not in logged and sha256_of(channel / rel) == digest]
+    if todo:
+        _log(channel, *({"action": "publish", "file": rel, "sha256": digest,
+                         "recipe": recipe if isinstance(recipe, str) else None, "by": who,
+                         "recovered": True} for rel, digest in todo))
+    path.unlink()
+    return True
+
+
+def _listing_differs(channel: Path, existing: list[dict]) -> bool:
+    """True when a served subdir holds package files other than those its index lists
+    (``existing``: the channel's records). One directory read per subdir."""
+    listed: dict[str, set[str]] = {}
+    for record in existing:
+        listed.setdefault(str(record["subdir"]), set()).add(str(record["fn"]))
+    for subdir in served_subdirs(channel):
+        with os.scandir(channel / subdir) as entries:
+            names = {e.name for e in entries if e.name.endswith(PACKAGE_SUFFIXES)}
+        if names != listed.get(subdir, set()):
+            return True
+    return False
 
 
 def remove(
@@ -630,6 +710,7 @@ def remove(
     for name in filenames:
         package_stem(name)
     with os_errors(channel), channel_lock(channel):
+        _finish_publish(channel)
         _finish_removals(channel)
         records = channel_records(channel)
         by_file = {f"{r['subdir']}/{r['fn']}": r for r in records}
