@@ -326,19 +326,20 @@ def _publish_staged(packages: list[Path], staged: list[Path], copies: dict[Path,
     touched = {record.subdir for record, _, _ in moves}
     who = _who(by)
     if moves:  # read by the next publish if this one dies before its log line
-        write_atomic(_journal(channel), json.dumps({
+        _write_journal(channel, {
             "files": [{"file": f"{record.subdir}/{target.name}", "sha256": record.sha256}
                       for record, _, target in moves],
-            "recipe": recipe, "by": who}))
+            "recipe": recipe, "by": who})
     try:
         for _record, staged_copy, target in moves:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(staged_copy, 0o644)
             os.replace(staged_copy, target)
             added.append((staged_copy, target))
-        # the packages (data, synced when staged, and names) are on disk before any
-        # index names them
-        sync_paths([channel / sub for sub in sorted(touched)])
+        # the packages (data, synced when staged, and names) and the journal are on disk
+        # before any index names them (synced together: one wait for all)
+        sync_paths([channel / sub for sub in sorted(touched)]
+                   + ([_journal(channel), internal_dir(channel)] if moves else []))
         if moves:
             minted = register(channel, claims, {recipe} if recipe else set())
         say(f"indexing {channel}")
@@ -637,6 +638,16 @@ def _journal(channel: Path) -> Path:
     return internal_dir(channel) / "publishing.json"
 
 
+def _write_journal(channel: Path, intent: dict) -> None:
+    """Whole or absent (a new name replaced in); synced with the moves, not before them:
+    a process killed after a move finds it in the page cache, and after a power cut
+    lost with it the moved files are unlisted, which the next publish also finishes."""
+    path = _journal(channel)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(intent))
+    os.replace(tmp, path)
+
+
 def _finish_publish(channel: Path) -> bool:
     """Finish a publish killed between its first move and its log line (its journal is
     there): audit every package the log does not record, re-index every subdir, log
@@ -677,8 +688,11 @@ def _listing_differs(channel: Path, existing: list[dict]) -> bool:
     for record in existing:
         listed.setdefault(str(record["subdir"]), set()).add(str(record["fn"]))
     for subdir in served_subdirs(channel):
-        with os.scandir(channel / subdir) as entries:
-            names = {e.name for e in entries if e.name.endswith(PACKAGE_SUFFIXES)}
+        if not (channel / subdir).is_dir():  # noarch, before a first publish
+            names: set[str] = set()
+        else:
+            with os.scandir(channel / subdir) as entries:
+                names = {e.name for e in entries if e.name.endswith(PACKAGE_SUFFIXES)}
         if names != listed.get(subdir, set()):
             return True
     return False

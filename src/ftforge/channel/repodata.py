@@ -24,7 +24,9 @@ Measured (``benchmarks/bench_channel_publish.py``): one package into a
 5,000-package channel without ``index_fs``'s fixed cost, and a first index of
 2,500 packages in about half ``index_fs``'s time, so a big batch is written
 here too. ``index_fs`` stays the indexer of everything else: a subdir whose
-index is missing, unreadable or not the one served, that holds packages its
+index is missing, unreadable or not the one served, not laid out as ``index_fs``
+writes it (edited by hand: a key written twice, a record holding an object keyed
+by a file name, whitespace or escapes), that holds packages its
 index does not list (a crashed publish, a file copied in), with entries of a
 newer repodata revision (``v3``) or a package that needs one, removals and
 ``ftforge channel reindex``: :func:`extend` declines, writing nothing.
