@@ -261,7 +261,7 @@ def nest_a_record_key(raw: bytes, section: str = "packages.conda") -> bytes:
     """Hand edit, still compact and sorted: the first record of ``packages`` gains a
     field whose object is keyed by the last record key of ``section``."""
     data = json.loads(raw)
-    key = sorted(data[section])[-1]
+    key = max(data[section])
     fn = next(iter(data["packages"]))
     data["packages"][fn] = dict(sorted({**data["packages"][fn], "x": {key: {"a": 1}}}.items()))
     return _compact(data)
@@ -271,9 +271,9 @@ def duplicate_a_record_key(raw: bytes, section: str = "packages.conda") -> bytes
     """Hand edit: the last record of ``section`` written twice, the first copy with
     another version (a JSON reader keeps the second)."""
     text = raw.decode()
-    key = sorted(json.loads(raw)[section])[-1]
+    key = max(json.loads(raw)[section])
     start = text.index(f'"{key}":{{')
-    value, end = json.JSONDecoder().raw_decode(text, start + len(key) + 3)
+    value, _ = json.JSONDecoder().raw_decode(text, start + len(key) + 3)
     fake = _compact({**value, "version": "666"}).decode()
     return f'{text[:start]}"{key}":{fake},{text[start:]}'.encode()
 
