@@ -56,6 +56,12 @@ package, so nothing reads it again. The full publish's CPU ratio follows
 staged copies, which varies with the disk's load: read it with the wall ratio.
 The first measurement with the previous script (bd06d95, same machine):
 publish/index 8.40, one package 1.237 s.
+
+After the publish journal and the record writer's layout proof (2250209; ``--packages
+5000`` without ``--elf``, alternating with the code before them in one window, load
+0.4-6.6): one package 0.192 and 0.138 s wall (before: 0.120, 0.168 s -- noise);
+full publish / index_fs 2.11 and 2.64 (before: 2.10, 2.16). The 2.0 ratio is met in
+some runs and missed in others on this machine.
 """
 
 from __future__ import annotations
