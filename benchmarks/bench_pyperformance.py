@@ -77,10 +77,18 @@ from pathlib import Path, PurePosixPath
 
 from ftforge import anchor, paths
 from ftforge.errors import BenchmarkError, FtforgeError
-from ftforge.perfcompare import (BASELINE, BASELINE_AGAIN, InterpreterArg,
-                                 check_conda_python, compare,
-                                 default_pairs, format_table, parse_interpreters, parse_pair,
-                                 read_pyperf)
+from ftforge.perfcompare import (
+    BASELINE,
+    BASELINE_AGAIN,
+    InterpreterArg,
+    check_conda_python,
+    compare,
+    default_pairs,
+    format_table,
+    parse_interpreters,
+    parse_pair,
+    read_pyperf,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

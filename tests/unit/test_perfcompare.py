@@ -15,10 +15,18 @@ from pathlib import Path
 import pytest
 
 from ftforge.errors import BenchmarkError
-from ftforge.perfcompare import (BASELINE, BASELINE_AGAIN, InterpreterArg,
-                                 check_conda_python, compare,
-                                 default_pairs, format_table, parse_interpreters, parse_pair,
-                                 read_pyperf)
+from ftforge.perfcompare import (
+    BASELINE,
+    BASELINE_AGAIN,
+    InterpreterArg,
+    check_conda_python,
+    compare,
+    default_pairs,
+    format_table,
+    parse_interpreters,
+    parse_pair,
+    read_pyperf,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "pyperf"
 
