@@ -292,11 +292,17 @@ def channel_remove(
 @channel_app.command("check")
 def channel_check(
     channels: Annotated[list[Path], typer.Argument(help="channel directories")],
+    files: Annotated[bool, typer.Option(help="check that the index agrees with the "
+                                        "package files (--no-files: repodata only)")] = True,
+    hashes: Annotated[bool, typer.Option("--hashes", help="also compare every package "
+                                         "file's sha256 with its record (reads them all)")]
+        = False,
 ) -> None:
-    """Prove the no-mixing invariants from repodata (no solving); list every violation."""
+    """Prove the no-mixing invariants from repodata (no solving), and that the index
+    agrees with the files; list every violation."""
     from .channel.check import check_channels
 
-    count, violations = check_channels(channels)
+    count, violations = check_channels(channels, files=files, hashes=hashes)
     for violation in violations:
         console.print(f"[red]violation[/red] {escape(str(violation))}", highlight=False)
     if violations:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from ftforge.channel.check import CHECKS, check_channels, check_records, missing_twins
+from ftforge.channel.check import (
+    CHECKS,
+    FILE_CHECKS,
+    check_channels,
+    check_records,
+    missing_twins,
+)
 from ftforge.variants import PythonVariant
 
 FT, GIL = PythonVariant.ft("3.13"), PythonVariant.gil("3.13")
@@ -97,10 +103,11 @@ def test_cli_prints_every_violation_and_fails(tmp_path):
                    for r in GOOD + list(PLANTED.values()) if r["subdir"] == sub}
         (channel / sub / "repodata.json").write_text(json.dumps(
             {"info": {"subdir": sub}, "packages": {}, "packages.conda": records}))
-    count, violations = check_channels([channel])
+    count, violations = check_channels([channel], files=False)  # repodata only: no files here
     assert count == len(GOOD) + len(PLANTED) and len(violations) == len(PLANTED)
     result = subprocess.run([sys.executable, "-m", "ftforge.cli", "channel", "check",
-                             str(channel)], capture_output=True, text=True, check=False)
+                             "--no-files", str(channel)], capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 1
     for record in PLANTED.values():
         assert record["fn"] in result.stdout
@@ -202,3 +209,46 @@ def test_an_uninstallable_gil_twin_is_reported():
                   constrains=bad_twin.get("constrains", []))
         found = [v.check for v in check_records([ft, gil]) + missing_twins([ft, gil])]
         assert "abi-contradiction" in found, bad_twin
+
+
+def test_the_index_is_checked_against_the_files_it_lists(tmp_path):
+    """A published channel, then each way its files and index can part: a listed file
+    gone, a file of another size, a file with other bytes of the same size (--hashes),
+    a package file no index lists. Each is named with its check; a clean channel is ok."""
+    import json
+
+    from ftforge.channel.publish import publish
+    from ftforge.channel.synthetic import SyntheticPackage, write_package
+
+    def pure(name: str) -> SyntheticPackage:
+        return SyntheticPackage(name=name, version="1.0", build="pyh4616a5c_0", subdir="noarch",
+                                noarch="python", depends=["python >=3.10"],
+                                files={f"site-packages/{name}/__init__.py": b"x = 1\n"})
+
+    channel = tmp_path / "ch"
+    publish([write_package(pure(n), tmp_path / "in") for n in ("gone", "grown", "swapped",
+                                                                "kept")], channel)
+    assert check_channels([channel], hashes=True)[1] == []
+    noarch = channel / "noarch"
+    (noarch / "gone-1.0-pyh4616a5c_0.conda").unlink()
+    with open(noarch / "grown-1.0-pyh4616a5c_0.conda", "ab") as handle:
+        handle.write(b"\0")
+    swapped = noarch / "swapped-1.0-pyh4616a5c_0.conda"
+    data = bytearray(swapped.read_bytes())
+    data[-1] ^= 0xFF
+    swapped.write_bytes(bytes(data))
+    (noarch / "stray-1.0-pyh4616a5c_0.conda").write_bytes(b"not listed")
+    found = {(v.check, v.fn) for v in check_channels([channel], hashes=True)[1]}
+    assert found == {("file-missing", "gone-1.0-pyh4616a5c_0.conda"),
+                     ("file-size", "grown-1.0-pyh4616a5c_0.conda"),
+                     ("file-sha256", "swapped-1.0-pyh4616a5c_0.conda"),
+                     ("file-unlisted", "stray-1.0-pyh4616a5c_0.conda")}
+    assert {check for check, _ in found} == set(FILE_CHECKS)
+    # without --hashes the same-size change is not read
+    assert ("file-sha256", swapped.name) not in {
+        (v.check, v.fn) for v in check_channels([channel])[1]}
+    result = subprocess.run([sys.executable, "-m", "ftforge.cli", "channel", "check", "--hashes",
+                             str(channel)], capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "[file-unlisted]" in result.stdout and "ftforge channel reindex" in result.stdout
+    assert json.loads((noarch / "repodata.json").read_text())  # the check wrote nothing

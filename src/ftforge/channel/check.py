@@ -19,12 +19,17 @@ For every record of one or more channels:
   ``python-gil``). So the channel is safe on its own, listed first or last,
   under any priority: no free-threaded build is ever newer than its GIL twin.
 
+And for a channel directory, that the index agrees with the files served: every
+record's file is there with the recorded size (and, with ``hashes``, sha256), and
+no package file lies in a subdir unlisted.
+
 The ABI facts come from :mod:`ftforge.variants`.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +44,10 @@ from ..variants import (
     variants_admitted,
 )
 from .index import channel_records
-from .layout import CHANNEL_MARKER, is_channel
+from .layout import CHANNEL_MARKER, is_channel, served_subdirs
 
-__all__ = ["CHECKS", "Violation", "check_channels", "check_records", "missing_twins"]
+__all__ = ["CHECKS", "FILE_CHECKS", "Violation", "check_channels", "check_records",
+           "files_agree", "missing_twins"]
 
 CHECKS = {
     "python-abi-missing": "built against python but depends on no python_abi",
@@ -57,6 +63,13 @@ CHECKS = {
     "variant-incomplete": "a free-threaded build without its GIL twin (same name, version, "
     "subdir) in the channel",
 }
+FILE_CHECKS = {
+    "file-missing": "a record whose package file is not in its subdir",
+    "file-size": "a package file whose size differs from its record",
+    "file-sha256": "a package file whose sha256 differs from its record (--hashes)",
+    "file-unlisted": "a package file in a subdir that its index does not list",
+}
+_PACKAGE_SUFFIXES = (".conda", ".tar.bz2")
 
 _METAPACKAGES = {v.metapackage: v for v in (PythonVariant.ft(), PythonVariant.gil())}
 
@@ -242,8 +255,50 @@ def missing_twins(records: Iterable[dict], channel: str = "", *,
     return out
 
 
-def check_channels(channels: Iterable[Path]) -> tuple[int, list[Violation]]:
-    """(records checked, violations) over every channel's repodata."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def files_agree(channel: Path, records: list[dict], *, hashes: bool = False) -> list[Violation]:
+    """The index against the files: each record's file present with its size (and
+    sha256 with ``hashes``); no package file unlisted."""
+    out = []
+    where = str(channel)
+    listed: dict[str, set[str]] = {}
+    for record in records:
+        subdir, fn = str(record.get("subdir", "")), str(record.get("fn", ""))
+        listed.setdefault(subdir, set()).add(fn)
+        path = channel / subdir / fn
+        if "/" in fn or fn in ("", ".", "..") or not path.is_file() or path.is_symlink():
+            out.append(Violation("file-missing", fn, where, f"listed in {subdir}/repodata.json "
+                                 "but not a file there; run `ftforge channel reindex`"))
+            continue
+        size = path.stat().st_size
+        if record.get("size") != size:
+            out.append(Violation("file-size", fn, where, f"{size} bytes, the index says "
+                                 f"{record.get('size')}; run `ftforge channel reindex`"))
+        elif hashes and record.get("sha256") != _sha256(path):
+            out.append(Violation("file-sha256", fn, where, "the file's sha256 differs from the "
+                                 "index; run `ftforge channel reindex`, then audit the file"))
+    for subdir in served_subdirs(channel):
+        folder = channel / subdir
+        if not folder.is_dir():
+            continue
+        for name in sorted(p.name for p in folder.iterdir()):
+            if name.endswith(_PACKAGE_SUFFIXES) and name not in listed.get(subdir, set()):
+                out.append(Violation("file-unlisted", name, where, f"in {subdir}/ but not in "
+                                     "its repodata.json; run `ftforge channel reindex`"))
+    return out
+
+
+def check_channels(channels: Iterable[Path], *, files: bool = True,
+                   hashes: bool = False) -> tuple[int, list[Violation]]:
+    """(records checked, violations) over every channel's repodata, and (``files``)
+    whether its index agrees with the package files beside it."""
     count, violations = 0, []
     for channel in channels:
         channel = Path(channel)
@@ -258,4 +313,6 @@ def check_channels(channels: Iterable[Path]) -> tuple[int, list[Violation]]:
         count += len(records)
         violations.extend(check_records(records, str(channel)))
         violations.extend(missing_twins(records, str(channel)))
+        if files:
+            violations.extend(files_agree(channel, records, hashes=hashes))
     return count, violations
