@@ -62,7 +62,6 @@ wall: gil-o3 1.368x / 1.443x / 1.288x, ft-o3/gil-o3 1.894x / 1.833x / 1.995x.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
@@ -76,6 +75,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ftforge import anchor, paths
+from ftforge.atomic import built_once
 from ftforge.errors import BenchmarkError, FtforgeError
 from ftforge.perfcompare import (
     BASELINE,
@@ -204,17 +204,11 @@ def ensure_kit(cache: Path | None = None) -> Path:
     wheels, cached. A wheel whose sha256 differs from the pin is refused."""
     kit = (cache or paths.cache_root() / "pyperformance") / \
         f"pyperf-{PYPERF.version}-pyperformance-{PYPERFORMANCE.version}"
-    kit.parent.mkdir(parents=True, exist_ok=True)
-    with open(kit.with_name(kit.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one download; concurrent runs wait, then reuse
-        if not (kit / ".complete").is_file():
-            _make_kit(kit)
-    return kit
+    return built_once(kit, ".complete", _make_kit)  # one download; concurrent runs wait
 
 
-def _make_kit(kit: Path) -> None:
-    part = kit.with_name(kit.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)
+def _make_kit(part: Path) -> str:
+    """Download and check the wheels, extract the kit into ``part``; the marker's text."""
     wheels = part / "wheels"
     wheels.mkdir(parents=True)
     for wheel in (PYPERF, PYPERFORMANCE):
@@ -239,9 +233,7 @@ def _make_kit(kit: Path) -> None:
             raise BenchmarkError(f"{PYPERFORMANCE.filename}: no {prefix} in it",
                                  hint="the subset names a benchmark this pyperformance lacks")
     shutil.rmtree(wheels)
-    (part / ".complete").write_text(f"{PYPERF.filename} {PYPERFORMANCE.filename}\n")
-    shutil.rmtree(kit, ignore_errors=True)
-    part.rename(kit)
+    return f"{PYPERF.filename} {PYPERFORMANCE.filename}\n"
 
 
 class Anchor:

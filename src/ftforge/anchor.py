@@ -18,7 +18,6 @@ This module is the host side only; :mod:`ftforge.perfcompare` reads the results.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import paths
+from .atomic import built_once
 from .errors import BenchmarkError, MissingSystemDependency
 
 __all__ = ["ANCHOR", "AnchorSpec", "Bind", "bwrap_argv", "debian_version", "ensure_anchor_root",
@@ -65,15 +65,12 @@ def ensure_anchor_root(spec: AnchorSpec = ANCHOR, *, cache: Path | None = None,
                        mirror: str | None = None) -> Path:
     """The cached root filesystem for ``spec`` (made with debootstrap on first use)."""
     root = (cache or paths.cache_root() / "anchor-rootfs") / f"{spec.suite}-{spec.package}"
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.with_name(root.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one debootstrap; the others wait, then reuse
-        if not (root / _MARKER).is_file():
-            _debootstrap(spec, root, mirror)
-    return root
+    # one debootstrap; the others wait, then reuse
+    return built_once(root, _MARKER, lambda part: _debootstrap(spec, root, part, mirror))
 
 
-def _debootstrap(spec: AnchorSpec, root: Path, mirror: str | None) -> None:
+def _debootstrap(spec: AnchorSpec, root: Path, part: Path, mirror: str | None) -> str:
+    """debootstrap into ``part``; the marker's text (``root``'s name is the messages')."""
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
     if not Path(debootstrap).is_file():
         raise MissingSystemDependency(
@@ -86,8 +83,6 @@ def _debootstrap(spec: AnchorSpec, root: Path, mirror: str | None) -> None:
     if mirror is None:
         from .build.seed import debian_mirror_uri
         mirror = debian_mirror_uri()
-    part = root.with_name(root.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)
     log = root.with_name(root.name + ".log")
     with open(log, "w") as out:
         result = subprocess.run(
@@ -100,9 +95,7 @@ def _debootstrap(spec: AnchorSpec, root: Path, mirror: str | None) -> None:
             f"(exit {result.returncode})",
             hint="read the log; check that the Debian mirror apt uses is reachable")
     installed_version(part, spec)  # refuse a root without the interpreter before caching it
-    (part / _MARKER).write_text(f"{spec.suite} {' '.join(spec.include)}\n")
-    shutil.rmtree(root, ignore_errors=True)
-    part.rename(root)
+    return f"{spec.suite} {' '.join(spec.include)}\n"
 
 
 def debian_version(status_text: str, package: str) -> str | None:

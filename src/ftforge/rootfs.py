@@ -12,7 +12,6 @@ environment. Needs root.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import paths
+from .atomic import built_once
 from .errors import FtforgeError
 
 __all__ = ["PACKAGES", "copy_into", "ensure_rootfs", "mounted_proc", "run_in"]
@@ -49,17 +49,12 @@ def ensure_rootfs(cache: Path | None = None) -> Path:
     """The cached root filesystem (built once per libc6/dash version)."""
     key = "-".join(f"{p}_{_version(p)}" for p in PACKAGES)
     root = (cache or paths.cache_root() / "rootfs") / key
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.with_name(root.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one assembler; the others wait, then reuse
-        if not (root / ".ftforge-rootfs").is_file():
-            _assemble(root)
-    return root
+    # one assembler; the others wait, then reuse
+    return built_once(root, ".ftforge-rootfs", _assemble)
 
 
-def _assemble(root: Path) -> None:
-    part = root.with_name(root.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)
+def _assemble(part: Path) -> str:
+    """Fill ``part`` with the packages' files; the marker's text."""
     part.mkdir(parents=True)
     for package in PACKAGES:
         for name in _dpkg_files(package):
@@ -86,9 +81,7 @@ def _assemble(root: Path) -> None:
     for directory in ("proc", "tmp", "dev"):
         (part / directory).mkdir(exist_ok=True)
     (part / "tmp").chmod(0o1777)
-    (part / ".ftforge-rootfs").write_text(" ".join(PACKAGES) + "\n")
-    shutil.rmtree(root, ignore_errors=True)
-    part.rename(root)
+    return " ".join(PACKAGES) + "\n"
 
 
 def copy_into(root: Path, prefix: Path) -> Path:
