@@ -62,7 +62,6 @@ wall: gil-o3 1.368x / 1.443x / 1.288x, ft-o3/gil-o3 1.894x / 1.833x / 1.995x.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -76,6 +75,7 @@ from pathlib import Path, PurePosixPath
 
 from ftforge import anchor, paths
 from ftforge.atomic import built_once
+from ftforge.build.mirror import sha256_of
 from ftforge.errors import BenchmarkError, FtforgeError
 from ftforge.perfcompare import (
     BASELINE,
@@ -172,14 +172,6 @@ suite.dump(out, replace=True)
 """
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _extract(wheel: Path, prefix: str, into: Path) -> int:
     """Members of ``wheel`` under ``prefix`` into ``into`` (prefix stripped); names checked."""
     count = 0
@@ -221,8 +213,8 @@ def _make_kit(part: Path) -> str:
             last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise BenchmarkError(f"{spec}: pip download failed: {last}",
                                  hint="check that PyPI is reachable (pip config)")
-        if _sha256(path) != wheel.sha256:
-            raise BenchmarkError(f"{path}: sha256 {_sha256(path)}, pinned {wheel.sha256}",
+        if sha256_of(path) != wheel.sha256:
+            raise BenchmarkError(f"{path}: sha256 {sha256_of(path)}, pinned {wheel.sha256}",
                                  hint=f"nothing was used; if {spec} was re-uploaded, check it "
                                  "and update the pin in benchmarks/bench_pyperformance.py")
     if not _extract(wheels / PYPERF.filename, "pyperf/", part / "site" / "pyperf"):

@@ -29,11 +29,11 @@ The ABI facts come from :mod:`ftforge.variants`.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..build.mirror import sha256_of
 from ..errors import ChannelError
 from ..variants import (
     PythonVariant,
@@ -255,14 +255,6 @@ def missing_twins(records: Iterable[dict], channel: str = "", *,
     return out
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def files_agree(channel: Path, records: list[dict], *, hashes: bool = False) -> list[Violation]:
     """The index against the files: each record's file present with its size (and
     sha256 with ``hashes``); no package file unlisted."""
@@ -281,7 +273,7 @@ def files_agree(channel: Path, records: list[dict], *, hashes: bool = False) -> 
         if record.get("size") != size:
             out.append(Violation("file-size", fn, where, f"{size} bytes, the index says "
                                  f"{record.get('size')}; run `ftforge channel reindex`"))
-        elif hashes and record.get("sha256") != _sha256(path):
+        elif hashes and record.get("sha256") != sha256_of(path):
             out.append(Violation("file-sha256", fn, where, "the file's sha256 differs from the "
                                  "index; run `ftforge channel reindex`, then audit the file"))
     for subdir in served_subdirs(channel):
