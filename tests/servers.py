@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,3 +126,13 @@ http {{
                 proc.terminate()
                 proc.wait(timeout=10)
         registry_log.close()
+
+
+def http_status(url: str) -> int:
+    """The status a GET of ``url`` answers with (the body read), 4xx/5xx included."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code

@@ -17,14 +17,7 @@ from ftforge.channel.publish import publish
 from ftforge.channel.serve import serving_channels
 from ftforge.channel.synthetic import SyntheticPackage, write_package
 
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            response.read()
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+from ..servers import http_status
 
 
 def _channel(tmp_path):
@@ -45,10 +38,10 @@ def test_symlinks_and_fifos_in_a_channel_are_not_served(tmp_path):
     os.mkfifo(channel / "noarch" / "pipe.json")
     with serving_channels([channel]) as urls:
         url = urls["ch"]
-        assert _status(url + "noarch/repodata.json") == 200
+        assert http_status(url + "noarch/repodata.json") == 200
         for path in ("noarch/inside-link.json", "noarch/outside-link.txt",
                      "linked-dir/repodata.json", "noarch/pipe.json"):
-            assert _status(url + path) == 404, path
+            assert http_status(url + path) == 404, path
 
 
 def test_an_idle_connection_is_closed(tmp_path, monkeypatch):
@@ -62,7 +55,7 @@ def test_an_idle_connection_is_closed(tmp_path, monkeypatch):
             idle.sendall(b"GET /ch/noarch/repodata.json HTTP/1.1\r\n")  # never finished
             idle.settimeout(20)
             assert idle.recv(1) == b""  # the server closed it (a hang fails by timeout)
-        assert _status(urls["ch"] + "noarch/repodata.json") == 200
+        assert http_status(urls["ch"] + "noarch/repodata.json") == 200
 
 
 def test_connections_beyond_the_cap_are_closed_at_once(tmp_path, monkeypatch):
@@ -82,7 +75,7 @@ def test_connections_beyond_the_cap_are_closed_at_once(tmp_path, monkeypatch):
             sock.close()
         for _ in range(100):  # the slots come back once the held connections end
             try:
-                if _status(urls["ch"] + "noarch/repodata.json") == 200:
+                if http_status(urls["ch"] + "noarch/repodata.json") == 200:
                     break
             except (OSError, http.client.HTTPException):
                 pass  # still full: closed at once

@@ -14,8 +14,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -29,6 +27,8 @@ from ftforge.channel.serve import serving_channels
 from ftforge.channel.synthetic import Member, SyntheticPackage, write_package
 from ftforge.errors import ChannelError
 from ftforge.variants import PythonVariant
+
+from ..servers import http_status
 
 FT, GIL = PythonVariant.ft("3.13"), PythonVariant.gil("3.13")
 SMALL = Limits(max_total_bytes=1 << 20, max_members=64, max_header_bytes=4096,
@@ -610,15 +610,6 @@ def test_nginx_config_quotes_paths_and_refuses_what_it_cannot_quote(tmp_path):
 
 # -- serving -------------------------------------------------------------------------------
 
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            response.read()
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def test_serve_decodes_before_hiding_state_and_serves_each_channel_by_name(tmp_path, world):
     channel, tokens = world
     other = tmp_path / "other" / "base"
@@ -631,19 +622,19 @@ def test_serve_decodes_before_hiding_state_and_serves_each_channel_by_name(tmp_p
         ft, base = urls["channel"], urls["base"]
         assert ft.endswith("/channel/") and base.endswith("/base/")
         root = ft[: -len("channel/")]
-        assert _status(ft + "noarch/repodata.json") == 200
-        assert _status(base + "noarch/repodata.json") == 200
-        assert _status(root) == 200
+        assert http_status(ft + "noarch/repodata.json") == 200
+        assert http_status(base + "noarch/repodata.json") == 200
+        assert http_status(root) == 200
         hidden = ["owners.yaml", "%6fwners.yaml", ".ftforge/log.jsonl", "%2eftforge/log.jsonl",
                   "%2Eftforge/lock",
                   "%2eftforge-channel", ".ftforge/recipe-tokens.json",
                   f"%2eftforge/removed/{next((channel / '.ftforge/removed').iterdir()).name}"
                   f"/noarch/{seed}", f"noarch/{seed}", "..%2f..%2fetc/passwd", "noarch/"]
         for path in hidden:
-            assert _status(ft + path) == 404, path
+            assert http_status(ft + path) == 404, path
         for path in ("noarch/%00", "noarch/%0a", "%c3%28"):
-            assert _status(ft + path) == 400, path
-        assert _status(root + "nosuch/noarch/repodata.json") == 404
+            assert http_status(ft + path) == 400, path
+        assert http_status(root + "nosuch/noarch/repodata.json") == 404
 
 
 def test_serve_port_errors_are_one_line(tmp_path, world):
@@ -730,7 +721,7 @@ def test_serve_is_quiet_when_clients_hang_up(tmp_path, capfd):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()  # reset mid-response
         time.sleep(0.5)
-        assert _status(urls["ft"] + "noarch/repodata.json") == 200  # still serving
+        assert http_status(urls["ft"] + "noarch/repodata.json") == 200  # still serving
     err = capfd.readouterr().err
     assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err
 
