@@ -15,15 +15,19 @@ from pathlib import Path
 __all__ = ["OVERLAP_SCRIPT", "SCRIPT", "ThreadScaling", "env_python", "measure",
            "process_ceiling", "python_runs_in_two_threads_at_once"]
 
-SCRIPT = r"""
-import json, sys, sysconfig, threading, time
-
+_BURN = r"""
 def burn(n):
     total = 0
     for i in range(n):
         total += (i * i) % 7
     return total
+"""
+"""The loop every measurement here runs: threads in :data:`SCRIPT`, processes in
+:func:`process_ceiling` (one text, so the ceiling is of the very same work)."""
 
+SCRIPT = r"""
+import json, sys, sysconfig, threading, time
+""" + _BURN + r"""
 def timed(threads, n):
     workers = [threading.Thread(target=burn, args=(n,)) for _ in range(threads)]
     start = time.perf_counter()
@@ -77,11 +81,7 @@ def measure(python: Path, *, iterations: int = 3_000_000, repeats: int = 3) -> T
 _ONE_BURN = r"""
 import sys, time
 n = int(sys.argv[1])
-def burn(n):
-    total = 0
-    for i in range(n):
-        total += (i * i) % 7
-    return total
+""" + _BURN + r"""
 burn(n // 20)
 start = time.perf_counter()
 burn(n)
