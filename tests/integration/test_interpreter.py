@@ -126,6 +126,50 @@ def test_rpath_is_relative(ft_env):
     assert "$ORIGIN/../lib" in out
 
 
+_EMBED = r"""
+#include <Python.h>
+int main(void) {
+    Py_Initialize();
+    int failed = PyRun_SimpleString(
+        "import sys, sysconfig, _ssl, _sqlite3\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(sysconfig.get_config_var('Py_GIL_DISABLED'), 'libpython' in maps)\n");
+    return (Py_FinalizeEx() < 0 || failed) ? 1 : 0;
+}
+"""
+
+
+@pytest.mark.parametrize("which", ["ft", "gil"])
+def test_executable_carries_the_interpreter_and_libpython_still_embeds(which, request, tmp_path):
+    """bin/python3.13[t] links the interpreter's objects itself (no libpython in its
+    NEEDED entries, none mapped when it runs) -- the thread state is then a direct TLS
+    access, not __tls_get_addr -- while libpython3.13[t].so is still shipped: a
+    program built with python3.13[t]-config --embed links it, runs Python and loads
+    extension modules from lib-dynload through it."""
+    abi = FT if which == "ft" else GIL
+    prefix = request.getfixturevalue(f"{which}_env")
+    dynamic = subprocess.run(["readelf", "-d", str(prefix / abi.executable)],
+                             capture_output=True, text=True, check=True).stdout
+    assert "libpython" not in dynamic, dynamic
+    out = run_python(prefix, "print('libpython' in open('/proc/self/maps').read())")
+    assert out.stdout.strip() == "False"
+    assert (prefix / abi.libpython).is_file()
+
+    config = prefix / "bin" / f"python{abi.series}{abi.marker}-config"
+    flags = subprocess.run([str(config), "--cflags", "--ldflags", "--embed"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    (tmp_path / "embed.c").write_text(_EMBED)
+    subprocess.run(["gcc", str(tmp_path / "embed.c"), "-o", str(tmp_path / "embed"), *flags,
+                    f"-Wl,-rpath,{prefix / 'lib'}"], check=True, capture_output=True)
+    linked = subprocess.run(["readelf", "-d", str(tmp_path / "embed")],
+                            capture_output=True, text=True, check=True).stdout
+    assert f"libpython{abi.series}{abi.marker}.so" in linked
+    ran = subprocess.run([str(tmp_path / "embed")], capture_output=True, text=True, timeout=60,
+                         env={"PYTHONHOME": str(prefix), "PATH": "/usr/bin:/bin"})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == [str(abi.py_gil_disabled), "True"]
+
+
 def _pure_wheel(directory: Path) -> Path:
     """A real, minimal pure-Python wheel (PEP 427), made offline."""
     name, version = "ftforge_probe", "1.0"

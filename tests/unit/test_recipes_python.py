@@ -149,13 +149,16 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     (src / "configure").chmod(0o755)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "make").write_text("#!/bin/sh\nexit 0\n")
+    # make records its arguments; `make install` writes an executable linking no libpython
+    (bin_dir / "make").write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" >> make.args\n'
+        'case " $* " in *" install "*) cp /bin/true "$PREFIX/bin/python3.13" ;; esac\n')
     (bin_dir / "make").chmod(0o755)
     (tmp_path / "build.sh").write_text(files["build-python.sh"])
     prefix = tmp_path / "prefix"
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PREFIX": str(prefix), "DEPS_PROFILE": "conda-forge",
            "NOT_BUILT_MODULES": "", "PY_OPTIMIZATION": level, "PY_SERIES": "3.13",
-           "PY_SITE_PACKAGES": "lib/python3.13/site-packages",
+           "PY_SITE_PACKAGES": "lib/python3.13/site-packages", "PY_EXECUTABLE": "bin/python3.13",
            "PY_NOARCH_SITE_PACKAGES": "lib/python3.13/site-packages",
            "QUICK_PROFILE_TESTS": " ".join(python_recipe.QUICK_PROFILE_TESTS)}
     (prefix / "bin").mkdir(parents=True)
@@ -168,12 +171,63 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     assert result.returncode == 0, result.stderr
     args = (src / "configure.args").read_text().splitlines()
     assert ("--enable-optimizations" in args and "--with-lto" in args) == (level != "none")
+    # bin/python links the interpreter's objects, at every optimization level and in
+    # every make stage (the PGO sub-makes inherit command-line variables)
+    made = (src / "make.args").read_text().splitlines()
+    static = ["LINK_PYTHON_DEPS=$(LIBRARY_DEPS) $(LIBRARY_OBJS)", "LINK_PYTHON_OBJS=$(LIBRARY_OBJS)"]
+    assert made.count(static[0]) == made.count(static[1]) == 2 and "install" in made
     task = [a for a in args if a.startswith("PROFILE_TASK=")]
     if level == "pgo-lto-quick":
         assert task == ["PROFILE_TASK=-m test --pgo --timeout=1200 "
                         + " ".join(python_recipe.QUICK_PROFILE_TESTS)]
     else:
         assert task == []  # pgo-lto: CPython's own `-m test --pgo`
+
+
+def test_the_build_fails_when_the_executable_links_libpython(tmp_path):
+    """The script's own check: an installed bin/python3.13 that needs libpython fails
+    the build with a one-line reason (a real ELF with a NEEDED libpython3.13.so)."""
+    _, files = python_recipe.files_for("3.13.5")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "configure").write_text("#!/bin/sh\nexit 0\n")
+    (src / "configure").chmod(0o755)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib / "libpython3.13.so"), "-x", "c",
+                    "/dev/null"], check=True)
+    linked = tmp_path / "linked"
+    subprocess.run(["gcc", "-o", str(linked), "-x", "c", "-", "-Wl,--no-as-needed", f"-L{lib}",
+                    "-lpython3.13"], input="int main(void){return 0;}", text=True, check=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "make").write_text(
+        f'#!/bin/sh\ncase " $* " in *" install "*) cp {linked} "$PREFIX/bin/python3.13" ;; esac\n')
+    (bin_dir / "make").chmod(0o755)
+    (tmp_path / "build.sh").write_text(files["build-python.sh"])
+    prefix = tmp_path / "prefix"
+    (prefix / "bin").mkdir(parents=True)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PREFIX": str(prefix), "DEPS_PROFILE": "conda-forge",
+           "NOT_BUILT_MODULES": "", "PY_OPTIMIZATION": "none", "PY_SERIES": "3.13",
+           "PY_EXECUTABLE": "bin/python3.13", "PY_SITE_PACKAGES": "lib/python3.13/site-packages",
+           "PY_NOARCH_SITE_PACKAGES": "lib/python3.13/site-packages", "QUICK_PROFILE_TESTS": ""}
+    result = subprocess.run(["bash", str(tmp_path / "build.sh")], cwd=src, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "error: bin/python3.13 links libpython; it should carry the interpreter itself" \
+        in result.stderr
+
+
+def test_the_cpython_source_belongs_to_the_python_output_only(tmp_path):
+    """A top-level source is copied into every output's work folder: the CPython tree
+    is the python output's own source, and the other outputs have none."""
+    _, files = python_recipe.files_for("3.13.5")
+    recipe_files.write_files(tmp_path, files)
+    outputs = _render(tmp_path, freethreading="yes", python_deps_profile="conda-forge",
+                      python_optimization="none", c_compiler="gcc", cxx_compiler="gxx")
+    sources = {name: v.recipe.to_dict().get("source", []) for name, v in outputs.items()}
+    assert [s["url"] for s in sources.pop("python")] == [source_for("3.13.5").url]
+    assert all(not s for s in sources.values()), sources
 
 
 def test_recipe_yaml_carries_the_free_threaded_signals():

@@ -212,10 +212,6 @@ recipe:
   name: python-split
   version: ${{{{ version }}}}
 
-source:
-  url: {src.url}
-  sha256: {src.sha256}
-
 build:
   number: ${{{{ build_number }}}}
 
@@ -242,6 +238,11 @@ outputs:
   - package:
       name: python
       version: ${{{{ version }}}}
+    # The CPython tree belongs to this output alone: a top-level source would be
+    # copied into every output's work folder (python_abi and the metapackages too).
+    source:
+      url: {src.url}
+      sha256: {src.sha256}
     build:
       number: ${{{{ python_build_number }}}}
       string: h${{{{ hash }}}}_${{{{ python_build_number }}}}_${{{{ abi_tag }}}}
@@ -262,6 +263,7 @@ outputs:
           CONFIGURE_EXTRA: ${{{{ "{" ".join(ft.configure_flags)}" if freethreading == "yes" else "{" ".join(gil.configure_flags)}" }}}}
           PY_SERIES: ${{{{ series }}}}
           PY_STDLIB_DIR: {_pick("stdlib_dir", recipe)}
+          PY_EXECUTABLE: {_pick("executable", recipe)}
           PY_NOARCH_SITE_PACKAGES: {gil.noarch_site_packages}
           PY_SITE_PACKAGES: ${{{{ site_packages }}}}
           LINKAGE_RECORD: {LINKAGE_RECORD}
@@ -290,6 +292,10 @@ outputs:
           # PGO + LTO unless the variant says none (CONFIG_ARGS is what configure was given)
           - python -c "import sysconfig; a = sysconfig.get_config_var('CONFIG_ARGS'); print(a); assert ('--enable-optimizations' in a and '--with-lto' in a) == ('${{{{ python_optimization }}}}' != 'none')"
           - python -c "import ssl, sqlite3, ctypes, lzma, bz2, zlib, readline, uuid, curses, pyexpat, decimal, hashlib"
+          # The executable carries the interpreter itself; libpython is shipped for
+          # embedding but not loaded by bin/python (see build-python.sh).
+          - python -c "maps = open('/proc/self/maps').read(); assert 'libpython' not in maps, 'bin/python loaded libpython'"
+          - test -f "$PREFIX/{_pick("libpython", recipe)}"
           - if: python_deps_profile == "conda-forge"
             then:
               # self-contained: no system-linkage record, the CA bundle from ca-certificates
@@ -327,9 +333,9 @@ freethreading:
 # `--variant python_deps_profile=system` (links the build machine's libraries).
 python_deps_profile:
   - {DEFAULT_PROFILE}
-# pgo-lto: profile-guided + link-time optimized, what gets published (the default).
-# pgo-lto-quick (a short training task, for tests) and none (-O3 only) are opt-in:
-# `--variant python_optimization=none`.
+# pgo-lto: profile-guided + link-time optimized, what gets published and what the
+# demo and the test suite build (the default). pgo-lto-quick (a short training
+# task) and none (-O3 only) are opt-in: `--variant python_optimization=none`.
 python_optimization:
   - {DEFAULT_OPTIMIZATION}
 """
@@ -385,8 +391,26 @@ esac
     "${OPT_ARGS[@]}" \
     ${CONFIGURE_EXTRA:-} \
     LDFLAGS="-Wl,-rpath,$PREFIX/lib ${LDFLAGS:-}"
-make -j"${CPU_COUNT:-2}"
-make install
+# bin/python links the interpreter's objects itself instead of libpython (which
+# is still built from the same objects and shipped, for embedders and
+# python3.X-config --embed): Debian's, conda-forge's and python.org's layout. In
+# a shared object the thread state is TLS reached through __tls_get_addr; in the
+# executable it is a direct %fs access -- about 9% of pyperformance's time on
+# Debian's own 3.13 builds. CPython 3.14's
+# --enable-static-libpython-for-interpreter does the same; these two make
+# variables (configure's own, for a build without --enable-shared) do it for
+# every series, the PGO stages included (sub-makes inherit them).
+STATIC_EXE=('LINK_PYTHON_DEPS=$(LIBRARY_DEPS) $(LIBRARY_OBJS)' 'LINK_PYTHON_OBJS=$(LIBRARY_OBJS)')
+make -j"${CPU_COUNT:-2}" "${STATIC_EXE[@]}"
+make install "${STATIC_EXE[@]}"
+if ! dynamic=$(readelf -d "$PREFIX/$PY_EXECUTABLE"); then
+    echo "error: make install wrote no $PY_EXECUTABLE" >&2
+    exit 1
+fi
+if grep -q 'NEEDED.*libpython' <<< "$dynamic"; then
+    echo "error: $PY_EXECUTABLE links libpython; it should carry the interpreter itself" >&2
+    exit 1
+fi
 
 # The unversioned name conda users expect. pip is a package of its own.
 ln -sf python3 "$PREFIX/bin/python"
