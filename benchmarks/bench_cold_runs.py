@@ -13,6 +13,7 @@
     CI runner without a cache does), wall time and pytest's summary line.
 
     .venv/bin/python benchmarks/bench_cold_runs.py [--optimization pgo-lto-quick ...] [--test]
+    .venv/bin/python benchmarks/bench_cold_runs.py --test-only   # (c) alone: cold_test.json
 
 The source mirror is shared with the real cache (downloads are not builds).
 Run it on an otherwise idle machine: every figure is a wall time.
@@ -70,11 +71,19 @@ def test_cold(work: Path) -> dict[str, object]:
     cache = work / "test-cache"
     started = time.monotonic()
     result = subprocess.run([str(REPO / "scripts" / "test"), "-q", "-p", "no:cacheprovider",
+                             "--durations=15",
                              f"--basetemp={work / 'pytest'}"], env=_env(cache),
                             capture_output=True, text=True)
     seconds = time.monotonic() - started
+    (work / "test.log").write_text(result.stdout + result.stderr)  # --durations, failures
     summary = (result.stdout.strip().splitlines() or [""])[-1]
     return {"seconds": seconds, "exit": result.returncode, "summary": summary}
+
+
+def _report_test(results: dict) -> None:
+    t = results["test"]
+    print(f"(c) scripts/test, cold: {t['seconds'] / 60:.1f} min, exit {t['exit']}: "
+          f"{t['summary']}", flush=True)
 
 
 def main() -> None:
@@ -83,11 +92,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--optimization", action="append", choices=OPTIMIZATIONS)
     parser.add_argument("--test", action="store_true", help="also a cold scripts/test")
+    parser.add_argument("--test-only", action="store_true",
+                        help="only (c): a cold scripts/test (the stack included), no demos")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="ftforge-cold-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    out = REPO / "benchmarks" / "results" / ("cold_test.json" if args.test_only else "cold_runs.json")
+    if args.test_only:
+        results["test"] = test_cold(work)
+        _report_test(results)
+        results["loadavg_end"] = os.getloadavg()
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
     results["stack_cold_s"] = stack_cold(work)
     print(f"(a) native stack, cold: {results['stack_cold_s'] / 60:.1f} min", flush=True)
     demos = {}
@@ -107,11 +126,8 @@ def main() -> None:
                       f"{d['cold'] / demos['none']['cold']:.2f}x the -O3 demo (given the stack)")
     if args.test:
         results["test"] = test_cold(work)
-        t = results["test"]
-        print(f"(c) scripts/test, cold: {t['seconds'] / 60:.1f} min, exit {t['exit']}: "
-              f"{t['summary']}")
+        _report_test(results)
     results["loadavg_end"] = os.getloadavg()
-    out = REPO / "benchmarks" / "results" / "cold_runs.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 
