@@ -154,6 +154,11 @@ def test_executable_carries_the_interpreter_and_libpython_still_embeds(which, re
     out = run_python(prefix, "print('libpython' in open('/proc/self/maps').read())")
     assert out.stdout.strip() == "False"
     assert (prefix / abi.libpython).is_file()
+    # one copy of the interpreter: every other name of it is a symlink (a package
+    # stores make install's hard link python3.13 -> python3.13t as a second file)
+    copies = sorted(p.name for p in (prefix / "bin").glob("python*")
+                    if not p.is_symlink() and not p.name.endswith("-config"))
+    assert copies == [Path(abi.executable).name]
 
     config = prefix / "bin" / f"python{abi.series}{abi.marker}-config"
     flags = subprocess.run([str(config), "--cflags", "--ldflags", "--embed"],

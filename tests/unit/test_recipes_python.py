@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
@@ -152,13 +153,15 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     # make records its arguments; `make install` writes an executable linking no libpython
     (bin_dir / "make").write_text(
         '#!/bin/sh\nprintf "%s\\n" "$@" >> make.args\n'
-        'case " $* " in *" install "*) cp /bin/true "$PREFIX/bin/python3.13" ;; esac\n')
+        'case " $* " in *" install "*) cp /bin/true "$PREFIX/bin/python3.13t"; '
+        'ln "$PREFIX/bin/python3.13t" "$PREFIX/bin/python3.13"; '
+        'ln -s python3.13 "$PREFIX/bin/python3" ;; esac\n')
     (bin_dir / "make").chmod(0o755)
     (tmp_path / "build.sh").write_text(files["build-python.sh"])
     prefix = tmp_path / "prefix"
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PREFIX": str(prefix), "DEPS_PROFILE": "conda-forge",
            "NOT_BUILT_MODULES": "", "PY_OPTIMIZATION": level, "PY_SERIES": "3.13",
-           "PY_SITE_PACKAGES": "lib/python3.13/site-packages", "PY_EXECUTABLE": "bin/python3.13",
+           "PY_SITE_PACKAGES": "lib/python3.13/site-packages", "PY_EXECUTABLE": "bin/python3.13t",
            "PY_NOARCH_SITE_PACKAGES": "lib/python3.13/site-packages",
            "QUICK_PROFILE_TESTS": " ".join(python_recipe.QUICK_PROFILE_TESTS)}
     (prefix / "bin").mkdir(parents=True)
@@ -176,6 +179,11 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     made = (src / "make.args").read_text().splitlines()
     static = ["LINK_PYTHON_DEPS=$(LIBRARY_DEPS) $(LIBRARY_OBJS)", "LINK_PYTHON_OBJS=$(LIBRARY_OBJS)"]
     assert made.count(static[0]) == made.count(static[1]) == 2 and "install" in made
+    # the hard link make install leaves (python3.13 -> python3.13t) is a symlink now:
+    # a package would store it as a second copy of the interpreter
+    assert (prefix / "bin" / "python3.13").readlink() == Path("python3.13t")
+    assert (prefix / "bin" / "python3").readlink() == Path("python3.13")
+    assert not (prefix / "bin" / "python3.13t").is_symlink()
     task = [a for a in args if a.startswith("PROFILE_TASK=")]
     if level == "pgo-lto-quick":
         assert task == ["PROFILE_TASK=-m test --pgo --timeout=1200 "

@@ -411,6 +411,15 @@ if grep -q 'NEEDED.*libpython' <<< "$dynamic"; then
     echo "error: $PY_EXECUTABLE links libpython; it should carry the interpreter itself" >&2
     exit 1
 fi
+# make install hard-links python3.13 to python3.13t in a free-threaded build; a
+# package stores a hard link as a second copy (35 MB now that the executable is
+# the interpreter): every other name of the executable becomes a symlink to it.
+for name in "$PREFIX"/bin/python*; do
+    if [[ -f "$name" && ! -L "$name" && "$name" != "$PREFIX/$PY_EXECUTABLE" ]] \
+            && cmp -s "$name" "$PREFIX/$PY_EXECUTABLE"; then
+        ln -sf "$(basename "$PY_EXECUTABLE")" "$name"
+    fi
+done
 
 # The unversioned name conda users expect. pip is a package of its own.
 ln -sf python3 "$PREFIX/bin/python"
