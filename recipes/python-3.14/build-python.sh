@@ -49,12 +49,25 @@ esac
 # a shared object the thread state is TLS reached through __tls_get_addr; in the
 # executable it is a direct %fs access -- about 9% of pyperformance's time on
 # Debian's own 3.13 builds. CPython 3.14's
-# --enable-static-libpython-for-interpreter does the same; these two make
-# variables (configure's own, for a build without --enable-shared) do it for
-# every series, the PGO stages included (sub-makes inherit them).
-STATIC_EXE=('LINK_PYTHON_DEPS=$(LIBRARY_DEPS) $(LIBRARY_OBJS)' 'LINK_PYTHON_OBJS=$(LIBRARY_OBJS)')
-make -j"${CPU_COUNT:-2}" "${STATIC_EXE[@]}"
-make install "${STATIC_EXE[@]}"
+# --enable-static-libpython-for-interpreter does the same; for every series:
+# - python's prerequisites are the objects only (LINK_PYTHON_DEPS, on make's
+#   command line: it is expanded as the Makefile is read, and sub-makes -- the
+#   PGO stages -- inherit it), so its LTO link runs beside libpython's instead
+#   of after it;
+# - python alone links the objects (a target-specific LINK_PYTHON_OBJS);
+#   Programs/_testembed, a test program that is not installed, links libpython
+#   as before rather than being a third LTO link of the whole interpreter;
+# - libpython3.13.so and libpython3.so are still built, as prerequisites of
+#   `platform` (they were python's).
+cat >> Makefile <<'MAKEFILE'
+
+# Added by ftforge's build-python.sh: bin/python links the interpreter's objects.
+$(BUILDPYTHON): LINK_PYTHON_OBJS = $(LIBRARY_OBJS)
+Programs/_testembed: $(LIBRARY_DEPS)
+platform: $(LIBRARY_DEPS)
+MAKEFILE
+make -j"${CPU_COUNT:-2}" 'LINK_PYTHON_DEPS=$(LIBRARY_OBJS)'
+make install 'LINK_PYTHON_DEPS=$(LIBRARY_OBJS)'
 if ! dynamic=$(readelf -d "$PREFIX/$PY_EXECUTABLE"); then
     echo "error: make install wrote no $PY_EXECUTABLE" >&2
     exit 1

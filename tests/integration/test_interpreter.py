@@ -154,6 +154,7 @@ def test_executable_carries_the_interpreter_and_libpython_still_embeds(which, re
     out = run_python(prefix, "print('libpython' in open('/proc/self/maps').read())")
     assert out.stdout.strip() == "False"
     assert (prefix / abi.libpython).is_file()
+    assert (prefix / "lib" / "libpython3.so").is_file()  # the stable-ABI forwarder, too
     # one copy of the interpreter: every other name of it is a symlink (a package
     # stores make install's hard link python3.13 -> python3.13t as a second file)
     copies = sorted(p.name for p in (prefix / "bin").glob("python*")
