@@ -99,7 +99,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="ftforge-cold-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
-    out = REPO / "benchmarks" / "results" / ("cold_test.json" if args.test_only else "cold_runs.json")
+    name = "cold_test.json" if args.test_only else "cold_runs.json"
+    out = REPO / "benchmarks" / "results" / name
     if args.test_only:
         results["test"] = test_cold(work)
         _report_test(results)
