@@ -138,35 +138,43 @@ def test_published_default_is_pgo_lto_and_each_optimization_is_its_own_build(tmp
     assert len(set(strings.values())) == len(python_recipe.OPTIMIZATIONS), strings
 
 
+def _run_build_script(tmp_path, *, make: str, level: str, executable: str):
+    """Run the generated build-python.sh in ``tmp_path/src`` with a fake configure
+    (records its arguments) and the given fake make; returns (result, src, prefix)."""
+    _, files = python_recipe.files_for("3.13.5")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "configure").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > configure.args\n')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "make").write_text(make)
+    for tool in (src / "configure", bin_dir / "make"):
+        tool.chmod(0o755)
+    (tmp_path / "build.sh").write_text(files["build-python.sh"])
+    prefix = tmp_path / "prefix"
+    (prefix / "bin").mkdir(parents=True)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PREFIX": str(prefix), "DEPS_PROFILE": "conda-forge",
+           "NOT_BUILT_MODULES": "", "PY_OPTIMIZATION": level, "PY_SERIES": "3.13",
+           "PY_SITE_PACKAGES": "lib/python3.13/site-packages", "PY_EXECUTABLE": executable,
+           "PY_NOARCH_SITE_PACKAGES": "lib/python3.13/site-packages",
+           "QUICK_PROFILE_TESTS": " ".join(python_recipe.QUICK_PROFILE_TESTS)}
+    result = subprocess.run(["bash", str(tmp_path / "build.sh")], cwd=src, env=env,
+                            capture_output=True, text=True)
+    return result, src, prefix
+
+
 @pytest.mark.parametrize("level", ["pgo-lto", "pgo-lto-quick", "none", "bogus"])
 def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level):
     """Run the script's option logic with a fake configure/make that record their
     arguments: pgo levels add --enable-optimizations --with-lto (quick: a short
     PROFILE_TASK from QUICK_PROFILE_TESTS), none adds neither, an unknown level fails."""
-    _, files = python_recipe.files_for("3.13.5")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "configure").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > configure.args\n')
-    (src / "configure").chmod(0o755)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     # make records its arguments; `make install` writes an executable linking no libpython
-    (bin_dir / "make").write_text(
-        '#!/bin/sh\nprintf "%s\\n" "$@" >> make.args\n'
-        'case " $* " in *" install "*) cp /bin/true "$PREFIX/bin/python3.13t"; '
-        'ln "$PREFIX/bin/python3.13t" "$PREFIX/bin/python3.13"; '
-        'ln -s python3.13 "$PREFIX/bin/python3" ;; esac\n')
-    (bin_dir / "make").chmod(0o755)
-    (tmp_path / "build.sh").write_text(files["build-python.sh"])
-    prefix = tmp_path / "prefix"
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PREFIX": str(prefix), "DEPS_PROFILE": "conda-forge",
-           "NOT_BUILT_MODULES": "", "PY_OPTIMIZATION": level, "PY_SERIES": "3.13",
-           "PY_SITE_PACKAGES": "lib/python3.13/site-packages", "PY_EXECUTABLE": "bin/python3.13t",
-           "PY_NOARCH_SITE_PACKAGES": "lib/python3.13/site-packages",
-           "QUICK_PROFILE_TESTS": " ".join(python_recipe.QUICK_PROFILE_TESTS)}
-    (prefix / "bin").mkdir(parents=True)
-    result = subprocess.run(["bash", str(tmp_path / "build.sh")], cwd=src, env=env,
-                            capture_output=True, text=True)
+    make = ('#!/bin/sh\nprintf "%s\\n" "$@" >> make.args\n'
+            'case " $* " in *" install "*) cp /bin/true "$PREFIX/bin/python3.13t"; '
+            'ln "$PREFIX/bin/python3.13t" "$PREFIX/bin/python3.13"; '
+            'ln -s python3.13 "$PREFIX/bin/python3" ;; esac\n')
+    result, src, prefix = _run_build_script(tmp_path, make=make, level=level,
+                                            executable="bin/python3.13t")
     if level == "bogus":
         assert result.returncode == 1
         assert "unknown python_optimization 'bogus'" in result.stderr
@@ -197,11 +205,6 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
 def test_the_build_fails_when_the_executable_links_libpython(tmp_path):
     """The script's own check: an installed bin/python3.13 that needs libpython fails
     the build with a one-line reason (a real ELF with a NEEDED libpython3.13.so)."""
-    _, files = python_recipe.files_for("3.13.5")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "configure").write_text("#!/bin/sh\nexit 0\n")
-    (src / "configure").chmod(0o755)
     lib = tmp_path / "lib"
     lib.mkdir()
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib / "libpython3.13.so"), "-x", "c",
@@ -209,20 +212,10 @@ def test_the_build_fails_when_the_executable_links_libpython(tmp_path):
     linked = tmp_path / "linked"
     subprocess.run(["gcc", "-o", str(linked), "-x", "c", "-", "-Wl,--no-as-needed", f"-L{lib}",
                     "-lpython3.13"], input="int main(void){return 0;}", text=True, check=True)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "make").write_text(
-        f'#!/bin/sh\ncase " $* " in *" install "*) cp {linked} "$PREFIX/bin/python3.13" ;; esac\n')
-    (bin_dir / "make").chmod(0o755)
-    (tmp_path / "build.sh").write_text(files["build-python.sh"])
-    prefix = tmp_path / "prefix"
-    (prefix / "bin").mkdir(parents=True)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PREFIX": str(prefix), "DEPS_PROFILE": "conda-forge",
-           "NOT_BUILT_MODULES": "", "PY_OPTIMIZATION": "none", "PY_SERIES": "3.13",
-           "PY_EXECUTABLE": "bin/python3.13", "PY_SITE_PACKAGES": "lib/python3.13/site-packages",
-           "PY_NOARCH_SITE_PACKAGES": "lib/python3.13/site-packages", "QUICK_PROFILE_TESTS": ""}
-    result = subprocess.run(["bash", str(tmp_path / "build.sh")], cwd=src, env=env,
-                            capture_output=True, text=True)
+    make = (f'#!/bin/sh\ncase " $* " in *" install "*) cp {linked} "$PREFIX/bin/python3.13" ;; '
+            'esac\n')
+    result, _, _ = _run_build_script(tmp_path, make=make, level="none",
+                                     executable="bin/python3.13")
     assert result.returncode == 1
     assert "error: bin/python3.13 links libpython; it should carry the interpreter itself" \
         in result.stderr
