@@ -48,8 +48,9 @@ esac
 # python3.X-config --embed): Debian's, conda-forge's and python.org's layout. In
 # a shared object the thread state is TLS reached through __tls_get_addr; in the
 # executable it is a direct %fs access -- about 9% of pyperformance's time on
-# Debian's own 3.13 builds. CPython 3.14's
-# --enable-static-libpython-for-interpreter does the same; for every series:
+# Debian's own 3.13 builds. CPython 3.15's
+# --enable-static-libpython-for-interpreter (python-build-standalone patches it
+# into older series) does the same; here, for every series:
 # - python's prerequisites are the objects only (LINK_PYTHON_DEPS, on make's
 #   command line: it is expanded as the Makefile is read, and sub-makes -- the
 #   PGO stages -- inherit it), so its LTO link runs beside libpython's instead
