@@ -80,10 +80,26 @@ def test_cold(work: Path) -> dict[str, object]:
     return {"seconds": seconds, "exit": result.returncode, "summary": summary}
 
 
-def _report_test(results: dict) -> None:
-    t = results["test"]
-    print(f"(c) scripts/test, cold: {t['seconds'] / 60:.1f} min, exit {t['exit']}: "
-          f"{t['summary']}", flush=True)
+def _stack_and_demos(work: Path, optimizations: list[str]) -> dict[str, object]:
+    """(a) and (b): the stack cold, then per optimization a cold and a warm demo."""
+    results: dict[str, object] = {"stack_cold_s": stack_cold(work)}
+    print(f"(a) native stack, cold: {results['stack_cold_s'] / 60:.1f} min", flush=True)
+    demos = {}
+    for optimization in optimizations:
+        demos[optimization] = demo_given_stack(work, optimization)
+        d = demos[optimization]
+        whole = (results["stack_cold_s"] + d["cold"]) / 60
+        print(f"(b) demo --optimization {optimization}: cold given the stack "
+              f"{d['cold'] / 60:.1f} min (cold demo {whole:.1f} min), warm {d['warm']:.0f} s",
+              flush=True)
+    results["demo"] = demos
+    if "none" in demos:
+        for optimization, d in demos.items():
+            if optimization != "none":
+                print(f"    PGO cost of {optimization}: "
+                      f"{(d['cold'] - demos['none']['cold']) / 60:+.1f} min, "
+                      f"{d['cold'] / demos['none']['cold']:.2f}x the -O3 demo (given the stack)")
+    return results
 
 
 def main() -> None:
@@ -99,36 +115,16 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="ftforge-cold-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    if not args.test_only:
+        results.update(_stack_and_demos(work, args.optimization or ["pgo-lto", "none"]))
+    if args.test or args.test_only:
+        results["test"] = test_cold(work)
+        t = results["test"]
+        print(f"(c) scripts/test, cold: {t['seconds'] / 60:.1f} min, exit {t['exit']}: "
+              f"{t['summary']}", flush=True)
+    results["loadavg_end"] = os.getloadavg()
     name = "cold_test.json" if args.test_only else "cold_runs.json"
     out = REPO / "benchmarks" / "results" / name
-    if args.test_only:
-        results["test"] = test_cold(work)
-        _report_test(results)
-        results["loadavg_end"] = os.getloadavg()
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {out}")
-        return
-    results["stack_cold_s"] = stack_cold(work)
-    print(f"(a) native stack, cold: {results['stack_cold_s'] / 60:.1f} min", flush=True)
-    demos = {}
-    for optimization in args.optimization or ["pgo-lto", "none"]:
-        demos[optimization] = demo_given_stack(work, optimization)
-        d = demos[optimization]
-        whole = (results["stack_cold_s"] + d["cold"]) / 60
-        print(f"(b) demo --optimization {optimization}: cold given the stack "
-              f"{d['cold'] / 60:.1f} min (cold demo {whole:.1f} min), warm {d['warm']:.0f} s",
-              flush=True)
-    results["demo"] = demos
-    if "none" in demos:
-        for optimization, d in demos.items():
-            if optimization != "none":
-                print(f"    PGO cost of {optimization}: "
-                      f"{(d['cold'] - demos['none']['cold']) / 60:+.1f} min, "
-                      f"{d['cold'] / demos['none']['cold']:.2f}x the -O3 demo (given the stack)")
-    if args.test:
-        results["test"] = test_cold(work)
-        _report_test(results)
-    results["loadavg_end"] = os.getloadavg()
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 
