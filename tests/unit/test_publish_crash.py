@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ftforge.channel import audit as audit_module
 from ftforge.channel import index as index_module
 from ftforge.channel import publish as publish_module
 from ftforge.channel.layout import internal_dir
@@ -71,13 +72,13 @@ def test_publish_after_a_killed_one_ends_consistent(tmp_path, monkeypatch, point
         f"{sub}/{name}" for sub in ("noarch", "linux-64") for name in _package_files(channel, sub)}
 
     audited: list[str] = []
-    original_audit = publish_module.audit_package
+    original_audit = audit_module.audit_package  # a few packages: audited in this process
 
     def audit(path, *args, **kwargs):
         audited.append(Path(path).name)
         return original_audit(path, *args, **kwargs)
 
-    monkeypatch.setattr(publish_module, "audit_package", audit)
+    monkeypatch.setattr(audit_module, "audit_package", audit)
     after = write_package(pure("after"), tmp_path / "2")
     result = publish([after], channel, recipe="r", token=token)
 

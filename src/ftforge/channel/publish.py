@@ -57,7 +57,7 @@ from pathlib import Path
 from ..atomic import write_atomic
 from ..build.mirror import sha256_of
 from ..errors import ChannelError
-from .audit import AuditReport, Finding, Limits, PackageRefused, audit_package, package_stem
+from .audit import AuditReport, Finding, Limits, PackageRefused, audit_each, package_stem
 from .check import missing_twins
 from .durable import sync_paths
 from .index import INDEX_FILES, channel_records, reindex
@@ -481,10 +481,16 @@ def audit_or_refuse(paths: list[Path], where: object, limits: Limits = Limits(),
     ``ready``: called with each path before it is read (waits for its staged copy)."""
     say = progress or (lambda _msg: None)
     reports = []
-    places = subdirs_here or [None] * len(paths)
-    for path, shown, here in zip(paths, shown_as or paths, places):
-        say(f"auditing {path.name}")
-        report = audit_package(ready(path) if ready else path, limits, subdir_here=here)
+    shown_as = shown_as or paths
+    sizes = []
+    for shown in shown_as:  # the originals: staged copies may not be whole yet
+        try:
+            sizes.append(shown.stat().st_size)
+        except OSError:
+            sizes.append(0)
+    audited = audit_each(paths, limits, subdirs_here=subdirs_here, ready=ready, sizes=sizes)
+    for report, shown in zip(audited, shown_as):
+        say(f"audited {shown.name}")
         _check_invariants(report, where)
         report.path = shown
         reports.append(report)
@@ -597,7 +603,8 @@ def _audit_unlogged(channel: Path) -> None:
             rel = f"{subdir}/{path.name}"
             if rel not in logged_files or (rel, sha256_of(path)) not in logged:
                 unlogged.append((path, subdir))
-    refused = [r for r in (audit_package(p, subdir_here=sub) for p, sub in unlogged) if not r.ok]
+    reports = audit_each([p for p, _ in unlogged], subdirs_here=[sub for _, sub in unlogged])
+    refused = [r for r in reports if not r.ok]
     if refused:
         lines = [f"{r.path.parent.name}/{r.path.name}: {finding}"
                  for r in refused for finding in r.findings]

@@ -1,0 +1,102 @@
+"""The audit spread over worker processes: the same reports, in the same order, as
+auditing each package here; a refusal still names its package; a dead worker
+refuses the publish with a one-line error and publishes nothing."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from ftforge.channel import audit
+from ftforge.channel.audit import PackageRefused, audit_each, audit_package
+from ftforge.channel.publish import publish
+from ftforge.channel.synthetic import SyntheticPackage, write_package
+from ftforge.errors import ChannelError
+
+COUNT = audit.POOL_MIN_PACKAGES + 8
+
+
+@pytest.fixture
+def two_cpus(monkeypatch):
+    """The pool's decision sees two CPUs, whatever this machine has."""
+    monkeypatch.setattr(audit.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+
+
+def _packages(tmp_path: Path, bad: set[int] = frozenset()) -> list[Path]:
+    out = tmp_path / "in"
+    out.mkdir()
+    paths = []
+    for i in range(COUNT):
+        pkg = SyntheticPackage(name=f"pool-{i}", version="1.0", build="pyhd8ed1ab_0",
+                               subdir="noarch", noarch="python",
+                               files={f"site-packages/pool_{i}/__init__.py": b"x = 1\n"})
+        path = write_package(pkg, out)
+        if i in bad:
+            path.write_bytes(path.read_bytes()[:200])  # truncated: archive.unreadable
+        paths.append(path)
+    return paths
+
+
+def test_the_pool_gives_the_reports_auditing_here_gives_in_order(tmp_path, two_cpus):
+    paths = _packages(tmp_path, bad={3, COUNT - 1})
+    assert audit._pool_workers(paths, None) == 2
+    seen, workers = [], []
+
+    def ready(path: Path) -> Path:
+        seen.append(path)
+        return path
+
+    pooled = []
+    for report in audit_each(paths, ready=ready):
+        pooled.append(report)
+        workers.append(len(multiprocessing.active_children()))
+    here = [audit_package(p) for p in paths]
+    assert seen == paths
+    assert max(workers) >= 1, "no worker process ran the audit"
+    assert [r.path for r in pooled] == paths
+    assert [r.findings for r in pooled] == [r.findings for r in here]
+    assert [r.record for r in pooled] == [r.record for r in here]
+    assert [r.ok for r in pooled].count(False) == 2
+    assert pooled[3].findings[0].rule == "archive.unreadable"
+
+
+def test_few_small_packages_are_audited_here(tmp_path, two_cpus):
+    paths = _packages(tmp_path)[: audit.POOL_MIN_PACKAGES - 1]
+    assert audit._pool_workers(paths, None) == 0
+    # enough bytes make the pool worth starting even for a few packages
+    assert audit._pool_workers(paths, [audit.POOL_MIN_BYTES] + [0] * (len(paths) - 1)) == 2
+
+
+def test_a_pooled_publish_refuses_naming_the_bad_package(tmp_path, two_cpus):
+    paths = _packages(tmp_path, bad={17})
+    channel = tmp_path / "channel"
+    with pytest.raises(PackageRefused) as refused:
+        publish(paths, channel)
+    assert "pool-17-1.0-pyhd8ed1ab_0" in str(refused.value)
+    assert "archive.unreadable" in str(refused.value)
+    assert not list(channel.glob("*/*.conda"))
+    # the good ones publish, audited in the pool
+    del paths[17]
+    result = publish(paths, channel)
+    assert len(result.added) == COUNT - 1
+
+
+def test_a_dead_worker_refuses_the_publish(tmp_path, two_cpus):
+    paths = _packages(tmp_path)
+    channel = tmp_path / "channel"
+
+    def ready(path: Path) -> Path:
+        if path == paths[-1]:  # every worker is killed before the last package is handed out
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGKILL)
+        return path
+
+    with pytest.raises(ChannelError) as died:
+        list(audit_each(paths, ready=ready))
+    assert "a worker process died" in died.value.message
+    assert "ftforge channel audit" in (died.value.hint or "")
+    assert not channel.exists()
