@@ -17,8 +17,10 @@ free-threaded/GIL extension-shaped), then in the same process:
 
 Ratios are against the baseline measured in this run. Every time is shown as
 wall seconds and CPU seconds of this process (all threads, py-rattler's
-included): on a shared machine the wall time follows the load, the CPU time
-much less.
+included) and of the audit's worker processes (from 32 packages the audit runs
+in one worker process per CPU, :func:`ftforge.channel.audit.audit_each`; the
+audit alone is shown both ways): on a shared machine the wall time follows the
+load, the CPU time much less.
 
 Results, issue 16 (2 cores shared with five other sessions, load average 9-16
 during every run; ``nice -n 10 .venv/bin/python benchmarks/bench_channel_publish.py
@@ -69,6 +71,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -77,7 +80,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftforge.channel.audit import audit_package
+from ftforge.channel.audit import audit_each, audit_package
 from ftforge.channel.publish import publish
 from ftforge.channel.synthetic import SyntheticPackage, write_package
 from ftforge.variants import PythonVariant
@@ -98,11 +101,19 @@ def make(i: int) -> SyntheticPackage:
         files={f"{variant.site_packages}/ext_{i}/__init__.py": f"VALUE = {i}\n".encode()})
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that ended (the audit's
+    worker processes end with the publish that started them)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), \
+        resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed(fn):
-    """(wall seconds, CPU seconds of the process, result)."""
-    cpu, start = time.process_time(), time.perf_counter()
+    """(wall seconds, CPU seconds of the process and its worker processes, result)."""
+    cpu, start = _cpu(), time.perf_counter()
     result = fn()
-    return time.perf_counter() - start, time.process_time() - cpu, result
+    return time.perf_counter() - start, _cpu() - cpu, result
 
 
 def elf_package(work: Path, k: int) -> Path | None:
@@ -152,6 +163,8 @@ def main() -> int:
             plain, write_zst=True, write_shards=True, force=True)))
         audit_s, audit_c, reports = timed(lambda: [audit_package(p) for p in paths])
         assert all(r.ok for r in reports)
+        pool_s, pool_c, reports = timed(lambda: list(audit_each(paths)))  # what publish runs
+        assert all(r.ok for r in reports)
         channel = work / "channel"
         publish_s, publish_c, result = timed(lambda: publish(paths, channel))
         assert len(result.added) == len(paths)
@@ -190,8 +203,10 @@ def main() -> int:
         print(f"\nchannel publish benchmark, {n} packages (same process, same packages)")
         print("                                   wall s   CPU s   pkg/s   wall ratio  CPU ratio")
         print(f"  baseline index_fs alone:        {index_s:7.2f} {index_c:7.2f} {n / index_s:7.0f}")
-        print(f"  audit alone:                    {audit_s:7.2f} {audit_c:7.2f} {n / audit_s:7.0f}"
+        print(f"  audit alone, one process:       {audit_s:7.2f} {audit_c:7.2f} {n / audit_s:7.0f}"
               f"   audit/index = {audit_s / index_s:.2f}  {audit_c / index_c:.2f}")
+        print(f"  audit alone, worker processes:  {pool_s:7.2f} {pool_c:7.2f} {n / pool_s:7.0f}"
+              f"   audit/index = {pool_s / index_s:.2f}  {pool_c / index_c:.2f}")
         print(f"  full publish (audit+index+...): {publish_s:7.2f} {publish_c:7.2f} "
               f"{n / publish_s:7.0f}   publish/index = {publish_s / index_s:.2f}  "
               f"{publish_c / index_c:.2f}")

@@ -17,13 +17,16 @@ from ftforge.channel.publish import publish
 from ftforge.channel.synthetic import SyntheticPackage, write_package
 from ftforge.errors import ChannelError
 
-COUNT = audit.POOL_MIN_PACKAGES + 8
+POOL_FROM = 32
+COUNT = POOL_FROM + 8
 
 
 @pytest.fixture
 def two_cpus(monkeypatch):
-    """The pool's decision sees two CPUs, whatever this machine has."""
+    """The pool's decision sees two CPUs, whatever this machine has, and starts at
+    POOL_FROM packages (its own threshold is 1,000: too many to write here)."""
     monkeypatch.setattr(audit.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    monkeypatch.setattr(audit, "POOL_MIN_PACKAGES", POOL_FROM)
 
 
 def _packages(tmp_path: Path, bad: set[int] = frozenset()) -> list[Path]:
@@ -65,7 +68,7 @@ def test_the_pool_gives_the_reports_auditing_here_gives_in_order(tmp_path, two_c
 
 
 def test_few_small_packages_are_audited_here(tmp_path, two_cpus):
-    paths = _packages(tmp_path)[: audit.POOL_MIN_PACKAGES - 1]
+    paths = _packages(tmp_path)[: POOL_FROM - 1]
     assert audit._pool_workers(paths, None) == 0
     # enough bytes make the pool worth starting even for a few packages
     assert audit._pool_workers(paths, [audit.POOL_MIN_BYTES] + [0] * (len(paths) - 1)) == 2

@@ -771,11 +771,13 @@ def audit_packages(paths: Iterable[Path], limits: ArchiveLimits = Limits()) -> l
     return list(audit_each(paths, limits, subdirs_here=heres))
 
 
-POOL_MIN_PACKAGES = 32
-"""From this many packages, the audit is spread over worker processes."""
+POOL_MIN_PACKAGES = 1000
+"""From this many packages, the audit is spread over worker processes ..."""
 POOL_MIN_BYTES = 64 << 20
-"""From this many bytes of packages, too. Below both, starting the workers (about
-0.1-0.3 s) would cost more than it saves."""
+"""... or from this many bytes of packages. Starting the workers costs about 0.25 s
+of CPU each (a new interpreter importing this module); the audit reads ~0.5 ms per
+small package and roughly 100-200 MB/s of larger ones, so below both thresholds
+(about 0.5 s of auditing) the pool would cost more than it saves."""
 POOL_CHUNKS_PER_WORKER = 8
 """Packages go to the workers in this many batches each (fewer messages between
 processes; enough batches that one large package does not hold the rest back)."""
@@ -823,9 +825,11 @@ def audit_each(paths: list[Path], limits: ArchiveLimits = Limits(), *,
             yield audit_package(ready(path) if ready else path, limits, subdir_here=here)
         return
     chunk = max(1, len(paths) // (workers * POOL_CHUNKS_PER_WORKER))
-    # forkserver, not fork: the caller may have threads (the staging copies), and a
-    # fork of a threaded process can deadlock in the child.
-    context = multiprocessing.get_context("forkserver")
+    # spawn, not fork: the caller may have threads (the staging copies), and a fork
+    # of a threaded process can deadlock in the child. Not forkserver either: its
+    # workers are not this process's children, so their CPU time is not counted as
+    # this process's (benchmarks/bench_channel_publish.py reports it).
+    context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         inputs = ((ready(path) if ready else path) for path in paths)
         try:
