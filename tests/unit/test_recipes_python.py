@@ -138,6 +138,13 @@ def test_published_default_is_pgo_lto_and_each_optimization_is_its_own_build(tmp
     assert len(set(strings.values())) == len(python_recipe.OPTIMIZATIONS), strings
 
 
+def _elf(path: Path, *flags: str) -> Path:
+    """A real executable built from an empty main with gcc's ``flags``."""
+    subprocess.run(["gcc", "-o", str(path), "-x", "c", "-", *flags],
+                   input="int main(void){return 0;}", text=True, check=True)
+    return path
+
+
 def _run_build_script(tmp_path, *, make: str, level: str, executable: str):
     """Run the generated build-python.sh in ``tmp_path/src`` with a fake configure
     (records its arguments) and the given fake make; returns (result, src, prefix)."""
@@ -168,9 +175,11 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     """Run the script's option logic with a fake configure/make that record their
     arguments: pgo levels add --enable-optimizations --with-lto (quick: a short
     PROFILE_TASK from QUICK_PROFILE_TESTS), none adds neither, an unknown level fails."""
-    # make records its arguments; `make install` writes an executable linking no libpython
+    # make records its arguments; `make install` writes a position-dependent
+    # executable that links no libpython
+    exe = _elf(tmp_path / "exe", "-no-pie")
     make = ('#!/bin/sh\nprintf "%s\\n" "$@" >> make.args\n'
-            'case " $* " in *" install "*) cp /bin/true "$PREFIX/bin/python3.13t"; '
+            f'case " $* " in *" install "*) cp {exe} "$PREFIX/bin/python3.13t"; '
             'ln "$PREFIX/bin/python3.13t" "$PREFIX/bin/python3.13"; '
             'ln -s python3.13 "$PREFIX/bin/python3" ;; esac\n')
     result, src, prefix = _run_build_script(tmp_path, make=make, level=level,
@@ -189,6 +198,8 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     appended = (src / "Makefile").read_text()
     assert "$(BUILDPYTHON): LINK_PYTHON_OBJS = $(LIBRARY_OBJS)" in appended
     assert "platform: $(LIBRARY_DEPS)" in appended
+    assert "$(BUILDPYTHON): LINKFORSHARED += -no-pie" in appended
+    assert "Programs/_freeze_module: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)" in appended
     # the hard link make install leaves (python3.13 -> python3.13t) is a symlink now:
     # a package would store it as a second copy of the interpreter
     assert (prefix / "bin" / "python3.13").readlink() == Path("python3.13t")
@@ -209,15 +220,26 @@ def test_the_build_fails_when_the_executable_links_libpython(tmp_path):
     lib.mkdir()
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib / "libpython3.13.so"), "-x", "c",
                     "/dev/null"], check=True)
-    linked = tmp_path / "linked"
-    subprocess.run(["gcc", "-o", str(linked), "-x", "c", "-", "-Wl,--no-as-needed", f"-L{lib}",
-                    "-lpython3.13"], input="int main(void){return 0;}", text=True, check=True)
+    linked = _elf(tmp_path / "linked", "-no-pie", "-Wl,--no-as-needed", f"-L{lib}",
+                  "-lpython3.13")
     make = (f'#!/bin/sh\ncase " $* " in *" install "*) cp {linked} "$PREFIX/bin/python3.13" ;; '
             'esac\n')
     result, _, _ = _run_build_script(tmp_path, make=make, level="none",
                                      executable="bin/python3.13")
     assert result.returncode == 1
     assert "error: bin/python3.13 links libpython; it should carry the interpreter itself" \
+        in result.stderr
+
+
+def test_the_build_fails_when_the_executable_is_position_independent(tmp_path):
+    """bin/python is linked -no-pie (as Debian's python3.X): a PIE from make install
+    (the Makefile line lost, say) fails the build with a one-line reason."""
+    pie = _elf(tmp_path / "pie", "-pie", "-fPIE")
+    make = f'#!/bin/sh\ncase " $* " in *" install "*) cp {pie} "$PREFIX/bin/python3.13" ;; esac\n'
+    result, _, _ = _run_build_script(tmp_path, make=make, level="none",
+                                     executable="bin/python3.13")
+    assert result.returncode == 1
+    assert "error: bin/python3.13 is not a position-dependent executable (-no-pie)" \
         in result.stderr
 
 
