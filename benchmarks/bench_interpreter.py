@@ -159,6 +159,7 @@ def plain_build(work: Path, variant: PythonVariant, recipe: Path = RECIPE,
         "PY_STDLIB_DIR": variant.stdlib_dir,
         "PY_SITE_PACKAGES": variant.site_packages,
         "PY_NOARCH_SITE_PACKAGES": variant.noarch_site_packages,
+        "PY_EXECUTABLE": variant.executable,
         "LINKAGE_RECORD": "share/ftforge/linkage/python.txt",
         "DEPS_PROFILE": "system",  # like the ftforge builds below: the build machine's libraries
         "NOT_BUILT_MODULES": "",
