@@ -18,7 +18,7 @@ free-threaded/GIL extension-shaped), then in the same process:
 Ratios are against the baseline measured in this run. Every time is shown as
 wall seconds and CPU seconds of this process (all threads, py-rattler's
 included) and of the audit's worker processes (from 32 packages the audit runs
-in one worker process per CPU, :func:`ftforge.channel.audit.audit_each`; the
+in one worker process per CPU, :func:`ftforge.channel.audit_pool.audit_each`; the
 audit alone is shown both ways): on a shared machine the wall time follows the
 load, the CPU time much less.
 
@@ -80,7 +80,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftforge.channel.audit import audit_each, audit_package
+from ftforge.channel.audit import audit_package
+from ftforge.channel.audit_pool import audit_each
 from ftforge.channel.publish import publish
 from ftforge.channel.synthetic import SyntheticPackage, write_package
 from ftforge.variants import PythonVariant

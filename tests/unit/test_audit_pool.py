@@ -1,18 +1,22 @@
 """The audit spread over worker processes: the same reports, in the same order, as
 auditing each package here; a refusal still names its package; a dead worker
-refuses the publish with a one-line error and publishes nothing."""
+refuses the publish with a one-line error and publishes nothing; a caller's
+script without a main guard is not run again by the workers."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from ftforge.channel import audit
-from ftforge.channel.audit import PackageRefused, audit_each, audit_package
+from ftforge.channel import audit_pool
+from ftforge.channel.audit import PackageRefused, audit_package
+from ftforge.channel.audit_pool import audit_each
 from ftforge.channel.publish import publish
 from ftforge.channel.synthetic import SyntheticPackage, write_package
 from ftforge.errors import ChannelError
@@ -25,8 +29,22 @@ COUNT = POOL_FROM + 8
 def two_cpus(monkeypatch):
     """The pool's decision sees two CPUs, whatever this machine has, and starts at
     POOL_FROM packages (its own threshold is 1,000: too many to write here)."""
-    monkeypatch.setattr(audit.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
-    monkeypatch.setattr(audit, "POOL_MIN_PACKAGES", POOL_FROM)
+    monkeypatch.setattr(audit_pool, "_cpus", lambda: 2)
+    monkeypatch.setattr(audit_pool, "POOL_MIN_PACKAGES", POOL_FROM)
+
+
+@pytest.fixture
+def worker_pids(monkeypatch) -> list[int]:
+    """The process ids of the audit workers started while the test runs."""
+    pids: list[int] = []
+
+    class Recorded(audit_pool._Worker):
+        def __init__(self) -> None:
+            super().__init__()
+            pids.append(self.process.pid)
+
+    monkeypatch.setattr(audit_pool, "_Worker", Recorded)
+    return pids
 
 
 def _packages(tmp_path: Path, bad: set[int] = frozenset()) -> list[Path]:
@@ -44,22 +62,20 @@ def _packages(tmp_path: Path, bad: set[int] = frozenset()) -> list[Path]:
     return paths
 
 
-def test_the_pool_gives_the_reports_auditing_here_gives_in_order(tmp_path, two_cpus):
+def test_the_pool_gives_the_reports_auditing_here_gives_in_order(tmp_path, two_cpus,
+                                                                 worker_pids):
     paths = _packages(tmp_path, bad={3, COUNT - 1})
-    assert audit._pool_workers(paths, None) == 2
-    seen, workers = [], []
+    assert audit_pool._pool_workers(paths, None) == 2
+    seen = []
 
     def ready(path: Path) -> Path:
         seen.append(path)
         return path
 
-    pooled = []
-    for report in audit_each(paths, ready=ready):
-        pooled.append(report)
-        workers.append(len(multiprocessing.active_children()))
+    pooled = list(audit_each(paths, ready=ready))
     here = [audit_package(p) for p in paths]
     assert seen == paths
-    assert max(workers) >= 1, "no worker process ran the audit"
+    assert len(worker_pids) == 2 and os.getpid() not in worker_pids, "no worker ran the audit"
     assert [r.path for r in pooled] == paths
     assert [r.findings for r in pooled] == [r.findings for r in here]
     assert [r.record for r in pooled] == [r.record for r in here]
@@ -69,9 +85,9 @@ def test_the_pool_gives_the_reports_auditing_here_gives_in_order(tmp_path, two_c
 
 def test_few_small_packages_are_audited_here(tmp_path, two_cpus):
     paths = _packages(tmp_path)[: POOL_FROM - 1]
-    assert audit._pool_workers(paths, None) == 0
+    assert audit_pool._pool_workers(paths, None) == 0
     # enough bytes make the pool worth starting even for a few packages
-    assert audit._pool_workers(paths, [audit.POOL_MIN_BYTES] + [0] * (len(paths) - 1)) == 2
+    assert audit_pool._pool_workers(paths, [audit_pool.POOL_MIN_BYTES] + [0] * (len(paths) - 1)) == 2
 
 
 def test_a_pooled_publish_refuses_naming_the_bad_package(tmp_path, two_cpus):
@@ -88,14 +104,14 @@ def test_a_pooled_publish_refuses_naming_the_bad_package(tmp_path, two_cpus):
     assert len(result.added) == COUNT - 1
 
 
-def test_a_dead_worker_refuses_the_publish(tmp_path, two_cpus):
+def test_a_dead_worker_refuses_the_publish(tmp_path, two_cpus, worker_pids):
     paths = _packages(tmp_path)
     channel = tmp_path / "channel"
 
     def ready(path: Path) -> Path:
         if path == paths[-1]:  # every worker is killed before the last package is handed out
-            for child in multiprocessing.active_children():
-                os.kill(child.pid, signal.SIGKILL)
+            for pid in worker_pids:
+                os.kill(pid, signal.SIGKILL)
         return path
 
     with pytest.raises(ChannelError) as died:
@@ -103,3 +119,28 @@ def test_a_dead_worker_refuses_the_publish(tmp_path, two_cpus):
     assert "a worker process died" in died.value.message
     assert "ftforge channel audit" in (died.value.hint or "")
     assert not channel.exists()
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_workers(tmp_path):
+    """multiprocessing's spawn would run this script again in each worker (a second
+    publish, waiting forever on the lock the first holds); the workers run nothing
+    of the caller's. The script also prints: the workers' answers are not mixed
+    with anything on stdout."""
+    paths = _packages(tmp_path)
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from ftforge.channel import audit_pool
+        from ftforge.channel.publish import publish
+        audit_pool._cpus = lambda: 2
+        audit_pool.POOL_MIN_PACKAGES = {POOL_FROM}
+        print("script ran")
+        paths = sorted(Path({str(tmp_path / "in")!r}).glob("*.conda"))
+        result = publish(paths, Path({str(tmp_path / "channel")!r}))
+        print("published", len(result.added))
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["script ran", f"published {len(paths)}"]

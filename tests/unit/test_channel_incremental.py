@@ -296,14 +296,14 @@ def test_linkage_reads_only_the_packages_the_closure_reaches(tmp_path, monkeypat
 # -- publishing the same files again does not audit them again ------------------------------
 
 def test_an_identical_republish_is_unchanged_without_a_second_audit(tmp_path, monkeypatch):
-    from ftforge.channel import audit as audit_module
+    from ftforge.channel import audit_pool as pool_module
 
     channel = tmp_path / "ch"
     first = [write_package(p, tmp_path / "a") for p in [pure("alpha"), *twins("ext")]]
     token = publish(first, channel, recipe="r").tokens["r"]
     audited: list[str] = []
-    original = audit_module.audit_package  # a few packages: audited in this process
-    monkeypatch.setattr(audit_module, "audit_package",
+    original = pool_module.audit_package  # a few packages: audited in this process
+    monkeypatch.setattr(pool_module, "audit_package",
                         lambda path, *a, **k: audited.append(path.name) or original(path, *a, **k))
     new = write_package(pure("beta"), tmp_path / "b")
     again = publish([*first, new], channel, recipe="r", token=token)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ftforge.channel import audit as audit_module
+from ftforge.channel import audit_pool as pool_module
 from ftforge.channel import index as index_module
 from ftforge.channel import publish as publish_module
 from ftforge.channel.layout import internal_dir
@@ -72,13 +72,13 @@ def test_publish_after_a_killed_one_ends_consistent(tmp_path, monkeypatch, point
         f"{sub}/{name}" for sub in ("noarch", "linux-64") for name in _package_files(channel, sub)}
 
     audited: list[str] = []
-    original_audit = audit_module.audit_package  # a few packages: audited in this process
+    original_audit = pool_module.audit_package  # a few packages: audited in this process
 
     def audit(path, *args, **kwargs):
         audited.append(Path(path).name)
         return original_audit(path, *args, **kwargs)
 
-    monkeypatch.setattr(audit_module, "audit_package", audit)
+    monkeypatch.setattr(pool_module, "audit_package", audit)
     after = write_package(pure("after"), tmp_path / "2")
     result = publish([after], channel, recipe="r", token=token)
 

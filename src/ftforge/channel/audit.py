@@ -29,9 +29,7 @@ import bz2
 import functools
 import hashlib
 import io
-import itertools
 import json
-import multiprocessing
 import os
 import posixpath
 import re
@@ -40,9 +38,7 @@ import struct
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -68,7 +64,6 @@ __all__ = [
     "Limits",
     "PackageRecord",
     "PackageRefused",
-    "audit_each",
     "audit_package",
     "audit_packages",
     "package_stem",
@@ -766,81 +761,11 @@ def audit_package(path: Path, limits: ArchiveLimits = Limits(), *,
 def audit_packages(paths: Iterable[Path], limits: ArchiveLimits = Limits()) -> list[AuditReport]:
     """Each package audited where it lies: in a folder named like a subdir, its
     ``subdir`` must be that one."""
+    from .audit_pool import audit_each  # many packages: in worker processes
+
     paths = [Path(p) for p in paths]
     heres = [p.parent.name if p.parent.name in known_subdirs() else None for p in paths]
     return list(audit_each(paths, limits, subdirs_here=heres))
-
-
-POOL_MIN_PACKAGES = 1000
-"""From this many packages, the audit is spread over worker processes ..."""
-POOL_MIN_BYTES = 64 << 20
-"""... or from this many bytes of packages. Starting the workers costs about 0.25 s
-of CPU each (a new interpreter importing this module); the audit reads ~0.5 ms per
-small package and roughly 100-200 MB/s of larger ones, so below both thresholds
-(about 0.5 s of auditing) the pool would cost more than it saves."""
-POOL_CHUNKS_PER_WORKER = 8
-"""Packages go to the workers in this many batches each (fewer messages between
-processes; enough batches that one large package does not hold the rest back)."""
-
-
-def _pool_workers(paths: list[Path], sizes: list[int] | None) -> int:
-    """How many worker processes to audit ``paths`` with (0: audit them here)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if not cpus or cpus < 2 or len(paths) < 2:
-        return 0
-    if len(paths) < POOL_MIN_PACKAGES:
-        if sizes is None:
-            sizes = []
-            for path in paths:
-                try:
-                    sizes.append(path.stat().st_size)
-                except OSError:
-                    sizes.append(0)  # the audit itself reports it
-        if sum(sizes) < POOL_MIN_BYTES:
-            return 0
-    return min(cpus, len(paths))
-
-
-def _audit_one(path: Path, limits: ArchiveLimits, here: str | None) -> AuditReport:
-    return audit_package(path, limits, subdir_here=here)
-
-
-def audit_each(paths: list[Path], limits: ArchiveLimits = Limits(), *,
-               subdirs_here: list[str | None] | None = None,
-               ready: Callable[[Path], Path] | None = None,
-               sizes: list[int] | None = None) -> Iterator[AuditReport]:
-    """:func:`audit_package` on each of ``paths``, the reports in the same order.
-
-    The packages are independent: with enough of them (:data:`POOL_MIN_PACKAGES`,
-    :data:`POOL_MIN_BYTES`, judged by ``sizes`` if given) and more than one CPU, they
-    are audited in worker processes, one per CPU. ``ready`` is called with each path,
-    in order, before that path is handed to a worker or read (it may wait for a
-    staged copy). A worker that dies (killed, out of memory) raises a
-    :class:`ChannelError`: nothing is published on a partial audit.
-    """
-    heres = subdirs_here or [None] * len(paths)
-    workers = _pool_workers(paths, sizes)
-    if not workers:
-        for path, here in zip(paths, heres):
-            yield audit_package(ready(path) if ready else path, limits, subdir_here=here)
-        return
-    chunk = max(1, len(paths) // (workers * POOL_CHUNKS_PER_WORKER))
-    # spawn, not fork: the caller may have threads (the staging copies), and a fork
-    # of a threaded process can deadlock in the child. Not forkserver either: its
-    # workers are not this process's children, so their CPU time is not counted as
-    # this process's (benchmarks/bench_channel_publish.py reports it).
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        inputs = ((ready(path) if ready else path) for path in paths)
-        try:
-            yield from pool.map(_audit_one, inputs, itertools.repeat(limits), heres,
-                                chunksize=chunk)
-        except BrokenProcessPool as exc:
-            raise ChannelError(
-                f"auditing {len(paths)} packages (first {paths[0].name}): a worker process "
-                f"died ({exc}); nothing was published",
-                hint="check memory and process limits, or audit the packages one by one "
-                "with `ftforge channel audit PACKAGE`") from exc
 
 
 def _json(data: bytes | None) -> object:

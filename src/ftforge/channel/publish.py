@@ -57,7 +57,8 @@ from pathlib import Path
 from ..atomic import write_atomic
 from ..build.mirror import sha256_of
 from ..errors import ChannelError
-from .audit import AuditReport, Finding, Limits, PackageRefused, audit_each, package_stem
+from .audit import AuditReport, Finding, Limits, PackageRefused, package_stem
+from .audit_pool import audit_each
 from .check import missing_twins
 from .durable import sync_paths
 from .index import INDEX_FILES, channel_records, reindex

@@ -1,0 +1,224 @@
+"""The audit spread over worker processes, for large publishes.
+
+Packages are audited independently (:func:`ftforge.channel.audit.audit_package`),
+so with enough of them (:data:`POOL_MIN_PACKAGES`, :data:`POOL_MIN_BYTES`) and
+more than one CPU they are audited in batches by one worker process per CPU. A
+worker is a new ``python -c`` importing this module (:func:`_serve`): it reads
+batches as length-prefixed pickles on its stdin and writes the reports back on
+its stdout; it runs nothing of the caller's.
+
+Not :mod:`multiprocessing`: its ``spawn`` and ``forkserver`` start methods run
+the caller's main script again in every worker, so a script without an
+``if __name__ == "__main__":`` guard would publish again from each worker and
+wait forever on the channel lock its parent holds; ``fork`` is unsafe in a
+process with threads (the staging copies, rich's refresh thread).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
+
+from ..errors import ChannelError
+from ..limits import ArchiveLimits
+from .audit import AuditReport, Limits, audit_package
+
+__all__ = ["POOL_MIN_BYTES", "POOL_MIN_PACKAGES", "audit_each"]
+
+POOL_MIN_PACKAGES = 1000
+"""From this many packages, the audit is spread over worker processes ..."""
+POOL_MIN_BYTES = 64 << 20
+"""... or from this many bytes of packages. Starting a worker costs about 0.2 s of
+CPU (a new interpreter importing the audit); the audit reads ~0.5 ms per small
+package and roughly 100-200 MB/s of larger ones, so below both thresholds (about
+0.5 s of auditing) the pool would cost more than it saves."""
+BATCHES_PER_WORKER = 8
+"""Packages go to the workers in this many batches each: few messages between
+processes, and enough batches that one large package does not hold the rest back."""
+_HEADER = struct.Struct(">Q")
+_WORKER = "from ftforge.channel.audit_pool import _serve; _serve()"
+
+
+def _cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _pool_workers(paths: list[Path], sizes: list[int] | None) -> int:
+    """How many worker processes to audit ``paths`` with (0: audit them here)."""
+    cpus = _cpus()
+    if cpus < 2 or len(paths) < 2 or not sys.executable:
+        return 0
+    if len(paths) < POOL_MIN_PACKAGES:
+        if sizes is None:
+            sizes = []
+            for path in paths:
+                try:
+                    sizes.append(path.stat().st_size)
+                except OSError:
+                    sizes.append(0)  # the audit itself reports it
+        if sum(sizes) < POOL_MIN_BYTES:
+            return 0
+    return min(cpus, len(paths))
+
+
+def audit_each(paths: list[Path], limits: ArchiveLimits = Limits(), *,
+               subdirs_here: list[str | None] | None = None,
+               ready: Callable[[Path], Path] | None = None,
+               sizes: list[int] | None = None) -> Iterator[AuditReport]:
+    """:func:`audit_package` on each of ``paths``, the reports in the same order.
+
+    In worker processes when there is enough work (``sizes``, if given, are the
+    packages' sizes). ``ready`` is called with each path, in order, before that
+    path is read or handed to a worker (it may wait for a staged copy). A worker
+    that dies (killed, out of memory) raises a :class:`ChannelError`: nothing is
+    published on a partial audit.
+    """
+    heres = subdirs_here or [None] * len(paths)
+    workers = _pool_workers(paths, sizes)
+    if not workers:
+        for path, here in zip(paths, heres):
+            yield audit_package(ready(path) if ready else path, limits, subdir_here=here)
+        return
+    size = max(1, len(paths) // (workers * BATCHES_PER_WORKER))
+    batches = [list(zip(paths[i:i + size], heres[i:i + size]))
+               for i in range(0, len(paths), size)]
+    idle: queue.Queue[_Worker] = queue.Queue()
+    started: list[_Worker] = []
+    try:
+        for _ in range(workers):
+            worker = _Worker()
+            started.append(worker)
+            idle.put(worker)
+
+        def run(batch: list[tuple[Path, str | None]]) -> list[AuditReport]:
+            worker = idle.get()
+            try:
+                return worker.audit(batch, limits)
+            finally:
+                idle.put(worker)
+
+        with ThreadPoolExecutor(max_workers=workers) as threads:
+            futures = []
+            try:
+                for batch in batches:
+                    for path, _ in batch:
+                        if ready:
+                            ready(path)
+                    futures.append(threads.submit(run, batch))
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            for future in futures:
+                try:
+                    yield from future.result()
+                except _WorkerDied as died:
+                    raise ChannelError(
+                        f"auditing {len(paths)} packages (first {paths[0].name}): a worker "
+                        f"process died ({died}); nothing was published",
+                        hint="check memory and process limits, or audit the packages one by "
+                        "one with `ftforge channel audit PACKAGE`") from None
+    finally:
+        for worker in started:
+            worker.close()
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class _Worker:
+    """One ``python -c`` audit worker; its stderr goes to a private temporary file,
+    read back for the error if it dies."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        # the same ftforge as this process, wherever it was imported from
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.stderr, env=env, close_fds=True)
+
+    def audit(self, batch: list[tuple[Path, str | None]], limits: ArchiveLimits
+              ) -> list[AuditReport]:
+        try:
+            _send(self.process.stdin, (limits, batch))
+            reports = _receive(self.process.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            raise _WorkerDied(self._why(exc)) from None
+        if not isinstance(reports, list) or len(reports) != len(batch):
+            raise _WorkerDied("it answered with something other than the batch's reports")
+        return reports
+
+    def _why(self, exc: BaseException) -> str:
+        code = self.process.poll()
+        if code is None:
+            try:
+                code = self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = None
+        self.stderr.seek(0)
+        lines = [ln for ln in self.stderr.read().decode(errors="replace").splitlines()
+                 if ln.strip()]
+        why = f"exit status {code}" if code is not None else type(exc).__name__
+        return f"{why}: {lines[-1].strip()[:200]}" if lines else why
+
+    def close(self) -> None:
+        try:
+            if self.process.stdin:
+                self.process.stdin.close()  # end of input: the worker exits
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        finally:
+            if self.process.stdout:
+                self.process.stdout.close()
+            self.stderr.close()
+
+
+def _send(stream: IO[bytes] | None, message: object) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    assert stream is not None
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes] | None) -> object:
+    assert stream is not None
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("the worker closed its output")
+    (length,) = _HEADER.unpack(header)
+    data = stream.read(length)
+    if len(data) < length:
+        raise EOFError("the worker closed its output mid-answer")
+    return pickle.loads(data)
+
+
+def _serve() -> None:
+    """The worker's loop: a batch in, its reports out, until stdin ends. Stray
+    prints go to stderr: stdout carries only the answers."""
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    requests = sys.stdin.buffer
+    while True:
+        try:
+            limits, batch = _receive(requests)
+        except EOFError:
+            return
+        _send(answers, [audit_package(Path(path), limits, subdir_here=here)
+                        for path, here in batch])
