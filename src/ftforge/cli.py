@@ -695,7 +695,11 @@ def demo(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # typer returns an Exit's code here (130: Ctrl-C)
+            if code == 130:
+                err_console.print("aborted")
+            sys.exit(code)
     except FtforgeError as exc:
         # Messages quote files and recipes ("[build-system]", "[freebsd]"): never markup.
         err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)

@@ -144,3 +144,68 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_the_workers(tmp_path)
                          timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["script ran", f"published {len(paths)}"]
+
+
+def test_ctrl_c_during_a_pooled_audit_ends_every_worker(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group) while batches are being handed
+    out: the caller sees KeyboardInterrupt promptly and no worker is left."""
+    _packages(tmp_path)
+    script = tmp_path / "interrupted.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, time
+        from pathlib import Path
+        from ftforge.channel import audit_pool
+        audit_pool._cpus = lambda: 2
+        audit_pool.POOL_MIN_PACKAGES = {POOL_FROM}
+        paths = sorted(Path({str(tmp_path / "in")!r}).glob("*.conda"))
+
+        def ready(path):
+            if path == paths[len(paths) // 2]:
+                os.killpg(0, signal.SIGINT)
+                time.sleep(5)  # the interrupt lands here
+            return path
+
+        def children():
+            mine = str(os.getpid())
+            out = []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    stat = open(f"/proc/{{pid}}/stat").read()
+                except OSError:
+                    continue
+                if stat.rsplit(")", 1)[1].split()[1] == mine:
+                    out.append(pid)
+            return out
+
+        try:
+            list(audit_pool.audit_each(paths, ready=ready))
+            print("not interrupted")
+        except KeyboardInterrupt:
+            print("interrupted, children left:", len(children()))
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60, start_new_session=True)
+    assert run.stdout.strip() == "interrupted, children left: 0", run.stderr
+
+
+def test_ctrl_c_exits_130(tmp_path):
+    """The CLI says "aborted" and exits 130 on Ctrl-C (typer hands main() the code
+    instead of raising it; it used to exit 0)."""
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal, sys, threading, time
+        from ftforge import cli
+        from ftforge.channel import audit
+
+        def slow(paths, limits=None):
+            time.sleep(30)
+
+        audit.audit_packages = slow
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        sys.argv = ["ftforge", "channel", "audit", "x.conda"]
+        cli.main()
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 130, run
+    assert "aborted" in run.stderr

@@ -95,6 +95,9 @@ def audit_each(paths: list[Path], limits: ArchiveLimits = Limits(), *,
                for i in range(0, len(paths), size)]
     idle: queue.Queue[_Worker] = queue.Queue()
     started: list[_Worker] = []
+    threads = ThreadPoolExecutor(max_workers=workers)
+    futures = []
+    finished = False
     try:
         for _ in range(workers):
             worker = _Worker()
@@ -108,30 +111,31 @@ def audit_each(paths: list[Path], limits: ArchiveLimits = Limits(), *,
             finally:
                 idle.put(worker)
 
-        with ThreadPoolExecutor(max_workers=workers) as threads:
-            futures = []
+        for batch in batches:
+            for path, _ in batch:
+                if ready:
+                    ready(path)
+            futures.append(threads.submit(run, batch))
+        for future in futures:
             try:
-                for batch in batches:
-                    for path, _ in batch:
-                        if ready:
-                            ready(path)
-                    futures.append(threads.submit(run, batch))
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-            for future in futures:
-                try:
-                    yield from future.result()
-                except _WorkerDied as died:
-                    raise ChannelError(
-                        f"auditing {len(paths)} packages (first {paths[0].name}): a worker "
-                        f"process died ({died}); nothing was published",
-                        hint="check memory and process limits, or audit the packages one by "
-                        "one with `ftforge channel audit PACKAGE`") from None
+                yield from future.result()
+            except _WorkerDied as died:
+                raise ChannelError(
+                    f"auditing {len(paths)} packages: a worker process died ({died}); "
+                    "nothing was published",
+                    hint="check memory and process limits, or audit those packages one "
+                    "by one with `ftforge channel audit PACKAGE`") from None
+        finished = True
     finally:
+        # An error, Ctrl-C or a caller that stopped reading: batches not started are
+        # dropped and the workers killed (the threads waiting on them see the end of
+        # their output), then the threads are joined; on success, workers are told to
+        # end (end of input) and waited for.
+        for future in futures:
+            future.cancel()
         for worker in started:
-            worker.close()
+            worker.close(kill=not finished)
+        threads.shutdown(wait=True, cancel_futures=True)
 
 
 class _WorkerDied(Exception):
@@ -153,13 +157,16 @@ class _Worker:
 
     def audit(self, batch: list[tuple[Path, str | None]], limits: ArchiveLimits
               ) -> list[AuditReport]:
+        which = (batch[0][0].name if len(batch) == 1
+                 else f"one of {batch[0][0].name} ... {batch[-1][0].name}")
         try:
             _send(self.process.stdin, (limits, batch))
             reports = _receive(self.process.stdout)
         except (OSError, EOFError, pickle.UnpicklingError) as exc:
-            raise _WorkerDied(self._why(exc)) from None
+            raise _WorkerDied(f"auditing {which}: {self._why(exc)}") from None
         if not isinstance(reports, list) or len(reports) != len(batch):
-            raise _WorkerDied("it answered with something other than the batch's reports")
+            raise _WorkerDied(f"auditing {which}: it answered with something other than "
+                              "the reports")
         return reports
 
     def _why(self, exc: BaseException) -> str:
@@ -175,17 +182,23 @@ class _Worker:
         why = f"exit status {code}" if code is not None else type(exc).__name__
         return f"{why}: {lines[-1].strip()[:200]}" if lines else why
 
-    def close(self) -> None:
+    def close(self, *, kill: bool = False) -> None:
         try:
-            if self.process.stdin:
+            if kill:
+                self.process.kill()
+            elif self.process.stdin:
                 self.process.stdin.close()  # end of input: the worker exits
             self.process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             self.process.kill()
             self.process.wait()
         finally:
-            if self.process.stdout:
-                self.process.stdout.close()
+            for stream in (self.process.stdin, self.process.stdout):
+                if stream:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
             self.stderr.close()
 
 
