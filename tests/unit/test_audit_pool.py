@@ -87,7 +87,8 @@ def test_few_small_packages_are_audited_here(tmp_path, two_cpus):
     paths = _packages(tmp_path)[: POOL_FROM - 1]
     assert audit_pool._pool_workers(paths, None) == 0
     # enough bytes make the pool worth starting even for a few packages
-    assert audit_pool._pool_workers(paths, [audit_pool.POOL_MIN_BYTES] + [0] * (len(paths) - 1)) == 2
+    sizes = [audit_pool.POOL_MIN_BYTES] + [0] * (len(paths) - 1)
+    assert audit_pool._pool_workers(paths, sizes) == 2
 
 
 def test_a_pooled_publish_refuses_naming_the_bad_package(tmp_path, two_cpus):
