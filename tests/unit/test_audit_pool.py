@@ -210,3 +210,59 @@ def test_ctrl_c_exits_130(tmp_path):
                          timeout=60)
     assert run.returncode == 130, run
     assert "aborted" in run.stderr
+
+
+def test_the_callers_directory_environment_and_limits_do_not_reach_the_workers(tmp_path):
+    """A pickle.py where the user stands (python -c would import it first), a
+    sitecustomize that prints (it would garble the answers if they shared stdout)
+    and a Limits subclass defined in the caller's script (a worker cannot unpickle
+    it): the pooled audit still gives every report."""
+    _packages(tmp_path, bad={5})
+    shadow = tmp_path / "where-the-user-stands"
+    shadow.mkdir()
+    (shadow / "pickle.py").write_text("raise SystemExit('the pickle.py here was imported')\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("print('hello from sitecustomize')\n")
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    script = scripts / "caller.py"
+    script.write_text(textwrap.dedent(f"""
+        from pathlib import Path
+        from ftforge.channel import audit_pool
+        from ftforge.limits import ArchiveLimits
+        audit_pool._cpus = lambda: 2
+        audit_pool.POOL_MIN_PACKAGES = {POOL_FROM}
+
+        class Strict(ArchiveLimits):
+            pass
+
+        paths = sorted(Path({str(tmp_path / "in")!r}).glob("*.conda"))
+        reports = list(audit_pool.audit_each(paths, Strict(max_members=64)))
+        print("reports", len(reports), "refused", sum(not r.ok for r in reports))
+    """))
+    run = subprocess.run([sys.executable, str(script)], cwd=shadow, capture_output=True,
+                         text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(site)})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == f"reports {COUNT} refused 1"
+
+
+def test_workers_that_cannot_start_leave_the_audit_to_this_process(tmp_path, two_cpus,
+                                                                     monkeypatch):
+    """Out of file descriptors at the second worker: the first is ended and every
+    package is audited here."""
+    paths = _packages(tmp_path)
+    made = []
+
+    class Scarce(audit_pool._Worker):
+        def __init__(self) -> None:
+            if made:
+                raise OSError(24, "Too many open files")
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(audit_pool, "_Worker", Scarce)
+    reports = list(audit_each(paths))
+    assert [r.path for r in reports] == paths and all(r.ok for r in reports)
+    assert len(made) == 1 and made[0].process.poll() is not None

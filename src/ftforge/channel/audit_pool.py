@@ -3,9 +3,14 @@
 Packages are audited independently (:func:`ftforge.channel.audit.audit_package`),
 so with enough of them (:data:`POOL_MIN_PACKAGES`, :data:`POOL_MIN_BYTES`) and
 more than one CPU they are audited in batches by one worker process per CPU. A
-worker is a new ``python -c`` importing this module (:func:`_serve`): it reads
-batches as length-prefixed pickles on its stdin and writes the reports back on
-its stdout; it runs nothing of the caller's.
+worker is a new ``python -P -c`` importing this module (:func:`_serve`): it reads
+batches as length-prefixed pickles on its stdin and writes the reports back on a
+pipe of its own (its stdout and stderr go to a temporary file, so nothing a
+``sitecustomize`` or an import prints is mistaken for an answer); it runs nothing
+of the caller's, and ``-P`` keeps the current directory off its ``sys.path`` (a
+``queue.py`` or ``pickle.py`` where the user stands is not imported). It finds
+ftforge where the caller did (:class:`_Worker`). If workers cannot be started (no
+file descriptors left, say), the packages are audited here.
 
 Not :mod:`multiprocessing`: its ``spawn`` and ``forkserver`` start methods run
 the caller's main script again in every worker, so a script without an
@@ -16,6 +21,7 @@ process with threads (the staging copies, rich's refresh thread).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import queue
@@ -45,7 +51,9 @@ BATCHES_PER_WORKER = 8
 """Packages go to the workers in this many batches each: few messages between
 processes, and enough batches that one large package does not hold the rest back."""
 _HEADER = struct.Struct(">Q")
-_WORKER = "from ftforge.channel.audit_pool import _serve; _serve()"
+MAX_ANSWER_BYTES = 1 << 30
+"""An answer longer than this is not one (a worker's reports for a batch are far
+smaller): the worker is treated as dead."""
 
 
 def _cpus() -> int:
@@ -85,29 +93,30 @@ def audit_each(paths: list[Path], limits: ArchiveLimits = Limits(), *,
     published on a partial audit.
     """
     heres = subdirs_here or [None] * len(paths)
-    workers = _pool_workers(paths, sizes)
-    if not workers:
+    started = _start(_pool_workers(paths, sizes))
+    if not started:
         for path, here in zip(paths, heres):
             yield audit_package(ready(path) if ready else path, limits, subdir_here=here)
         return
+    workers = len(started)
     size = max(1, len(paths) // (workers * BATCHES_PER_WORKER))
     batches = [list(zip(paths[i:i + size], heres[i:i + size]))
                for i in range(0, len(paths), size)]
     idle: queue.Queue[_Worker] = queue.Queue()
-    started: list[_Worker] = []
+    for worker in started:
+        idle.put(worker)
+    # the limits as plain ArchiveLimits: a subclass defined in the caller's script
+    # could not be unpickled in a worker
+    plain = ArchiveLimits(**{f.name: getattr(limits, f.name)
+                             for f in dataclasses.fields(ArchiveLimits)})
     threads = ThreadPoolExecutor(max_workers=workers)
     futures = []
     finished = False
     try:
-        for _ in range(workers):
-            worker = _Worker()
-            started.append(worker)
-            idle.put(worker)
-
         def run(batch: list[tuple[Path, str | None]]) -> list[AuditReport]:
             worker = idle.get()
             try:
-                return worker.audit(batch, limits)
+                return worker.audit(batch, plain)
             finally:
                 idle.put(worker)
 
@@ -123,8 +132,10 @@ def audit_each(paths: list[Path], limits: ArchiveLimits = Limits(), *,
                 raise ChannelError(
                     f"auditing {len(paths)} packages: a worker process died ({died}); "
                     "nothing was published",
-                    hint="check memory and process limits, or audit those packages one "
-                    "by one with `ftforge channel audit PACKAGE`") from None
+                    hint="the worker's last error is in parentheses; unless a package "
+                    "caused it, fix that (memory, process or file limits, the Python "
+                    "environment) and run again; else audit those packages one by one "
+                    "with `ftforge channel audit PACKAGE`") from None
         finished = True
     finally:
         # An error, Ctrl-C or a caller that stopped reading: batches not started are
@@ -138,22 +149,59 @@ def audit_each(paths: list[Path], limits: ArchiveLimits = Limits(), *,
         threads.shutdown(wait=True, cancel_futures=True)
 
 
+def _start(count: int) -> list[_Worker]:
+    """``count`` workers, or none if they cannot all be started (too many open
+    files, no processes left, ...): the caller then audits here."""
+    started: list[_Worker] = []
+    try:
+        for _ in range(count):
+            started.append(_Worker())
+    except OSError:
+        for worker in started:
+            worker.close(kill=True)
+        return []
+    return started
+
+
 class _WorkerDied(Exception):
     pass
 
 
 class _Worker:
-    """One ``python -c`` audit worker; its stderr goes to a private temporary file,
-    read back for the error if it dies."""
+    """One audit worker; its stdout and stderr go to a private temporary file, read
+    back for the error if it dies; its answers come on a pipe of their own."""
 
     def __init__(self) -> None:
-        env = dict(os.environ)
-        # the same ftforge as this process, wherever it was imported from
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        import ftforge
+
+        # ftforge where this process found it goes first unless the worker's own
+        # sys.path has that directory already (site-packages, an editable install:
+        # their order is kept); the rest of this process's sys.path, made absolute,
+        # goes last (a relative entry would follow the worker's directory; an entry
+        # holding os.pathsep could not go through PYTHONPATH)
+        first = [str(Path(ftforge.__file__).resolve().parent.parent)]
+        last = [os.path.abspath(p) for p in sys.path if p]
+        code = ("import sys; "
+                f"sys.path[0:0] = [p for p in {first!r} if p not in sys.path]; "
+                f"sys.path += [p for p in {last!r} if p not in sys.path]; "
+                "from ftforge.channel.audit_pool import _serve; _serve(int(sys.argv[1]))")
         self.stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self.stderr, env=env, close_fds=True)
+        try:
+            answers, answer_end = os.pipe()
+        except BaseException:
+            self.stderr.close()
+            raise
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-c", code, str(answer_end)], stdin=subprocess.PIPE,
+                stdout=self.stderr, stderr=self.stderr, pass_fds=(answer_end,))
+        except BaseException:
+            os.close(answers)
+            self.stderr.close()
+            raise
+        finally:
+            os.close(answer_end)  # the worker holds the write end now
+        self.answers = os.fdopen(answers, "rb")
 
     def audit(self, batch: list[tuple[Path, str | None]], limits: ArchiveLimits
               ) -> list[AuditReport]:
@@ -161,8 +209,8 @@ class _Worker:
                  else f"one of {batch[0][0].name} ... {batch[-1][0].name}")
         try:
             _send(self.process.stdin, (limits, batch))
-            reports = _receive(self.process.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            reports = _receive(self.answers)
+        except Exception as exc:  # a broken pipe, a short or garbled answer: the same
             raise _WorkerDied(f"auditing {which}: {self._why(exc)}") from None
         if not isinstance(reports, list) or len(reports) != len(batch):
             raise _WorkerDied(f"auditing {which}: it answered with something other than "
@@ -193,7 +241,7 @@ class _Worker:
             self.process.kill()
             self.process.wait()
         finally:
-            for stream in (self.process.stdin, self.process.stdout):
+            for stream in (self.process.stdin, self.answers):
                 if stream:
                     try:
                         stream.close()
@@ -215,18 +263,18 @@ def _receive(stream: IO[bytes] | None) -> object:
     if len(header) < _HEADER.size:
         raise EOFError("the worker closed its output")
     (length,) = _HEADER.unpack(header)
+    if length > MAX_ANSWER_BYTES:
+        raise EOFError(f"a message of {length} bytes is not an answer")
     data = stream.read(length)
     if len(data) < length:
         raise EOFError("the worker closed its output mid-answer")
     return pickle.loads(data)
 
 
-def _serve() -> None:
-    """The worker's loop: a batch in, its reports out, until stdin ends. Stray
-    prints go to stderr: stdout carries only the answers."""
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+def _serve(answer_fd: int) -> None:
+    """The worker's loop: a batch in (stdin), its reports out (``answer_fd``),
+    until stdin ends."""
+    answers = os.fdopen(answer_fd, "wb")
     requests = sys.stdin.buffer
     while True:
         try:
