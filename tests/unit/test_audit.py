@@ -230,3 +230,31 @@ def test_abi3t_is_allowed_for_315t_only(tmp_path, modules):
 def test_gil_package_keeps_abi3(tmp_path, modules):
     pkg = compiled(GIL, {f"{GIL.site_packages}/pkg/m.abi3.so": modules["gil"]})
     assert audit_package(write_package(pkg, tmp_path)).ok
+
+
+def test_a_refusal_lists_a_bounded_number_of_findings(tmp_path):
+    """A package with 100,000 findings (and a second, smaller one) refuses in a
+    message of a bounded size that counts what it leaves out."""
+    from ftforge.channel.audit import SHOWN_IN_ALL, SHOWN_PER_PACKAGE, AuditReport, Finding
+
+    many = AuditReport(tmp_path / "many-1.0-0.conda",
+                       findings=[Finding("paths.escape", f"member {i} escapes", f"m{i}")
+                                 for i in range(100_000)])
+    few = AuditReport(tmp_path / "few-1.0-0.conda",
+                      findings=[Finding("metadata.index-missing", "no index")])
+    message = PackageRefused([many, few]).message
+    lines = message.splitlines()[1:]
+    assert len(lines) <= SHOWN_IN_ALL + 4
+    assert sum(ln.strip().startswith("many-1.0-0.conda: [paths.escape]") for ln in lines) \
+        == SHOWN_PER_PACKAGE
+    assert f"many-1.0-0.conda: ... and {100_000 - SHOWN_PER_PACKAGE} more findings" in message
+    assert "few-1.0-0.conda: [metadata.index-missing] no index" in message
+    # past the cap, every refused package is still named
+    crowd = [AuditReport(tmp_path / f"p{k}-1.0-0.conda",
+                         findings=[Finding("x.y", f"m{i}") for i in range(30)])
+             for k in range(8)]
+    message = PackageRefused(crowd).message
+    assert len(message.splitlines()) <= SHOWN_IN_ALL + 4
+    assert all(f"p{k}-1.0-0.conda" in message for k in range(8))
+    shown = sum("[x.y]" in line for line in message.splitlines())
+    assert f"({8 * 30 - shown} findings not shown in all)" in message

@@ -195,14 +195,36 @@ class AuditReport:
         self.findings.append(Finding(rule, message, member))
 
 
+SHOWN_PER_PACKAGE = 10
+"""A refusal lists at most this many findings of each package ..."""
+SHOWN_IN_ALL = 50
+"""... and this many in all (a package can carry hundreds of thousands: the rest are
+counted; ``ftforge channel audit PACKAGE`` lists every one)."""
+
+
 class PackageRefused(ChannelError):
     """One or more packages failed the audit; nothing was published."""
 
     def __init__(self, reports: list[AuditReport]) -> None:
-        lines = []
+        lines: list[str] = []
+        unnamed: list[str] = []  # packages refused past SHOWN_IN_ALL
+        left = 0
         for report in reports:
-            for finding in report.findings:
-                lines.append(f"{_printable(report.path.name)}: {finding}")
+            name = _printable(report.path.name)
+            shown = report.findings[:SHOWN_PER_PACKAGE][:max(0, SHOWN_IN_ALL - len(lines))]
+            lines += [f"{name}: {finding}" for finding in shown]
+            if len(report.findings) > len(shown):
+                left += len(report.findings) - len(shown)
+                if shown:
+                    lines.append(f"{name}: ... and {len(report.findings) - len(shown)} "
+                                 "more findings")
+                elif report.findings:
+                    unnamed.append(name)
+        if unnamed:
+            lines.append(f"... {len(unnamed)} more package(s) refused: "
+                         + ", ".join(unnamed[:10]) + (", ..." if len(unnamed) > 10 else ""))
+        if left:
+            lines.append(f"({left} findings not shown in all)")
         super().__init__(
             "refused by the channel audit:\n  " + "\n  ".join(lines),
             hint="fix the recipe and rebuild (bump the build number); "
