@@ -195,11 +195,26 @@ class AuditReport:
         self.findings.append(Finding(rule, message, member))
 
 
-SHOWN_PER_PACKAGE = 10
-"""A refusal lists at most this many findings of each package ..."""
-SHOWN_IN_ALL = 50
+SHOWN_PER_PACKAGE = 100
+"""A refusal lists at most this many findings of each package, every rule before a
+second finding of any rule ..."""
+SHOWN_IN_ALL = 200
 """... and this many in all (a package can carry hundreds of thousands: the rest are
 counted; ``ftforge channel audit PACKAGE`` lists every one)."""
+
+
+def _rules_first(findings: list[Finding]) -> list[Finding]:
+    """``findings`` reordered round-robin over their rules (each rule's own order
+    kept): a cut list still shows every kind of finding."""
+    by_rule: dict[str, list[Finding]] = {}
+    for finding in findings:
+        by_rule.setdefault(finding.rule, []).append(finding)
+    out: list[Finding] = []
+    for depth in range(max((len(v) for v in by_rule.values()), default=0)):
+        out += [group[depth] for group in by_rule.values() if depth < len(group)]
+        if len(out) >= SHOWN_PER_PACKAGE:
+            break
+    return out
 
 
 class PackageRefused(ChannelError):
@@ -211,7 +226,8 @@ class PackageRefused(ChannelError):
         left = 0
         for report in reports:
             name = _printable(report.path.name)
-            shown = report.findings[:SHOWN_PER_PACKAGE][:max(0, SHOWN_IN_ALL - len(lines))]
+            shown = _rules_first(report.findings)[:SHOWN_PER_PACKAGE]
+            shown = shown[:max(0, SHOWN_IN_ALL - len(lines))]
             lines += [f"{name}: {finding}" for finding in shown]
             if len(report.findings) > len(shown):
                 left += len(report.findings) - len(shown)
