@@ -17,9 +17,9 @@ free-threaded/GIL extension-shaped), then in the same process:
 
 Ratios are against the baseline measured in this run. Every time is shown as
 wall seconds and CPU seconds of this process (all threads, py-rattler's
-included) and of the audit's worker processes (from 32 packages the audit runs
-in one worker process per CPU, :func:`ftforge.channel.audit_pool.audit_each`; the
-audit alone is shown both ways): on a shared machine the wall time follows the
+included) and of the audit's worker processes (from 1,000 packages or 64 MiB the
+audit runs in one worker process per CPU,
+:func:`ftforge.channel.audit_pool.audit_each`; the audit alone is shown both ways): on a shared machine the wall time follows the
 load, the CPU time much less.
 
 Results, issue 16 (2 cores shared with five other sessions, load average 9-16

@@ -87,8 +87,10 @@ def test_few_small_packages_are_audited_here(tmp_path, two_cpus):
     paths = _packages(tmp_path)[: POOL_FROM - 1]
     assert audit_pool._pool_workers(paths, None) == 0
     # enough bytes make the pool worth starting even for a few packages
-    sizes = [audit_pool.POOL_MIN_BYTES] + [0] * (len(paths) - 1)
-    assert audit_pool._pool_workers(paths, sizes) == 2
+    big = tmp_path / "big.conda"
+    with open(big, "wb") as handle:
+        handle.truncate(audit_pool.POOL_MIN_BYTES)  # sparse: no disk used
+    assert audit_pool._pool_workers(paths, [big, *paths[1:]]) == 2
 
 
 def test_a_pooled_publish_refuses_naming_the_bad_package(tmp_path, two_cpus):

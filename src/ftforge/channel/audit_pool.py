@@ -62,20 +62,20 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _pool_workers(paths: list[Path], sizes: list[int] | None) -> int:
-    """How many worker processes to audit ``paths`` with (0: audit them here)."""
+def _pool_workers(paths: list[Path], sized_by: list[Path] | None) -> int:
+    """How many worker processes to audit ``paths`` with (0: audit them here); the
+    bytes are counted on ``sized_by`` (default: ``paths``)."""
     cpus = _cpus()
     if cpus < 2 or len(paths) < 2 or not sys.executable:
         return 0
     if len(paths) < POOL_MIN_PACKAGES:
-        if sizes is None:
-            sizes = []
-            for path in paths:
-                try:
-                    sizes.append(path.stat().st_size)
-                except OSError:
-                    sizes.append(0)  # the audit itself reports it
-        if sum(sizes) < POOL_MIN_BYTES:
+        total = 0
+        for path in sized_by or paths:
+            try:
+                total += path.stat().st_size
+            except OSError:
+                pass  # the audit itself reports it
+        if total < POOL_MIN_BYTES:
             return 0
     return min(cpus, len(paths))
 
@@ -83,17 +83,18 @@ def _pool_workers(paths: list[Path], sizes: list[int] | None) -> int:
 def audit_each(paths: list[Path], limits: ArchiveLimits = Limits(), *,
                subdirs_here: list[str | None] | None = None,
                ready: Callable[[Path], Path] | None = None,
-               sizes: list[int] | None = None) -> Iterator[AuditReport]:
+               sized_by: list[Path] | None = None) -> Iterator[AuditReport]:
     """:func:`audit_package` on each of ``paths``, the reports in the same order.
 
-    In worker processes when there is enough work (``sizes``, if given, are the
-    packages' sizes). ``ready`` is called with each path, in order, before that
-    path is read or handed to a worker (it may wait for a staged copy). A worker
+    In worker processes when there is enough work (the bytes counted on
+    ``sized_by`` if given, e.g. the originals of staged copies). ``ready`` is
+    called with each path, in order, before that path is read or handed to a
+    worker (it may wait for a staged copy). A worker
     that dies (killed, out of memory) raises a :class:`ChannelError`: nothing is
     published on a partial audit.
     """
     heres = subdirs_here or [None] * len(paths)
-    started = _start(_pool_workers(paths, sizes))
+    started = _start(_pool_workers(paths, sized_by))
     if not started:
         for path, here in zip(paths, heres):
             yield audit_package(ready(path) if ready else path, limits, subdir_here=here)

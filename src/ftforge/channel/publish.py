@@ -483,13 +483,9 @@ def audit_or_refuse(paths: list[Path], where: object, limits: Limits = Limits(),
     say = progress or (lambda _msg: None)
     reports = []
     shown_as = shown_as or paths
-    sizes = []
-    for shown in shown_as:  # the originals: staged copies may not be whole yet
-        try:
-            sizes.append(shown.stat().st_size)
-        except OSError:
-            sizes.append(0)
-    audited = audit_each(paths, limits, subdirs_here=subdirs_here, ready=ready, sizes=sizes)
+    # sized by the originals: staged copies may not be whole yet
+    audited = audit_each(paths, limits, subdirs_here=subdirs_here, ready=ready,
+                         sized_by=shown_as)
     for report, shown in zip(audited, shown_as):
         say(f"audited {shown.name}")
         _check_invariants(report, where)
