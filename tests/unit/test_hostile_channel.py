@@ -666,6 +666,30 @@ def test_reindex_of_a_channel_broken_by_an_older_version_says_how_to_recover(tmp
     assert (channel / "noarch" / "repodata.json").read_bytes() == before
 
 
+def test_reindex_refusal_of_many_unlogged_files_is_bounded(tmp_path, world):
+    """Hundreds of bad files moved in by hand: the re-index refusal names the first ones
+    with their findings, says how many more were refused, and stays a bounded message
+    (it listed every finding of every file); a control character in a name is escaped."""
+    from ftforge.channel.audit import SHOWN_IN_ALL
+
+    channel, _ = world
+    for i in range(SHOWN_IN_ALL + 30):
+        bad = write_package(pure(f"x{i}", index_overrides={"name": "a\nb"}), tmp_path / f"b{i}")
+        os.replace(bad, channel / "noarch" / bad.name)
+    odd = write_package(pure("y", index_overrides={"name": "a\nb"}), tmp_path / "odd")
+    os.replace(odd, channel / "noarch" / "y\x1b[2J-1.0-0.conda")
+    before = (channel / "noarch" / "repodata.json").read_bytes()
+    result = cli("channel", "reindex", str(channel))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"{SHOWN_IN_ALL + 31} package file(s) the publish log does not record" \
+        in " ".join(result.stderr.split())
+    assert "noarch/x0-1.0-pyh4616a5c_0.conda: [metadata.field]" in result.stderr
+    assert "more package(s) refused" in result.stderr
+    assert len(result.stderr.splitlines()) <= SHOWN_IN_ALL + 12
+    assert "\x1b" not in result.stderr
+    assert (channel / "noarch" / "repodata.json").read_bytes() == before
+
+
 def test_cli_publish_prints_the_token_once_and_takes_it_from_the_environment(tmp_path):
     channel = tmp_path / "ch"
     first = write_package(pure("tok"), tmp_path / "1")

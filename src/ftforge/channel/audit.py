@@ -38,7 +38,7 @@ import struct
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -67,6 +67,7 @@ __all__ = [
     "audit_package",
     "audit_packages",
     "package_stem",
+    "refusal_lines",
 ]
 
 Limits = ArchiveLimits
@@ -217,32 +218,41 @@ def _rules_first(findings: list[Finding]) -> list[Finding]:
     return out
 
 
+def refusal_lines(reports: list[AuditReport], *,
+                  label: Callable[[AuditReport], str] | None = None) -> list[str]:
+    """The findings of refused ``reports``, bounded for a message: at most
+    SHOWN_PER_PACKAGE per package and SHOWN_IN_ALL in all, every rule of a package
+    before a second finding of any rule; packages past the bound are named and the
+    findings left out counted. ``label`` names a package (default: its file name)."""
+    lines: list[str] = []
+    unnamed: list[str] = []  # packages refused past SHOWN_IN_ALL
+    left = 0
+    for report in reports:
+        name = _printable(label(report) if label else report.path.name)
+        shown = _rules_first(report.findings)[:SHOWN_PER_PACKAGE]
+        shown = shown[:max(0, SHOWN_IN_ALL - len(lines))]
+        lines += [f"{name}: {finding}" for finding in shown]
+        if len(report.findings) > len(shown):
+            left += len(report.findings) - len(shown)
+            if shown:
+                lines.append(f"{name}: ... and {len(report.findings) - len(shown)} "
+                             "more findings")
+            elif report.findings:
+                unnamed.append(name)
+    if unnamed:
+        lines.append(f"... {len(unnamed)} more package(s) refused: "
+                     + ", ".join(unnamed[:10]) + (", ..." if len(unnamed) > 10 else ""))
+    if left:
+        lines.append(f"({left} findings not shown in all)")
+    return lines
+
+
 class PackageRefused(ChannelError):
     """One or more packages failed the audit; nothing was published."""
 
     def __init__(self, reports: list[AuditReport]) -> None:
-        lines: list[str] = []
-        unnamed: list[str] = []  # packages refused past SHOWN_IN_ALL
-        left = 0
-        for report in reports:
-            name = _printable(report.path.name)
-            shown = _rules_first(report.findings)[:SHOWN_PER_PACKAGE]
-            shown = shown[:max(0, SHOWN_IN_ALL - len(lines))]
-            lines += [f"{name}: {finding}" for finding in shown]
-            if len(report.findings) > len(shown):
-                left += len(report.findings) - len(shown)
-                if shown:
-                    lines.append(f"{name}: ... and {len(report.findings) - len(shown)} "
-                                 "more findings")
-                elif report.findings:
-                    unnamed.append(name)
-        if unnamed:
-            lines.append(f"... {len(unnamed)} more package(s) refused: "
-                         + ", ".join(unnamed[:10]) + (", ..." if len(unnamed) > 10 else ""))
-        if left:
-            lines.append(f"({left} findings not shown in all)")
         super().__init__(
-            "refused by the channel audit:\n  " + "\n  ".join(lines),
+            "refused by the channel audit:\n  " + "\n  ".join(refusal_lines(reports)),
             hint="fix the recipe and rebuild (bump the build number); "
             "`ftforge channel audit PACKAGE` shows every finding",
         )

@@ -57,7 +57,7 @@ from pathlib import Path
 from ..atomic import write_atomic
 from ..build.mirror import sha256_of
 from ..errors import ChannelError
-from .audit import AuditReport, Finding, Limits, PackageRefused, package_stem
+from .audit import AuditReport, Finding, Limits, PackageRefused, package_stem, refusal_lines
 from .audit_pool import audit_each
 from .check import missing_twins
 from .durable import sync_paths
@@ -603,13 +603,13 @@ def _audit_unlogged(channel: Path) -> None:
     reports = audit_each([p for p, _ in unlogged], subdirs_here=[sub for _, sub in unlogged])
     refused = [r for r in reports if not r.ok]
     if refused:
-        lines = [f"{r.path.parent.name}/{r.path.name}: {finding}"
-                 for r in refused for finding in r.findings]
+        lines = refusal_lines(refused, label=lambda r: f"{r.path.parent.name}/{r.path.name}")
         raise ChannelError(
             f"{channel}: {len(refused)} package file(s) the publish log does not record "
             "fail the audit; nothing was re-indexed:\n  " + "\n  ".join(lines),
             hint="move those files out of the channel, then reindex (publish packages "
-            "with `ftforge channel publish`)")
+            "with `ftforge channel publish`); `ftforge channel audit FILE` shows every "
+            "finding")
 
 
 def recover(channel: Path) -> None:
