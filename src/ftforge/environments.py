@@ -136,9 +136,10 @@ async def _solve_records(channels: Sequence[str], specs: Sequence[str],
     from rattler.exceptions import GatewayError, SolverError
 
     urls = [channel_url(c) for c in channels]
+    normalized = [_checked_spec(s) for s in specs]
     try:
         return await rattler_solve(
-            [Channel(url) for url in urls], [normalize_spec(s) for s in specs],
+            [Channel(url) for url in urls], normalized,
             gateway=_gateway(urls),
             channel_priority=_priority(priority),
             virtual_packages=VirtualPackage.detect(),
@@ -157,6 +158,21 @@ async def _solve_records(channels: Sequence[str], specs: Sequence[str],
     except GatewayError as exc:
         raise ChannelError(f"cannot read the repodata of {', '.join(channels)}: {_one_line(exc)}",
                            hint="check the channel URL and that its server answers") from None
+
+
+def _checked_spec(spec: str) -> str:
+    """``spec`` as conda reads it (``python 3.13.5 BUILD`` is ``==3.13.5``, which
+    rattler's solver, parsing strictly, refused with a traceback), written in the form
+    the solver parses; or a one-line SolveError naming it."""
+    from rattler import MatchSpec
+
+    try:
+        return str(MatchSpec(normalize_spec(spec)))
+    except Exception as exc:  # InvalidMatchSpecError and friends
+        raise SolveError(
+            f"{spec!r} is not a match spec: {_one_line(exc)}",
+            hint="write a spec as conda does: NAME, 'NAME 3.13.*', 'NAME >=1.2', "
+            "'NAME 3.13.* BUILD' or NAME=VERSION=BUILD") from None
 
 
 def _one_line(exc: BaseException) -> str:

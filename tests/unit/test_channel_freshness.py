@@ -83,3 +83,21 @@ def test_an_unreachable_channel_is_one_line_naming_it(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: cannot read the repodata of {url}: ")
     assert "hint: check the channel URL" in result.stderr
+
+
+def test_specs_are_read_as_conda_reads_them(tmp_path):
+    """`NAME VERSION BUILD` with a bare version is conda's exact match (rattler's solver,
+    parsing strictly, refused it with a traceback); a spec that does not parse is one
+    line naming it."""
+    channel = tmp_path / "ft"
+    publish([write_package(_generic("alpha"), tmp_path / "in")], channel)
+    build = next((channel / "noarch").glob("alpha-1.0-*.conda")).name
+    build = build.removeprefix("alpha-1.0-").removesuffix(".conda")
+    for spec in (f"alpha 1.0 {build}", f"alpha=1.0={build}", "alpha 1.*", "alpha >=1"):
+        result = _dry_run(str(channel), spec, tmp_path / "cache")
+        assert result.returncode == 0, (spec, result.stderr)
+        assert "alpha" in result.stdout and build in result.stdout
+    assert _dry_run(str(channel), "alpha 2.0", tmp_path / "cache").returncode == 1
+    bad = _dry_run(str(channel), "alpha >=>1", tmp_path / "cache")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+    assert "error: 'alpha >=>1' is not a match spec: unable to parse version spec" in bad.stderr
