@@ -3,7 +3,7 @@
 
 (a) the native stack (openssl, sqlite, ...) built cold in a private, empty cache
     -- every cold demo and test run starts with it;
-(b) for each interpreter optimization (``--optimization``, default ``pgo-lto``,
+(b) for each interpreter optimization (``--optimization``, default ``pgo-lto-bolt``,
     the published build that the demo and the tests build, and ``none``, plain
     -O3): ``ftforge demo --optimization X`` in a
     private cache holding only (a)'s stack -- both interpreters, pip, publish,
@@ -103,7 +103,7 @@ def _stack_and_demos(work: Path, optimizations: list[str]) -> dict[str, object]:
 
 
 def main() -> None:
-    from ftforge.recipes.python import OPTIMIZATIONS
+    from ftforge.recipes.python import DEFAULT_OPTIMIZATION, OPTIMIZATIONS
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--optimization", action="append", choices=OPTIMIZATIONS)
@@ -116,7 +116,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
     if not args.test_only:
-        results.update(_stack_and_demos(work, args.optimization or ["pgo-lto", "none"]))
+        results.update(_stack_and_demos(work, args.optimization or [DEFAULT_OPTIMIZATION, "none"]))
     if args.test or args.test_only:
         results["test"] = test_cold(work)
         t = results["test"]

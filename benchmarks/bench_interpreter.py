@@ -95,6 +95,7 @@ from ftforge.build.driver import BuildRequest, build
 from ftforge.build.timeline import TIMELINE_FILE, phases, read_timeline
 from ftforge.channel.publish import publish
 from ftforge.environments import create
+from ftforge.recipes import python as python_recipe
 from ftforge.recipes.cpython_sources import DEFAULT_VERSION, source_for
 from ftforge.variants import PythonVariant
 from ftforge.workload import measure, process_ceiling
@@ -264,7 +265,8 @@ def main() -> int:
                         help="only the zstd level comparison on this package's payload")
     parser.add_argument("--build-overhead-only", action="store_true",
                         help="only part (c), with its phase breakdown")
-    parser.add_argument("--optimization", choices=("none", "pgo-lto"), default="none",
+    parser.add_argument("--optimization", choices=python_recipe.OPTIMIZATIONS,
+                        default="none",
                         help="python_optimization of both part (c) builds (default: none)")
     parser.add_argument("--compare-rattler-defaults", action="store_true",
                         help="part (c) also with rattler-build's defaults (the driver before "

@@ -21,9 +21,10 @@ if [[ "$DEPS_PROFILE" == "conda-forge" ]]; then
 fi
 
 # Optimization (python_optimization): PGO + LTO, with CPython's own training
-# task or a short one; or CPython's plain -O3.
+# task or a short one, then BOLT or not; or CPython's plain -O3.
 OPT_ARGS=()
 case "$PY_OPTIMIZATION" in
+    pgo-lto-bolt) OPT_ARGS=(--enable-optimizations --with-lto --enable-bolt) ;;
     pgo-lto) OPT_ARGS=(--enable-optimizations --with-lto) ;;
     pgo-lto-quick)
         OPT_ARGS=(--enable-optimizations --with-lto
@@ -31,6 +32,32 @@ case "$PY_OPTIMIZATION" in
     none) ;;
     *) echo "error: unknown python_optimization '$PY_OPTIMIZATION'" >&2; exit 1 ;;
 esac
+BOLT=""
+if [[ "$PY_OPTIMIZATION" == *-bolt ]]; then
+    # llvm-bolt: $LLVM_BOLT if set (as CPython's configure reads it), else from
+    # PATH, else the newest of Debian's /usr/lib/llvm-N/bin (bolt-N installs it
+    # there only); merge-fdata beside it.
+    BOLT=${LLVM_BOLT:-$(command -v llvm-bolt || true)}
+    if [[ -z "$BOLT" ]]; then
+        BOLT=$(find /usr/lib -maxdepth 3 -path '/usr/lib/llvm-*/bin/llvm-bolt' 2>/dev/null \
+            | sort -V | tail -n 1)
+    fi
+    if [[ ! -x "$BOLT" || ! -x "$(dirname "$BOLT")/merge-fdata" ]]; then
+        echo "error: python_optimization=$PY_OPTIMIZATION needs llvm-bolt and merge-fdata" \
+             "(tried ${BOLT:-PATH and /usr/lib/llvm-*/bin}): apt-get install bolt-16" \
+             "(Debian 12), or build with --variant python_optimization=pgo-lto" >&2
+        exit 1
+    fi
+    # CPython's BOLT flags skip _PyEval_EvalFrameDefault and sre's match loops:
+    # BOLT cannot rewrite their computed gotos in position-independent code. Our
+    # bin/python is position-dependent (-no-pie below; LTO generates its code for
+    # that), where the label addresses are absolute relocations BOLT updates, so
+    # the interpreter loop -- the hottest function -- is laid out too (2.5% of
+    # pyperformance's time in an A/B run). The bolted executable then runs the
+    # training task once more before it is installed (ftforge-bolt-check).
+    OPT_ARGS+=("LLVM_BOLT=$BOLT" "MERGE_FDATA=$(dirname "$BOLT")/merge-fdata"
+               "BOLT_COMMON_FLAGS=-update-debug-sections")
+fi
 
 # shellcheck disable=SC2086
 ./configure \
@@ -80,8 +107,24 @@ $(BUILDPYTHON): LINKFORSHARED += -no-pie
 Programs/_freeze_module: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)
 Programs/_testembed: $(LIBRARY_DEPS)
 platform: $(LIBRARY_DEPS)
+# BOLT (pgo-lto-bolt) lays out bin/python alone: CPython's default list adds
+# libpython, whose profile would be empty (bin/python does not load it) and
+# merge-fdata fails on no data.
+BOLT_BINARIES := $(BUILDPYTHON)
+# The bolted executable (BOLT rewrote its machine code) runs the training task.
+.PHONY: ftforge-bolt-check
+ftforge-bolt-check:
+	$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK)
 MAKEFILE
+# BOLT's function order: CPython 3.13+ asks for cdsort, which LLVM 18 added;
+# older BOLT (Debian 12's LLVM 16) has hfsort+, its predecessor.
+if [[ -n "$BOLT" ]] && ! grep -q -e '=cdsort' <<< "$("$BOLT" --help-hidden)"; then
+    echo 'BOLT_APPLY_FLAGS := $(subst =cdsort,=hfsort+,$(BOLT_APPLY_FLAGS))' >> Makefile
+fi
 make -j"${CPU_COUNT:-2}" 'LINK_PYTHON_DEPS=$(LIBRARY_OBJS)'
+if [[ -n "$BOLT" ]]; then
+    make ftforge-bolt-check 'LINK_PYTHON_DEPS=$(LIBRARY_OBJS)'
+fi
 make install 'LINK_PYTHON_DEPS=$(LIBRARY_OBJS)'
 if ! dynamic=$(readelf -d "$PREFIX/$PY_EXECUTABLE"); then
     echo "error: make install wrote no $PY_EXECUTABLE" >&2
@@ -93,6 +136,10 @@ if grep -q 'NEEDED.*libpython' <<< "$dynamic"; then
 fi
 if ! readelf -h "$PREFIX/$PY_EXECUTABLE" | grep -q 'Type:.*EXEC'; then
     echo "error: $PY_EXECUTABLE is not a position-dependent executable (-no-pie)" >&2
+    exit 1
+fi
+if [[ -n "$BOLT" ]] && ! readelf -S -W "$PREFIX/$PY_EXECUTABLE" | grep -q '\.note\.bolt_info'; then
+    echo "error: $PY_EXECUTABLE was not optimized by BOLT (no .note.bolt_info section)" >&2
     exit 1
 fi
 # make install hard-links python3.13 to python3.13t in a free-threaded build; a

@@ -6,6 +6,7 @@ All printing, colour and exit codes live here; ``main`` turns every
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -661,8 +662,9 @@ def demo(
     work_dir: Annotated[Path, typer.Option(help="where recipe, channel and env go")] = Path("demo"),
     iterations: Annotated[int, typer.Option(help="workload loop length per thread")] = 3_000_000,
     optimization: Annotated[str, typer.Option(
-        help="interpreter build: pgo-lto (what a channel publishes; the longest build), "
-             "pgo-lto-quick (same flags, short training task) or none (-O3 only)")]
+        help="interpreter build: pgo-lto-bolt (what a channel publishes; the longest "
+             "build), pgo-lto (no BOLT), pgo-lto-quick (PGO + LTO, short training task) "
+             "or none (-O3 only)")]
         = python_recipe.DEFAULT_OPTIMIZATION,
 ) -> None:
     """Build free-threaded CPython, publish it, install it, and show threads run in parallel."""
@@ -693,12 +695,32 @@ def demo(
                            hint="the free-threaded build did not take; see the build log")
 
 
+_terminated: list[int] = []
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM ends ftforge as Ctrl-C does (a build's processes, the audit's workers,
+    the channel lock and staging are cleaned up), then exits 143."""
+    _terminated.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> None:
+    if _terminated:
+        err_console.print("terminated")
+        sys.exit(128 + signal.SIGTERM)
+    err_console.print("aborted")
+    sys.exit(130)
+
+
 def main() -> None:
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:  # typer returns an Exit's code here (130: Ctrl-C)
             if code == 130:
-                err_console.print("aborted")
+                _interrupted()
             sys.exit(code)
     except FtforgeError as exc:
         # Messages quote files and recipes ("[build-system]", "[freebsd]"): never markup.
@@ -708,8 +730,7 @@ def main() -> None:
         sys.stdout.flush()
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("aborted")
-        sys.exit(130)
+        _interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:

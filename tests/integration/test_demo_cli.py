@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+from ftforge.recipes import python as python_recipe
+
 from .conftest import ftforge
 
 pytestmark = pytest.mark.integration
@@ -20,6 +22,7 @@ def test_demo_prints_build_string_gil_state_and_speedup(tmp_path, interpreter_pa
     pinned = (tmp_path / "demo" / "env" / "conda-meta" / "pinned").read_text()
     assert pinned == "python_abi 3.13.* *_cp313t\n"
     assert re.search(r"sys\._is_gil_enabled\(\) +│ False", text), text
-    assert re.search(r"interpreter optimization +│ pgo-lto\b", text), text
+    assert re.search(rf"interpreter optimization +│ {python_recipe.DEFAULT_OPTIMIZATION} ",
+                     text), text
     assert "2-thread speedup" in text
     assert (tmp_path / "demo" / "env" / "bin" / "python").exists()

@@ -214,6 +214,57 @@ def test_ctrl_c_exits_130(tmp_path):
     assert "aborted" in run.stderr
 
 
+def test_sigterm_to_the_cli_alone_ends_it_like_ctrl_c(tmp_path):
+    """SIGTERM sent to ftforge alone (`kill PID`, a supervisor, a CI timeout) -- its audit
+    workers do not get it: the CLI's handler turns it into the Ctrl-C path, which ends
+    every worker, says "terminated" and exits 143 (it died at once, workers left
+    running and the channel lock's holder gone mid-publish)."""
+    _packages(tmp_path)
+    script = tmp_path / "terminated.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, sys, time
+        from pathlib import Path
+        from ftforge import cli
+        from ftforge.channel import audit, audit_pool
+        audit_pool._cpus = lambda: 2
+        audit_pool.POOL_MIN_PACKAGES = {POOL_FROM}
+        paths = sorted(Path({str(tmp_path / "in")!r}).glob("*.conda"))
+
+        def ready(path):
+            if path == paths[len(paths) // 2]:
+                os.kill(os.getpid(), signal.SIGTERM)  # this process only
+                time.sleep(5)  # the signal lands here
+            return path
+
+        def children():
+            mine, out = str(os.getpid()), []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    stat = open(f"/proc/{{pid}}/stat").read()
+                except OSError:
+                    continue
+                if stat.rsplit(")", 1)[1].split()[1] == mine:
+                    out.append(pid)
+            return out
+
+        def audit_packages(paths, limits=None):
+            try:
+                return list(audit_pool.audit_each(paths, ready=ready))
+            finally:
+                print("children left:", len(children()), flush=True)
+
+        audit.audit_packages = audit_packages
+        sys.argv = ["ftforge", "channel", "audit", *map(str, paths)]
+        cli.main()
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 143, run
+    assert run.stdout.strip() == "children left: 0", run
+    assert run.stderr.strip().splitlines()[-1] == "terminated", run.stderr
+    assert "Traceback" not in run.stderr
+
+
 def test_the_callers_directory_environment_and_limits_do_not_reach_the_workers(tmp_path):
     """A pickle.py where the user stands (python -c would import it first), a
     sitecustomize that prints (it would garble the answers if they shared stdout)

@@ -116,14 +116,16 @@ def test_recipe_renders_for_every_variant_and_profile(tmp_path, version, freethr
     assert v.python_abi_spec in meta["requirements"]["run"]
 
 
-def test_published_default_is_pgo_lto_and_each_optimization_is_its_own_build(tmp_path):
-    """The variants file publishes PGO + LTO; each optimization level hashes into a
+def test_published_default_is_pgo_lto_bolt_and_each_optimization_is_its_own_build(tmp_path):
+    """The variants file publishes PGO + LTO + BOLT; each optimization level hashes into a
     different python build string (a quick-profile build never passes for the default)."""
     _, files = python_recipe.files_for("3.13.5")
     recipe_files.write_files(tmp_path, files)
-    assert python_recipe.DEFAULT_OPTIMIZATION == "pgo-lto"
+    assert python_recipe.DEFAULT_OPTIMIZATION == "pgo-lto-bolt"
     declared = YAML(typ="safe").load((tmp_path / "variants.yaml").read_text())
-    assert declared["python_optimization"] == ["pgo-lto"]
+    assert declared["python_optimization"] == ["pgo-lto-bolt"]
+    recipe = YAML(typ="safe").load(files["recipe.yaml"])
+    assert python_recipe.BOLT_APT_PACKAGE in recipe["extra"]["ftforge"]["apt_build_dependencies"]
     strings = {}
     for level in python_recipe.OPTIMIZATIONS:
         py = _render(tmp_path, freethreading="yes", python_deps_profile="conda-forge",
@@ -135,6 +137,8 @@ def test_published_default_is_pgo_lto_and_each_optimization_is_its_own_build(tmp
         tests = " ".join(line for t in py["tests"] for line in t["script"])
         # the recipe's own test checks what configure was given (rendered at test time)
         assert "('${{ python_optimization }}' != 'none')" in tests and "CONFIG_ARGS" in tests
+        assert "b'.note.bolt_info' in open(sys.executable, 'rb').read()" in tests
+        assert "'${{ python_optimization }}'.endswith('-bolt')" in tests
     assert len(set(strings.values())) == len(python_recipe.OPTIMIZATIONS), strings
 
 
@@ -145,7 +149,26 @@ def _elf(path: Path, *flags: str) -> Path:
     return path
 
 
-def _run_build_script(tmp_path, *, make: str, level: str, executable: str):
+def _bolted(path: Path) -> Path:
+    """``path`` with the section BOLT leaves in what it optimized."""
+    note = path.with_suffix(".note")
+    note.write_bytes(b"BOLT revision: test")
+    subprocess.run(["objcopy", f"--add-section=.note.bolt_info={note}", str(path)], check=True)
+    return path
+
+
+def _fake_bolt(bin_dir: Path, *, cdsort: bool) -> Path:
+    """A fake llvm-bolt (its --help-hidden lists cdsort or only hfsort+) and merge-fdata."""
+    orders = "=hfsort+ =cdsort" if cdsort else "=hfsort =hfsort+"
+    (bin_dir / "llvm-bolt").write_text(f'#!/bin/sh\necho "-reorder-functions {orders}"\n')
+    (bin_dir / "merge-fdata").write_text("#!/bin/sh\n")
+    for tool in ("llvm-bolt", "merge-fdata"):
+        (bin_dir / tool).chmod(0o755)
+    return bin_dir / "llvm-bolt"
+
+
+def _run_build_script(tmp_path, *, make: str, level: str, executable: str,
+                      extra_env: dict[str, str] | None = None):
     """Run the generated build-python.sh in ``tmp_path/src`` with a fake configure
     (records its arguments) and the given fake make; returns (result, src, prefix)."""
     _, files = python_recipe.files_for("3.13.5")
@@ -164,26 +187,35 @@ def _run_build_script(tmp_path, *, make: str, level: str, executable: str):
            "NOT_BUILT_MODULES": "", "PY_OPTIMIZATION": level, "PY_SERIES": "3.13",
            "PY_SITE_PACKAGES": "lib/python3.13/site-packages", "PY_EXECUTABLE": executable,
            "PY_NOARCH_SITE_PACKAGES": "lib/python3.13/site-packages",
-           "QUICK_PROFILE_TESTS": " ".join(python_recipe.QUICK_PROFILE_TESTS)}
+           "QUICK_PROFILE_TESTS": " ".join(python_recipe.QUICK_PROFILE_TESTS),
+           **(extra_env or {})}
     result = subprocess.run(["bash", str(tmp_path / "build.sh")], cwd=src, env=env,
                             capture_output=True, text=True)
     return result, src, prefix
 
 
-@pytest.mark.parametrize("level", ["pgo-lto", "pgo-lto-quick", "none", "bogus"])
+@pytest.mark.parametrize("level", ["pgo-lto-bolt", "pgo-lto", "pgo-lto-quick", "none",
+                                   "bogus"])
 def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level):
     """Run the script's option logic with a fake configure/make that record their
     arguments: pgo levels add --enable-optimizations --with-lto (quick: a short
-    PROFILE_TASK from QUICK_PROFILE_TESTS), none adds neither, an unknown level fails."""
+    PROFILE_TASK from QUICK_PROFILE_TESTS; bolt: --enable-bolt and the llvm-bolt found),
+    none adds neither, an unknown level fails."""
     # make records its arguments; `make install` writes a position-dependent
-    # executable that links no libpython
+    # executable that links no libpython (BOLT-ed for the bolt level)
     exe = _elf(tmp_path / "exe", "-no-pie")
+    bolt_dir = tmp_path / "llvm" / "bin"
+    bolt_dir.mkdir(parents=True)
+    bolt = _fake_bolt(bolt_dir, cdsort=False)
+    if level == "pgo-lto-bolt":
+        _bolted(exe)
     make = ('#!/bin/sh\nprintf "%s\\n" "$@" >> make.args\n'
             f'case " $* " in *" install "*) cp {exe} "$PREFIX/bin/python3.13t"; '
             'ln "$PREFIX/bin/python3.13t" "$PREFIX/bin/python3.13"; '
             'ln -s python3.13 "$PREFIX/bin/python3" ;; esac\n')
     result, src, prefix = _run_build_script(tmp_path, make=make, level=level,
-                                            executable="bin/python3.13t")
+                                            executable="bin/python3.13t",
+                                            extra_env={"LLVM_BOLT": str(bolt)})
     if level == "bogus":
         assert result.returncode == 1
         assert "unknown python_optimization 'bogus'" in result.stderr
@@ -191,15 +223,32 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     assert result.returncode == 0, result.stderr
     args = (src / "configure.args").read_text().splitlines()
     assert ("--enable-optimizations" in args and "--with-lto" in args) == (level != "none")
+    assert ("--enable-bolt" in args) == (level == "pgo-lto-bolt")
+    assert (f"LLVM_BOLT={bolt}" in args) == (level == "pgo-lto-bolt")
+    assert (f"MERGE_FDATA={bolt_dir}/merge-fdata" in args) == (level == "pgo-lto-bolt")
+    # bin/python is position-dependent: BOLT lays out the interpreter loop too
+    # (CPython's defaults skip it, for position-independent code)
+    assert ("BOLT_COMMON_FLAGS=-update-debug-sections" in args) == (level == "pgo-lto-bolt")
     # bin/python links the interpreter's objects, at every optimization level and in
     # every make stage (the PGO sub-makes inherit command-line variables)
     made = (src / "make.args").read_text().splitlines()
-    assert made.count("LINK_PYTHON_DEPS=$(LIBRARY_OBJS)") == 2 and "install" in made
+    bolted = level == "pgo-lto-bolt"
+    assert made.count("LINK_PYTHON_DEPS=$(LIBRARY_OBJS)") == 2 + bolted and "install" in made
+    # a bolted executable runs the training task again before it is installed
+    assert ("ftforge-bolt-check" in made) == bolted
+    if bolted:
+        assert made.index("ftforge-bolt-check") < made.index("install")
     appended = (src / "Makefile").read_text()
     assert "$(BUILDPYTHON): LINK_PYTHON_OBJS = $(LIBRARY_OBJS)" in appended
     assert "platform: $(LIBRARY_DEPS)" in appended
     assert "$(BUILDPYTHON): LINKFORSHARED += -no-pie" in appended
     assert "Programs/_freeze_module: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)" in appended
+    # BOLT lays out bin/python only (it does not load libpython: no profile for it),
+    # with hfsort+ where this llvm-bolt has no cdsort
+    assert "BOLT_BINARIES := $(BUILDPYTHON)" in appended
+    assert "ftforge-bolt-check:\n\t$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK)\n" in appended
+    assert ("BOLT_APPLY_FLAGS := $(subst =cdsort,=hfsort+,$(BOLT_APPLY_FLAGS))" in appended) \
+        == (level == "pgo-lto-bolt")
     # the hard link make install leaves (python3.13 -> python3.13t) is a symlink now:
     # a package would store it as a second copy of the interpreter
     assert (prefix / "bin" / "python3.13").readlink() == Path("python3.13t")
@@ -269,3 +318,48 @@ def test_recipe_yaml_carries_the_free_threaded_signals():
     assert python["requirements"]["run_exports"]["noarch"] == ["python"]
     assert python["build"]["dynamic_linking"]["rpaths"] == ["lib/"]
     assert "libzstd-dev" in data["extra"]["ftforge"]["apt_build_dependencies"]
+
+
+def test_a_bolt_build_keeps_cdsort_where_llvm_bolt_has_it(tmp_path):
+    """A newer llvm-bolt (LLVM 18+) knows cdsort: CPython's own flags stay as they are."""
+    exe = _bolted(_elf(tmp_path / "exe", "-no-pie"))
+    (tmp_path / "llvm").mkdir()
+    bolt = _fake_bolt(tmp_path / "llvm", cdsort=True)
+    make = f'#!/bin/sh\ncase " $* " in *" install "*) cp {exe} "$PREFIX/bin/python3.13" ;; esac\n'
+    result, src, _ = _run_build_script(tmp_path, make=make, level="pgo-lto-bolt",
+                                       executable="bin/python3.13",
+                                       extra_env={"LLVM_BOLT": str(bolt)})
+    assert result.returncode == 0, result.stderr
+    appended = (src / "Makefile").read_text()
+    assert "BOLT_BINARIES := $(BUILDPYTHON)" in appended and "hfsort" not in appended
+
+
+def test_a_bolt_build_without_llvm_bolt_fails_before_configure(tmp_path):
+    """No llvm-bolt where it was pointed: one line saying what to install or which level
+    to build instead, and configure never ran."""
+    make = '#!/bin/sh\nexit 0\n'
+    result, src, _ = _run_build_script(tmp_path, make=make, level="pgo-lto-bolt",
+                                       executable="bin/python3.13",
+                                       extra_env={"LLVM_BOLT": str(tmp_path / "no-bolt")})
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: python_optimization=pgo-lto-bolt needs llvm-bolt and merge-fdata (tried "
+        f"{tmp_path / 'no-bolt'}): apt-get install bolt-16 (Debian 12), or build with "
+        "--variant python_optimization=pgo-lto"]
+    assert not (src / "configure.args").exists()
+
+
+def test_the_build_fails_when_a_bolt_build_was_not_bolted(tmp_path):
+    """pgo-lto-bolt whose installed executable has no .note.bolt_info (BOLT's step
+    skipped) fails the build with a one-line reason."""
+    exe = _elf(tmp_path / "exe", "-no-pie")
+    (tmp_path / "llvm").mkdir()
+    bolt = _fake_bolt(tmp_path / "llvm", cdsort=False)
+    make = f'#!/bin/sh\ncase " $* " in *" install "*) cp {exe} "$PREFIX/bin/python3.13" ;; esac\n'
+    result, _, _ = _run_build_script(tmp_path, make=make, level="pgo-lto-bolt",
+                                     executable="bin/python3.13",
+                                     extra_env={"LLVM_BOLT": str(bolt)})
+    assert result.returncode == 1
+    assert "error: bin/python3.13 was not optimized by BOLT (no .note.bolt_info section)" \
+        in result.stderr

@@ -19,12 +19,18 @@ Two dependency profiles (the ``python_deps_profile`` variant key):
   system profile's marker, which the channel's linkage audit requires of a
   package that links libraries no conda package provides.
 
-Three optimization levels (the ``python_optimization`` variant key):
+Four optimization levels (the ``python_optimization`` variant key):
 
-* ``pgo-lto`` (the default: what gets published, what ``ftforge demo`` and the
-  test suite build) -- ``--enable-optimizations --with-lto``: profile-guided
-  with CPython's own training task (``-m test --pgo``, as python.org's and
-  conda-forge's python-feedstock builds use) and link-time optimized.
+* ``pgo-lto-bolt`` (the default: what gets published, what ``ftforge demo``
+  and the test suite build) -- ``--enable-optimizations --with-lto
+  --enable-bolt``: profile-guided with CPython's own training task (``-m test
+  --pgo``, as python.org's and conda-forge's python-feedstock builds use),
+  link-time optimized, then the executable's code laid out again by LLVM's
+  BOLT from a second run of the same task (CPython's own ``--enable-bolt``,
+  which python.org's release builds do not use yet). Needs ``llvm-bolt`` and
+  ``merge-fdata`` on the build machine (Debian 12: ``bolt-16``).
+* ``pgo-lto`` (opt-in) -- the same without BOLT: what conda-forge's
+  python-feedstock publishes; for build machines without ``llvm-bolt``.
 * ``pgo-lto-quick`` (opt-in) -- the same flags with a short training task
   (:data:`QUICK_PROFILE_TESTS`). The training run is a small part of a PGO
   build (two compiles and a serial LTO link are most of it), so this saves
@@ -61,6 +67,9 @@ __all__ = [
 DepsProfile = Literal["system", "conda-forge"]
 DEPS_PROFILES: tuple[str, ...] = get_args(DepsProfile)
 
+BOLT_APT_PACKAGE = "bolt-16"
+"""Debian 12's package with ``llvm-bolt`` and ``merge-fdata`` (in /usr/lib/llvm-16/bin)."""
+
 # Debian packages a complete CPython build needs (system profile), each with a
 # file that proves it is installed -- checked before a build starts.
 APT_BUILD_DEPENDENCIES: dict[str, str] = {
@@ -79,6 +88,7 @@ APT_BUILD_DEPENDENCIES: dict[str, str] = {
     "libexpat1-dev": "/usr/include/expat.h",
     "libgdbm-dev": "/usr/include/gdbm.h",
     "libgdbm-compat-dev": "/usr/include/ndbm.h",
+    BOLT_APT_PACKAGE: "/usr/lib/llvm-16/bin/llvm-bolt",
 }
 # 3.14 adds compression.zstd.
 APT_BUILD_DEPENDENCIES_3_14 = {"libzstd-dev": "/usr/include/zstd.h"}
@@ -94,10 +104,11 @@ NOT_BUILT_MODULES: tuple[str, ...] = ("_tkinter", "_gdbm", "_dbm")
 """Extension modules the self-contained profile does not build (no library for them)."""
 CONDA_FORGE_HOST_DEPENDENCIES_3_14 = ("zstd",)
 
-Optimization = Literal["pgo-lto", "pgo-lto-quick", "none"]
+Optimization = Literal["pgo-lto-bolt", "pgo-lto", "pgo-lto-quick", "none"]
 OPTIMIZATIONS: tuple[str, ...] = get_args(Optimization)
-DEFAULT_OPTIMIZATION: Optimization = "pgo-lto"
-"""The published build: profile-guided + link-time optimized (see the module docstring)."""
+DEFAULT_OPTIMIZATION: Optimization = "pgo-lto-bolt"
+"""The published build: profile-guided, link-time optimized and BOLT-ed (see the module
+docstring)."""
 QUICK_PROFILE_TESTS: tuple[str, ...] = (
     "test_array", "test_bytes", "test_float", "test_functools", "test_generators", "test_int",
     "test_json", "test_long", "test_re", "test_set", "test_str", "test_struct",
@@ -289,8 +300,10 @@ outputs:
     tests:
       - script:
           - python -c "import sys, sysconfig; print(sys.version); assert sysconfig.get_config_var('Py_GIL_DISABLED') == ${{{{ {ft.py_gil_disabled} if freethreading == 'yes' else {gil.py_gil_disabled} }}}}"
-          # PGO + LTO unless the variant says none (CONFIG_ARGS is what configure was given)
+          # PGO + LTO unless the variant says none, BOLT when it says so (CONFIG_ARGS is
+          # what configure was given; BOLT leaves a .note.bolt_info section)
           - python -c "import sysconfig; a = sysconfig.get_config_var('CONFIG_ARGS'); print(a); assert ('--enable-optimizations' in a and '--with-lto' in a) == ('${{{{ python_optimization }}}}' != 'none')"
+          - python -c "import sys, sysconfig; a = sysconfig.get_config_var('CONFIG_ARGS'); bolted = b'.note.bolt_info' in open(sys.executable, 'rb').read(); assert ('--enable-bolt' in a) == bolted == '${{{{ python_optimization }}}}'.endswith('-bolt'), bolted"
           - python -c "import ssl, sqlite3, ctypes, lzma, bz2, zlib, readline, uuid, curses, pyexpat, decimal, hashlib"
           # The executable carries the interpreter itself; libpython is shipped for
           # embedding but not loaded by bin/python (see build-python.sh).
@@ -315,7 +328,7 @@ outputs:
       summary: >-
         ${{{{ "General purpose programming language (" ~ abi_tag ~ " ABI)" if python_deps_profile == "conda-forge" else "General purpose programming language (" ~ abi_tag ~ " ABI; links the build machine's libraries: not self-contained)" }}}}
       description: >-
-        ${{{{ "Self-contained: every library it links comes from a conda package, glibc excepted. Not built: {", ".join(NOT_BUILT_MODULES)} (tkinter needs Tcl/Tk and the X11 client libraries, which are not packaged here; dbm.sqlite3 is the dbm default)." if python_deps_profile == "conda-forge" else "System profile: links the build machine's OpenSSL, libffi, zlib, ... (listed in {LINKAGE_RECORD}); runs only where those libraries are installed." }}}} ${{{{ "Built with profile-guided and link-time optimization (--enable-optimizations --with-lto" ~ (", short training task" if python_optimization == "pgo-lto-quick" else "") ~ ")." if python_optimization != "none" else "Built without profile-guided or link-time optimization (-O3 only)." }}}}
+        ${{{{ "Self-contained: every library it links comes from a conda package, glibc excepted. Not built: {", ".join(NOT_BUILT_MODULES)} (tkinter needs Tcl/Tk and the X11 client libraries, which are not packaged here; dbm.sqlite3 is the dbm default)." if python_deps_profile == "conda-forge" else "System profile: links the build machine's OpenSSL, libffi, zlib, ... (listed in {LINKAGE_RECORD}); runs only where those libraries are installed." }}}} ${{{{ "Built with profile-guided and link-time optimization (--enable-optimizations --with-lto" ~ (", short training task" if python_optimization == "pgo-lto-quick" else "") ~ (" --enable-bolt: the executable's code laid out by LLVM BOLT" if python_optimization == "pgo-lto-bolt" else "") ~ ")." if python_optimization != "none" else "Built without profile-guided or link-time optimization (-O3 only)." }}}}
 
 {_metapackage(ft, "Opt in to the free-threaded (no-GIL, PEP 703) Python " + ft.series + "t")}
 {_metapackage(gil, "Python " + gil.series + " with the GIL (the default ABI)")}
@@ -333,9 +346,10 @@ freethreading:
 # `--variant python_deps_profile=system` (links the build machine's libraries).
 python_deps_profile:
   - {DEFAULT_PROFILE}
-# pgo-lto: profile-guided + link-time optimized, what gets published and what the
-# demo and the test suite build (the default). pgo-lto-quick (a short training
-# task) and none (-O3 only) are opt-in: `--variant python_optimization=none`.
+# pgo-lto-bolt: profile-guided + link-time optimized + BOLT, what gets published
+# and what the demo and the test suite build (the default). pgo-lto (no BOLT: no
+# llvm-bolt needed), pgo-lto-quick (a short training task) and none (-O3 only)
+# are opt-in: `--variant python_optimization=none`.
 python_optimization:
   - {DEFAULT_OPTIMIZATION}
 """
@@ -369,9 +383,10 @@ if [[ "$DEPS_PROFILE" == "conda-forge" ]]; then
 fi
 
 # Optimization (python_optimization): PGO + LTO, with CPython's own training
-# task or a short one; or CPython's plain -O3.
+# task or a short one, then BOLT or not; or CPython's plain -O3.
 OPT_ARGS=()
 case "$PY_OPTIMIZATION" in
+    pgo-lto-bolt) OPT_ARGS=(--enable-optimizations --with-lto --enable-bolt) ;;
     pgo-lto) OPT_ARGS=(--enable-optimizations --with-lto) ;;
     pgo-lto-quick)
         OPT_ARGS=(--enable-optimizations --with-lto
@@ -379,6 +394,32 @@ case "$PY_OPTIMIZATION" in
     none) ;;
     *) echo "error: unknown python_optimization '$PY_OPTIMIZATION'" >&2; exit 1 ;;
 esac
+BOLT=""
+if [[ "$PY_OPTIMIZATION" == *-bolt ]]; then
+    # llvm-bolt: $LLVM_BOLT if set (as CPython's configure reads it), else from
+    # PATH, else the newest of Debian's /usr/lib/llvm-N/bin (bolt-N installs it
+    # there only); merge-fdata beside it.
+    BOLT=${LLVM_BOLT:-$(command -v llvm-bolt || true)}
+    if [[ -z "$BOLT" ]]; then
+        BOLT=$(find /usr/lib -maxdepth 3 -path '/usr/lib/llvm-*/bin/llvm-bolt' 2>/dev/null \
+            | sort -V | tail -n 1)
+    fi
+    if [[ ! -x "$BOLT" || ! -x "$(dirname "$BOLT")/merge-fdata" ]]; then
+        echo "error: python_optimization=$PY_OPTIMIZATION needs llvm-bolt and merge-fdata" \
+             "(tried ${BOLT:-PATH and /usr/lib/llvm-*/bin}): apt-get install bolt-16" \
+             "(Debian 12), or build with --variant python_optimization=pgo-lto" >&2
+        exit 1
+    fi
+    # CPython's BOLT flags skip _PyEval_EvalFrameDefault and sre's match loops:
+    # BOLT cannot rewrite their computed gotos in position-independent code. Our
+    # bin/python is position-dependent (-no-pie below; LTO generates its code for
+    # that), where the label addresses are absolute relocations BOLT updates, so
+    # the interpreter loop -- the hottest function -- is laid out too (2.5% of
+    # pyperformance's time in an A/B run). The bolted executable then runs the
+    # training task once more before it is installed (ftforge-bolt-check).
+    OPT_ARGS+=("LLVM_BOLT=$BOLT" "MERGE_FDATA=$(dirname "$BOLT")/merge-fdata"
+               "BOLT_COMMON_FLAGS=-update-debug-sections")
+fi
 
 # shellcheck disable=SC2086
 ./configure \
@@ -428,8 +469,24 @@ $(BUILDPYTHON): LINKFORSHARED += -no-pie
 Programs/_freeze_module: PY_CORE_LDFLAGS = $(PY_LDFLAGS_NOLTO)
 Programs/_testembed: $(LIBRARY_DEPS)
 platform: $(LIBRARY_DEPS)
+# BOLT (pgo-lto-bolt) lays out bin/python alone: CPython's default list adds
+# libpython, whose profile would be empty (bin/python does not load it) and
+# merge-fdata fails on no data.
+BOLT_BINARIES := $(BUILDPYTHON)
+# The bolted executable (BOLT rewrote its machine code) runs the training task.
+.PHONY: ftforge-bolt-check
+ftforge-bolt-check:
+	$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK)
 MAKEFILE
+# BOLT's function order: CPython 3.13+ asks for cdsort, which LLVM 18 added;
+# older BOLT (Debian 12's LLVM 16) has hfsort+, its predecessor.
+if [[ -n "$BOLT" ]] && ! grep -q -e '=cdsort' <<< "$("$BOLT" --help-hidden)"; then
+    echo 'BOLT_APPLY_FLAGS := $(subst =cdsort,=hfsort+,$(BOLT_APPLY_FLAGS))' >> Makefile
+fi
 make -j"${CPU_COUNT:-2}" 'LINK_PYTHON_DEPS=$(LIBRARY_OBJS)'
+if [[ -n "$BOLT" ]]; then
+    make ftforge-bolt-check 'LINK_PYTHON_DEPS=$(LIBRARY_OBJS)'
+fi
 make install 'LINK_PYTHON_DEPS=$(LIBRARY_OBJS)'
 if ! dynamic=$(readelf -d "$PREFIX/$PY_EXECUTABLE"); then
     echo "error: make install wrote no $PY_EXECUTABLE" >&2
@@ -441,6 +498,10 @@ if grep -q 'NEEDED.*libpython' <<< "$dynamic"; then
 fi
 if ! readelf -h "$PREFIX/$PY_EXECUTABLE" | grep -q 'Type:.*EXEC'; then
     echo "error: $PY_EXECUTABLE is not a position-dependent executable (-no-pie)" >&2
+    exit 1
+fi
+if [[ -n "$BOLT" ]] && ! readelf -S -W "$PREFIX/$PY_EXECUTABLE" | grep -q '\.note\.bolt_info'; then
+    echo "error: $PY_EXECUTABLE was not optimized by BOLT (no .note.bolt_info section)" >&2
     exit 1
 fi
 # make install hard-links python3.13 to python3.13t in a free-threaded build; a
