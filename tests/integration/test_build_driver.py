@@ -76,3 +76,82 @@ requirements:
     assert str(info.value.message).count("\n") == 0
     assert "the C header frobnicate/frob.h is not installed" in info.value.message
     assert "apt-file search frobnicate/frob.h" in info.value.hint
+
+
+def test_sigterm_ends_the_build_and_every_process_it_started(tmp_path, isolated_cache):
+    """`kill PID` of a running `ftforge build` (the process alone, not its group, as a
+    supervisor or a CI timeout may send it): ftforge exits 143 within seconds, the build
+    script's processes are gone, and the cache keeps the failed build aside, not a
+    `.partial` one. Before, the SIGTERM waited for the build to return (rattler-build
+    holds the GIL) and a SIGKILL left make running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    recipe = tmp_path / "slow"
+    recipe.mkdir()
+    (recipe / "recipe.yaml").write_text(
+        TINY.format(marker="x").replace("    - mkdir -p $PREFIX/share\n",
+                                        f"    - sleep 600 & echo $! > {pids}; wait\n")
+        .replace("${{ flavour }}", "plain"))
+    proc = subprocess.Popen([sys.executable, "-m", "ftforge.cli", "build", str(recipe),
+                             "--output-dir", str(tmp_path / "out"), "--test", "skip"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "FTFORGE_CACHE": str(isolated_cache)})
+    try:
+        deadline = time.monotonic() + 300
+        while not (pids.exists() and pids.read_text().strip()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the build script never started"
+            time.sleep(0.2)
+        sleeper = int(pids.read_text())
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, (out, err)
+    assert err.strip().splitlines()[-1] == "terminated", err
+    assert "Traceback" not in err
+    assert took < 30, took
+    for _ in range(100):
+        try:
+            os.kill(sleeper, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(sleeper, signal.SIGKILL)
+        raise AssertionError(f"the build script's sleep {sleeper} was still running")
+    builds = isolated_cache / "builds"
+    assert not list(builds.glob("*.partial")), list(builds.iterdir())
+    assert list(builds.glob("*.failed"))
+
+
+def test_a_build_in_its_child_process_reports_as_before(tmp_path, isolated_cache):
+    """The variant is built by a child process: its log lines reach build.log and the
+    timeline, a failure still names the script's output, and no child is left."""
+    import os
+
+    recipe = _recipe(tmp_path / "tiny", "childish")
+    outcome = build(BuildRequest(recipe, tmp_path / "out", overrides=(("flavour", "spicy"),),
+                                 test="skip"))
+    log = outcome.log_file.read_text()
+    assert "childish" in log  # the script's own lines, relayed from the child
+    assert (outcome.log_file.parent / "build.timeline.tsv").read_text().count("\tlog\t") > 5
+    mine = str(os.getpid())
+    children = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[1] == mine:
+            children.append(pid)
+    assert children == []

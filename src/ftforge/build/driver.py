@@ -30,6 +30,7 @@ from ..channel.layout import ensure_not_inside_channel, index_channel
 from ..environments import channel_url
 from ..errors import BuildFailedError, FtforgeError
 from ..recipes import toolchain as toolchain_recipe
+from .isolated import BuildJob, ChildBuildFailed, run_in_child, variant_identity
 from .mirror import SourceMirror
 from .preflight import check_apt_dependencies, dpkg_installed
 from .timeline import TIMELINE_FILE, Timeline
@@ -438,7 +439,7 @@ def build(
                                        *(channel_url(c) for c in native_channels)]
                 clock.lap("prepare")
                 _build_into_cache(rendered, cache_dir, dependency_channels, request.test,
-                                  reporter, name)
+                                  reporter, name, source=(staged, combination))
                 clock.lap("rattler-build")
     if not keys:
         raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
@@ -507,7 +508,12 @@ def _rendered_identity(rendered: list) -> str:
 
 
 def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
-                      test: TestStrategy, reporter: BuildReporter, name: str) -> None:
+                      test: TestStrategy, reporter: BuildReporter, name: str, *,
+                      source: tuple[Path, VariantMatrix] | None = None) -> None:
+    """Build every rendered variant into ``cache_dir``. With ``source`` (the staged
+    recipe and the matrix it was rendered with) each variant is built in a child
+    process that Ctrl-C, SIGTERM or an error here ends with everything it started
+    (:mod:`ftforge.build.isolated`); without, here (rattler-build's own objects)."""
     from rattler_build import RattlerBuildError, ToolConfiguration
 
     work = cache_dir.with_name(cache_dir.name + ".partial")
@@ -522,13 +528,20 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
                               if k != "target_platform")
             reporter.step(f"[{index}/{len(rendered)}] {variant.recipe.package.name} ({label})")
             try:
-                variant.run_build(
-                    tool_config=tool, output_dir=work,
-                    channels=[work.as_uri(), *channels],
-                    progress_callback=sink, package_format=PACKAGE_FORMAT,
-                )
+                if source is not None:
+                    run_in_child(BuildJob(
+                        recipe=str(source[0]), values=source[1].values,
+                        zip_keys=source[1].zip_keys, variant=variant_identity(variant.variant),
+                        output_dir=str(work), channels=[work.as_uri(), *channels], test=test,
+                        keep_build=KEEP_BUILD, package_format=PACKAGE_FORMAT), sink)
+                else:
+                    variant.run_build(
+                        tool_config=tool, output_dir=work,
+                        channels=[work.as_uri(), *channels],
+                        progress_callback=sink, package_format=PACKAGE_FORMAT,
+                    )
                 _remove_build_folders(work, sink)
-            except RattlerBuildError as exc:
+            except (RattlerBuildError, ChildBuildFailed) as exc:
                 sink.handle.flush()
                 log = log_path.read_text(errors="replace") if log_path.exists() else ""
                 from .failure import diagnose

@@ -9,7 +9,7 @@ pipe of its own (its stdout and stderr go to a temporary file, so nothing a
 ``sitecustomize`` or an import prints is mistaken for an answer); it runs nothing
 of the caller's, and ``-P`` keeps the current directory off its ``sys.path`` (a
 ``queue.py`` or ``pickle.py`` where the user stands is not imported). It finds
-ftforge where the caller did (:class:`_Worker`). If workers cannot be started (no
+ftforge where the caller did (:mod:`ftforge.pychild`). If workers cannot be started (no
 file descriptors left, say), the packages are audited here.
 
 Not :mod:`multiprocessing`: its ``spawn`` and ``forkserver`` start methods run
@@ -28,12 +28,12 @@ import queue
 import struct
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
+from .. import pychild
 from ..errors import ChannelError
 from ..limits import ArchiveLimits
 from .audit import AuditReport, Limits, audit_package
@@ -173,36 +173,9 @@ class _Worker:
     back for the error if it dies; its answers come on a pipe of their own."""
 
     def __init__(self) -> None:
-        import ftforge
-
-        # ftforge where this process found it goes first unless the worker's own
-        # sys.path has that directory already (site-packages, an editable install:
-        # their order is kept); the rest of this process's sys.path, made absolute,
-        # goes last (a relative entry would follow the worker's directory; an entry
-        # holding os.pathsep could not go through PYTHONPATH)
-        first = [str(Path(ftforge.__file__).resolve().parent.parent)]
-        last = [os.path.abspath(p) for p in sys.path if p]
-        code = ("import sys; "
-                f"sys.path[0:0] = [p for p in {first!r} if p not in sys.path]; "
-                f"sys.path += [p for p in {last!r} if p not in sys.path]; "
-                "from ftforge.channel.audit_pool import _serve; _serve(int(sys.argv[1]))")
-        self.stderr = tempfile.TemporaryFile()
-        try:
-            answers, answer_end = os.pipe()
-        except BaseException:
-            self.stderr.close()
-            raise
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-P", "-c", code, str(answer_end)], stdin=subprocess.PIPE,
-                stdout=self.stderr, stderr=self.stderr, pass_fds=(answer_end,))
-        except BaseException:
-            os.close(answers)
-            self.stderr.close()
-            raise
-        finally:
-            os.close(answer_end)  # the worker holds the write end now
-        self.answers = os.fdopen(answers, "rb")
+        self.child = pychild.start("ftforge.channel.audit_pool", "_serve")
+        self.process = self.child.process
+        self.answers = self.child.answers
 
     def audit(self, batch: list[tuple[Path, str | None]], limits: ArchiveLimits
               ) -> list[AuditReport]:
@@ -225,11 +198,9 @@ class _Worker:
                 code = self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 code = None
-        self.stderr.seek(0)
-        lines = [ln for ln in self.stderr.read().decode(errors="replace").splitlines()
-                 if ln.strip()]
+        last = self.child.last_words()
         why = f"exit status {code}" if code is not None else type(exc).__name__
-        return f"{why}: {lines[-1].strip()[:200]}" if lines else why
+        return f"{why}: {last}" if last else why
 
     def close(self, *, kill: bool = False) -> None:
         try:
@@ -242,13 +213,7 @@ class _Worker:
             self.process.kill()
             self.process.wait()
         finally:
-            for stream in (self.process.stdin, self.answers):
-                if stream:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
-            self.stderr.close()
+            self.child.close_streams()
 
 
 def _send(stream: IO[bytes] | None, message: object) -> None:

@@ -1,0 +1,190 @@
+"""One rattler-build variant built in a child process that can be ended.
+
+py-rattler-build's ``run_build`` holds the GIL for the whole build: in the
+process that calls it no Python code runs until it returns -- not a signal
+handler, not another thread. A SIGTERM sent to ftforge alone (``kill PID``, a
+supervisor, a CI timeout) waited for the build to finish, and a SIGKILL left the
+build script (make, gcc) running. So the variant is built by a child Python
+(:mod:`ftforge.pychild`) leading a process group of its own; this process reads
+the child's progress events from a pipe, feeds them to the caller's progress
+callback (the build log, the timeline, the progress display), and on Ctrl-C,
+SIGTERM or any error while it waits ends the whole group -- the child, the build
+script and everything it started -- before the interruption goes on.
+
+The child renders the staged recipe again with the same variant matrix and
+builds the variant whose variant values match (rendering is deterministic; a
+mismatch is an error, not a guess).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+from .. import pychild
+
+__all__ = ["BuildJob", "ChildBuildFailed", "run_in_child", "variant_identity"]
+
+GRACE_SECONDS = 5.0
+"""How long the build's process group gets between SIGTERM and SIGKILL."""
+MAX_EVENT_BYTES = 1 << 20
+"""A progress event longer than this (one log line) is cut."""
+
+
+class ChildBuildFailed(Exception):
+    """rattler-build refused or failed the build (its message), or the child died."""
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    recipe: str
+    """The staged recipe.yaml."""
+    values: dict[str, list[str]]
+    zip_keys: list[list[str]]
+    variant: str
+    """:func:`variant_identity` of the variant to build."""
+    output_dir: str
+    channels: list[str]
+    test: str
+    keep_build: bool
+    package_format: str
+
+
+def variant_identity(variant: object) -> str:
+    return json.dumps(sorted(dict(variant).items()), default=str)  # type: ignore[call-overload]
+
+
+def _end_group(process: subprocess.Popen) -> None:
+    """SIGTERM the child's process group, SIGKILL it after GRACE_SECONDS, reap the child."""
+    for signum, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 30.0)):
+        try:
+            os.killpg(process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:  # the group is gone when no process is left in it
+                os.killpg(process.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                process.wait()
+                return
+            process.poll()  # reap the child itself, so only the rest keeps the group
+            time.sleep(0.05)
+    process.wait()
+
+
+def run_in_child(job: BuildJob, callback: object) -> None:
+    """Build ``job`` in a child process; its progress goes to ``callback`` (an object
+    with ``on_build_step``, ``on_log``, ``on_download_start`` like rattler-build's).
+    Raises ChildBuildFailed with rattler-build's message, or with the child's last
+    words if it died."""
+    child = pychild.start("ftforge.build.isolated", "_serve", new_session=True)
+    try:
+        assert child.process.stdin is not None
+        child.process.stdin.write(json.dumps(asdict(job)).encode())
+        child.process.stdin.close()
+        outcome = _relay(child.answers, callback)
+        code = child.process.wait()
+    except BaseException:
+        _end_group(child.process)
+        child.close_streams()
+        raise
+    try:
+        if outcome is None or outcome.get("kind") != "done" or code != 0:
+            if outcome is not None and outcome.get("kind") == "error":
+                raise ChildBuildFailed(str(outcome.get("message", "")))
+            last = child.last_words()
+            raise ChildBuildFailed(f"the build process ended with exit status {code}"
+                                   + (f": {last}" if last else ""))
+    finally:
+        _end_group(child.process)  # anything the build script left in the background
+        child.close_streams()
+
+
+class _Event:
+    def __init__(self, fields: dict) -> None:
+        self.__dict__.update(fields)
+
+
+def _relay(answers: IO[bytes], callback: object) -> dict | None:
+    """Feed the child's events to ``callback`` until it says done or error (returned)."""
+    while True:
+        line = answers.readline(MAX_EVENT_BYTES)
+        if not line:
+            return None
+        if not line.endswith(b"\n"):  # cut: drop the rest of the line
+            while (more := answers.readline(MAX_EVENT_BYTES)) and not more.endswith(b"\n"):
+                pass
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        kind = event.get("kind")
+        if kind in ("done", "error"):
+            return event
+        handler = getattr(callback, f"on_{kind}", None) if kind in (
+            "build_step", "log", "download_start") else None
+        if handler is not None:
+            handler(_Event(event))
+
+
+class _Writer:
+    """The child's progress callback: every event one JSON line on the answer pipe."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def _send(self, **fields: object) -> None:
+        self.stream.write(json.dumps(fields) + "\n")
+        self.stream.flush()
+
+    def on_download_start(self, event) -> None:
+        self._send(kind="download_start", url=str(event.url))
+
+    def on_download_progress(self, event) -> None:
+        pass
+
+    def on_download_complete(self, event) -> None:
+        pass
+
+    def on_build_step(self, event) -> None:
+        self._send(kind="build_step", step_name=str(event.step_name), message=str(event.message))
+
+    def on_log(self, event) -> None:
+        self._send(kind="log", message=str(event.message))
+
+
+def _serve(answer_fd: int) -> None:
+    """The child: one BuildJob (JSON on stdin), its events and outcome on ``answer_fd``."""
+    from rattler_build import RattlerBuildError, ToolConfiguration
+
+    from .driver import render
+    from .variant_config import VariantMatrix
+
+    answers = os.fdopen(answer_fd, "w", buffering=1)
+    writer = _Writer(answers)
+    job = BuildJob(**json.loads(sys.stdin.read()))
+    rendered = render(Path(job.recipe), VariantMatrix(job.values, job.zip_keys))
+    chosen = [v for v in rendered if variant_identity(v.variant) == job.variant]
+    if len(chosen) != 1:
+        writer._send(kind="error", message=f"rendering {job.recipe} again gave "
+                     f"{len(chosen)} variants for {job.variant}, not one")
+        sys.exit(1)
+    try:
+        chosen[0].run_build(
+            tool_config=ToolConfiguration(test_strategy=job.test, keep_build=job.keep_build),
+            output_dir=Path(job.output_dir), channels=job.channels,
+            progress_callback=writer, package_format=job.package_format)
+    except RattlerBuildError as exc:
+        writer._send(kind="error", message=str(exc))
+        sys.exit(1)
+    writer._send(kind="done")
