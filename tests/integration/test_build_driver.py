@@ -155,3 +155,19 @@ def test_a_build_in_its_child_process_reports_as_before(tmp_path, isolated_cache
         if stat.rsplit(")", 1)[1].split()[1] == mine:
             children.append(pid)
     assert children == []
+
+
+def test_outputs_that_share_their_variant_values_each_build_once(tmp_path, isolated_cache):
+    """Two outputs of one recipe with the same variant values (as python_abi and
+    python-gil): the child process picks each by its output name too."""
+    recipe = tmp_path / "two"
+    recipe.mkdir()
+    (recipe / "recipe.yaml").write_text(
+        "schema_version: 1\nrecipe:\n  name: two\n  version: '1.0'\noutputs:\n"
+        + "".join(f"  - package:\n      name: ftforge-{n}\n      version: '1.0'\n"
+                  f"    build:\n      noarch: generic\n      script:\n"
+                  f"        - mkdir -p $PREFIX/share && echo {n} > $PREFIX/share/{n}.txt\n"
+                  for n in ("first", "second")))
+    outcome = build(BuildRequest(recipe, tmp_path / "out", test="skip"))
+    assert sorted(p.name.split("-1.0-")[0] for p in outcome.packages) == [
+        "ftforge-first", "ftforge-second"]

@@ -163,13 +163,13 @@ def _recipe_files(recipe_dir: Path) -> list[Path]:
     return sorted(p for p in recipe_dir.rglob("*") if p.is_file() and "output" not in p.parts)
 
 
-def recipe_hash(recipe_dir: Path, variant_identity: str, *, extra: Iterable[str] = ()) -> str:
+def recipe_hash(recipe_dir: Path, identity: str, *, extra: Iterable[str] = ()) -> str:
     """Hash of every recipe file, the rendered variant(s) and the toolchain."""
     digest = hashlib.sha256(f"ftforge-cache-{CACHE_SCHEMA}\n".encode())
     for path in _recipe_files(recipe_dir):
         digest.update(str(path.relative_to(recipe_dir)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
-    digest.update(variant_identity.encode() + b"\0")
+    digest.update(identity.encode() + b"\0")
     for item in extra:
         digest.update(item.encode() + b"\0")
     return digest.hexdigest()[:20]
@@ -531,7 +531,7 @@ def _build_into_cache(rendered: list, cache_dir: Path, channels: list[str],
                 if source is not None:
                     run_in_child(BuildJob(
                         recipe=str(source[0]), values=source[1].values,
-                        zip_keys=source[1].zip_keys, variant=variant_identity(variant.variant),
+                        zip_keys=source[1].zip_keys, variant=variant_identity(variant),
                         output_dir=str(work), channels=[work.as_uri(), *channels], test=test,
                         keep_build=KEEP_BUILD, package_format=PACKAGE_FORMAT), sink)
                 else:

@@ -49,7 +49,7 @@ class BuildJob:
     values: dict[str, list[str]]
     zip_keys: list[list[str]]
     variant: str
-    """:func:`variant_identity` of the variant to build."""
+    """:func:`variant_identity` of the rendered variant to build."""
     output_dir: str
     channels: list[str]
     test: str
@@ -57,8 +57,12 @@ class BuildJob:
     package_format: str
 
 
-def variant_identity(variant: object) -> str:
-    return json.dumps(sorted(dict(variant).items()), default=str)  # type: ignore[call-overload]
+def variant_identity(rendered: object) -> str:
+    """A rendered variant's output name and variant values (outputs of one recipe can
+    share their values: python_abi and python-gil both use freethreading alone)."""
+    name = rendered.recipe.package.name  # type: ignore[attr-defined]
+    values = sorted(dict(rendered.variant).items())  # type: ignore[attr-defined]
+    return json.dumps([str(name), values], default=str)
 
 
 def _end_group(process: subprocess.Popen) -> None:
@@ -174,7 +178,7 @@ def _serve(answer_fd: int) -> None:
     writer = _Writer(answers)
     job = BuildJob(**json.loads(sys.stdin.read()))
     rendered = render(Path(job.recipe), VariantMatrix(job.values, job.zip_keys))
-    chosen = [v for v in rendered if variant_identity(v.variant) == job.variant]
+    chosen = [v for v in rendered if variant_identity(v) == job.variant]
     if len(chosen) != 1:
         writer._send(kind="error", message=f"rendering {job.recipe} again gave "
                      f"{len(chosen)} variants for {job.variant}, not one")
