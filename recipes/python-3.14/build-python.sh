@@ -116,10 +116,20 @@ BOLT_BINARIES := $(BUILDPYTHON)
 ftforge-bolt-check:
 	$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK)
 MAKEFILE
-# BOLT's function order: CPython 3.13+ asks for cdsort, which LLVM 18 added;
-# older BOLT (Debian 12's LLVM 16) has hfsort+, its predecessor.
-if [[ -n "$BOLT" ]] && ! grep -q -e '=cdsort' <<< "$("$BOLT" --help-hidden)"; then
-    echo 'BOLT_APPLY_FLAGS := $(subst =cdsort,=hfsort+,$(BOLT_APPLY_FLAGS))' >> Makefile
+if [[ -n "$BOLT" ]]; then
+    # BOLT needs the executable's relocations (--emit-relocs); CPython's configure
+    # adds the flag to every link, which kept them in libpython and every extension
+    # module too (unused there: the package grew from 52 to 61 MB).
+    cat >> Makefile <<'MAKEFILE'
+ftforge_comma := ,
+CONFIGURE_LDFLAGS_NODIST := $(filter-out -Wl$(ftforge_comma)--emit-relocs,$(CONFIGURE_LDFLAGS_NODIST))
+$(BUILDPYTHON): LINKFORSHARED += -Wl,--emit-relocs
+MAKEFILE
+    # BOLT's function order: CPython 3.13+ asks for cdsort, which LLVM 18 added;
+    # older BOLT (Debian 12's LLVM 16) has hfsort+, its predecessor.
+    if ! grep -q -e '=cdsort' <<< "$("$BOLT" --help-hidden)"; then
+        echo 'BOLT_APPLY_FLAGS := $(subst =cdsort,=hfsort+,$(BOLT_APPLY_FLAGS))' >> Makefile
+    fi
 fi
 make -j"${CPU_COUNT:-2}" 'LINK_PYTHON_DEPS=$(LIBRARY_OBJS)'
 if [[ -n "$BOLT" ]]; then

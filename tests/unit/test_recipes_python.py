@@ -249,6 +249,11 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     assert "ftforge-bolt-check:\n\t$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK)\n" in appended
     assert ("BOLT_APPLY_FLAGS := $(subst =cdsort,=hfsort+,$(BOLT_APPLY_FLAGS))" in appended) \
         == (level == "pgo-lto-bolt")
+    # relocations kept (--emit-relocs, for BOLT) in the executable only
+    assert ("$(BUILDPYTHON): LINKFORSHARED += -Wl,--emit-relocs" in appended) \
+        == (level == "pgo-lto-bolt")
+    assert ("CONFIGURE_LDFLAGS_NODIST := $(filter-out -Wl$(ftforge_comma)--emit-relocs,"
+            "$(CONFIGURE_LDFLAGS_NODIST))" in appended) == (level == "pgo-lto-bolt")
     # the hard link make install leaves (python3.13 -> python3.13t) is a symlink now:
     # a package would store it as a second copy of the interpreter
     assert (prefix / "bin" / "python3.13").readlink() == Path("python3.13t")
