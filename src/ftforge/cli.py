@@ -302,13 +302,18 @@ def channel_check(
     """Prove the no-mixing invariants from repodata (no solving), and that the index
     agrees with the files; list every violation."""
     from .channel.check import check_channels
+    from .channel.publish import unfinished_work
 
     count, violations = check_channels(channels, files=files, hashes=hashes)
     for violation in violations:
         console.print(f"[red]violation[/red] {escape(str(violation))}", highlight=False)
     if violations:
-        raise FtforgeError(f"{len(violations)} violation(s) in {count} records",
-                           hint="remove or rebuild the packages named above")
+        unfinished = [c for c in channels if unfinished_work(c)]
+        raise FtforgeError(
+            f"{len(violations)} violation(s) in {count} records",
+            hint=(f"a publish or a removal was interrupted in {', '.join(map(str, unfinished))}: "
+                  "`ftforge channel reindex CHANNEL` finishes it; then check again"
+                  if unfinished else "remove or rebuild the packages named above"))
     console.print(f"[green]ok[/green] {count} records, no violations")
 
 
@@ -702,6 +707,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM ends ftforge as Ctrl-C does (a build's processes, the audit's workers,
     the channel lock and staging are cleaned up), then exits 143."""
     _terminated.append(signum)
+    # a second SIGTERM (a supervisor repeating itself) must not cut the clean-up short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

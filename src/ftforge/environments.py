@@ -167,12 +167,21 @@ def _checked_spec(spec: str) -> str:
     from rattler import MatchSpec
 
     try:
-        return str(MatchSpec(normalize_spec(spec)))
+        match = MatchSpec(normalize_spec(spec))
     except Exception as exc:  # InvalidMatchSpecError and friends
         raise SolveError(
             f"{spec!r} is not a match spec: {_one_line(exc)}",
             hint="write a spec as conda does: NAME, 'NAME 3.13.*', 'NAME >=1.2', "
             "'NAME 3.13.* BUILD' or NAME=VERSION=BUILD") from None
+    # conda honours these; rattler's solver keeps them in the spec and ignores them,
+    # so `alpha[fn=alpha-1.0-...]` could install another alpha
+    ignored = [key for key, value in (("fn", match.file_name), ("subdir", match.subdir))
+               if value]
+    if ignored:
+        raise SolveError(
+            f"{spec!r}: the solver here does not enforce [{'/'.join(ignored)}=...]",
+            hint="name the version and the build instead: 'NAME VERSION BUILD'")
+    return str(match)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -223,15 +232,35 @@ def create(prefix: Path, channels: Sequence[str], specs: Sequence[str], *,
                 hint="choose a new --prefix, or pass --force to replace it",
             )
         shutil.rmtree(prefix)
+    existed = prefix.exists()
 
     async def run() -> list:
         records = await _solve_records(channels, specs, priority, with_pip=with_pip)
         await _install(records, prefix)
         return records
 
-    records = asyncio.run(run())
-    write_abi_pin(prefix, _interpreter(records))
+    try:
+        records = asyncio.run(run())
+        write_abi_pin(prefix, _interpreter(records))
+    except BaseException:
+        # a half-installed environment would refuse the retry ("not empty"): what
+        # this command put there goes (an empty directory it was given stays)
+        _remove_what_was_installed(prefix, keep_directory=existed)
+        raise
     return sorted((_to_solved(r) for r in records), key=lambda p: p.name)
+
+
+def _remove_what_was_installed(prefix: Path, *, keep_directory: bool) -> None:
+    if not prefix.is_dir():
+        return
+    if not keep_directory:
+        shutil.rmtree(prefix, ignore_errors=True)
+        return
+    for child in list(prefix.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def installed_packages(prefix: Path) -> dict[str, dict]:

@@ -260,3 +260,14 @@ def test_a_refusal_lists_a_bounded_number_of_findings(tmp_path):
     assert all(f"p{k}-1.0-0.conda" in message for k in range(8))
     shown = sum("[x.y]" in line for line in message.splitlines())
     assert f"({8 * 30 - shown} findings not shown in all)" in message
+
+
+def test_a_refusal_cuts_a_long_finding(tmp_path):
+    """One finding of 100,000 characters is cut in the refusal (`channel audit` shows it)."""
+    from ftforge.channel.audit import MAX_FINDING_CHARS, AuditReport, Finding
+
+    long = AuditReport(tmp_path / "long-1.0-0.conda",
+                       findings=[Finding("paths.escape", "x" * 100_000)])
+    message = PackageRefused([long]).message
+    assert len(message) < MAX_FINDING_CHARS + 300
+    assert "x" * 100 + " [...]" in message

@@ -265,6 +265,28 @@ def test_sigterm_to_the_cli_alone_ends_it_like_ctrl_c(tmp_path):
     assert "Traceback" not in run.stderr
 
 
+def test_a_second_sigterm_does_not_cut_the_clean_up_short(tmp_path):
+    """After the first SIGTERM the CLI ignores the next ones (a supervisor repeating
+    itself): the clean-up the first one started runs to its end."""
+    script = tmp_path / "twice.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal
+        from ftforge import cli
+        signal.signal(signal.SIGTERM, cli._on_sigterm)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise SystemExit("the first SIGTERM did not interrupt")
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGTERM)  # ignored now
+            print("clean-up ran; SIGTERM ignored:",
+                  signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run
+    assert run.stdout.strip() == "clean-up ran; SIGTERM ignored: True"
+
+
 def test_the_callers_directory_environment_and_limits_do_not_reach_the_workers(tmp_path):
     """A pickle.py where the user stands (python -c would import it first), a
     sitecustomize that prints (it would garble the answers if they shared stdout)

@@ -101,3 +101,37 @@ def test_specs_are_read_as_conda_reads_them(tmp_path):
     bad = _dry_run(str(channel), "alpha >=>1", tmp_path / "cache")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
     assert "error: 'alpha >=>1' is not a match spec: unable to parse version spec" in bad.stderr
+    # conda enforces [fn=...] and [subdir=...]; rattler's solver would ignore them
+    for spec in (f"alpha[fn=alpha-1.0-{build}.conda]", "alpha[subdir=linux-64]"):
+        refused = _dry_run(str(channel), spec, tmp_path / "cache")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert "the solver here does not enforce" in refused.stderr
+
+
+def test_an_interrupted_create_leaves_no_half_environment(tmp_path, monkeypatch):
+    """The install fails (or is interrupted) midway: the prefix this command made is
+    removed, so the retry is not refused as "not empty"; an empty directory that was
+    given stays, emptied."""
+    from ftforge import environments
+
+    channel = tmp_path / "ft"
+    publish([write_package(_generic("alpha"), tmp_path / "in")], channel)
+
+    async def half_install(records, prefix, installed=None):
+        (prefix / "conda-meta").mkdir(parents=True)
+        (prefix / "conda-meta" / "alpha.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(environments, "_install", half_install)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(KeyboardInterrupt):
+        environments.create(fresh, [str(channel)], ["alpha"], with_pip=False)
+    assert not fresh.exists()
+    given = tmp_path / "given"
+    given.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        environments.create(given, [str(channel)], ["alpha"], with_pip=False)
+    assert given.is_dir() and not any(given.iterdir())
+    monkeypatch.undo()
+    environments.create(fresh, [str(channel)], ["alpha"], with_pip=False)
+    assert (fresh / "conda-meta").is_dir()

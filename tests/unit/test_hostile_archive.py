@@ -297,3 +297,21 @@ def test_names_equal_after_folding_are_refused_where_clients_fold(tmp_path, subd
         rules = _rules(path)
         assert (rules == {"archive.folded-duplicate"}) if refused else not rules, rules
         path.unlink()
+
+
+def test_a_refusal_of_twenty_thousand_extra_members_is_short(tmp_path):
+    """A .conda with 20,000 unexpected members: the finding names ten and counts the
+    rest, and the refusal stays a short message (it was one 2 MB line)."""
+    from ftforge.channel.audit import MAX_FINDING_CHARS, PackageRefused
+
+    out = _conda(tmp_path, zstd.compress(_pkg_tar(FILES)))
+    with zipfile.ZipFile(out, "a", zipfile.ZIP_STORED) as z:
+        for i in range(20_000):
+            z.writestr(f"m{i:05d}", b"")
+    report = audit_package(out)
+    member_set = [f for f in report.findings if f.rule == "archive.member-set"]
+    assert len(member_set) == 1
+    assert "unexpected m00000, m00001" in member_set[0].message
+    assert "and 19990 more" in member_set[0].message
+    message = PackageRefused([report]).message
+    assert len(message) < 2 * MAX_FINDING_CHARS + 500, len(message)

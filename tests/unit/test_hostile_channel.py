@@ -690,6 +690,26 @@ def test_reindex_refusal_of_many_unlogged_files_is_bounded(tmp_path, world):
     assert (channel / "noarch" / "repodata.json").read_bytes() == before
 
 
+def test_check_after_an_interrupted_publish_says_to_reindex(tmp_path, world):
+    """A publish interrupted between its moves and its index leaves a file the index
+    does not list and its journal: `channel check` names the way out, and after
+    `channel reindex` the check passes."""
+    channel, _ = world
+    late = write_package(pure("late"), tmp_path / "late")
+    os.replace(late, channel / "noarch" / late.name)
+    digest = hashlib.sha256((channel / "noarch" / late.name).read_bytes()).hexdigest()
+    (channel / ".ftforge" / "publishing.json").write_text(json.dumps(
+        {"files": [{"file": f"noarch/{late.name}", "sha256": digest}], "recipe": None,
+         "by": "test"}))
+    checked = cli("channel", "check", str(channel))
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked.stderr
+    assert "a publish or a removal was interrupted in" in checked.stderr
+    assert "`ftforge channel reindex CHANNEL` finishes it" in checked.stderr
+    assert cli("channel", "reindex", str(channel)).returncode == 0
+    again = cli("channel", "check", str(channel))
+    assert again.returncode == 0, again.stderr
+
+
 def test_cli_publish_prints_the_token_once_and_takes_it_from_the_environment(tmp_path):
     channel = tmp_path / "ch"
     first = write_package(pure("tok"), tmp_path / "1")

@@ -218,6 +218,14 @@ def _rules_first(findings: list[Finding]) -> list[Finding]:
     return out
 
 
+MAX_FINDING_CHARS = 500
+"""A finding longer than this is cut in a refusal message (`channel audit` shows it whole)."""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_FINDING_CHARS else text[:MAX_FINDING_CHARS] + " [...]"
+
+
 def refusal_lines(reports: list[AuditReport], *,
                   label: Callable[[AuditReport], str] | None = None) -> list[str]:
     """The findings of refused ``reports``, bounded for a message: at most
@@ -231,7 +239,7 @@ def refusal_lines(reports: list[AuditReport], *,
         name = _printable(label(report) if label else report.path.name)
         shown = _rules_first(report.findings)[:SHOWN_PER_PACKAGE]
         shown = shown[:max(0, SHOWN_IN_ALL - len(lines))]
-        lines += [f"{name}: {finding}" for finding in shown]
+        lines += [f"{name}: {_cut(str(finding))}" for finding in shown]
         if len(report.findings) > len(shown):
             left += len(report.findings) - len(shown)
             if shown:
@@ -540,6 +548,12 @@ def _zstd():
     return _ZSTD
 
 
+def _some(names: list[str], shown: int = 10) -> str:
+    """``a, b, c`` -- at most ``shown`` names, then how many more."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
             scan: _Scan) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str | None]]:
     tarinfo = _tarinfo_class(limits.max_header_bytes)
@@ -556,9 +570,9 @@ def _stream(source: IO[bytes], stem: str, suffix: str, limits: ArchiveLimits,
         if unexpected or duplicated or missing:
             problems = []
             if unexpected:
-                problems.append("unexpected " + ", ".join(map(_printable, unexpected)))
+                problems.append("unexpected " + _some(list(map(_printable, unexpected))))
             if duplicated:
-                problems.append("duplicated " + ", ".join(duplicated))
+                problems.append("duplicated " + _some(list(map(_printable, duplicated))))
             if missing:
                 problems.append("missing " + ", ".join(missing))
             scan.report.add("archive.member-set",

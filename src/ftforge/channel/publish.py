@@ -80,7 +80,8 @@ from .owners import (
     require_owner,
 )
 
-__all__ = ["PublishResult", "RemoveResult", "channel_lock", "publish", "read_log", "remove"]
+__all__ = ["PublishResult", "RemoveResult", "channel_lock", "publish", "read_log", "remove",
+           "unfinished_work"]
 
 Progress = Callable[[str], None]
 
@@ -636,6 +637,15 @@ def _recover_locked(channel: Path) -> None:
             f"{str(exc).splitlines()[0] if str(exc) else ''}); the previous index still serves",
             hint=f"`ftforge channel audit {channel}/SUBDIR/*.conda` names the package the "
             "indexer rejects; move that file out of the channel, then reindex") from None
+
+
+def unfinished_work(channel: Path) -> bool:
+    """Whether a publish or a removal left its journal (it was interrupted): the next
+    publish, removal or ``reindex`` finishes it."""
+    try:
+        return _journal(channel).exists() or _removing(channel).exists()
+    except OSError:
+        return False
 
 
 def _journal(channel: Path) -> Path:
