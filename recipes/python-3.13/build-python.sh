@@ -34,18 +34,29 @@ case "$PY_OPTIMIZATION" in
 esac
 BOLT=""
 if [[ "$PY_OPTIMIZATION" == *-bolt ]]; then
-    # llvm-bolt: $LLVM_BOLT if set (as CPython's configure reads it), else from
-    # PATH, else the newest of Debian's /usr/lib/llvm-N/bin (bolt-N installs it
-    # there only); merge-fdata beside it.
-    BOLT=${LLVM_BOLT:-$(command -v llvm-bolt || true)}
-    if [[ -z "$BOLT" ]]; then
-        BOLT=$(find /usr/lib -maxdepth 3 -path '/usr/lib/llvm-*/bin/llvm-bolt' 2>/dev/null \
-            | sort -V | tail -n 1)
+    # llvm-bolt: $LLVM_BOLT if set (as CPython's configure reads it; a bare name is
+    # looked up on PATH), else from PATH, else the newest of Debian's
+    # /usr/lib/llvm-N/bin (bolt-N installs it there only); merge-fdata beside it.
+    # (A glob, not find: find fails on any unreadable directory under /usr/lib.)
+    BOLT=${LLVM_BOLT:-llvm-bolt}
+    if [[ "$BOLT" != */* ]]; then
+        BOLT=$(command -v "$BOLT" || true)
     fi
-    if [[ ! -x "$BOLT" || ! -x "$(dirname "$BOLT")/merge-fdata" ]]; then
-        echo "error: python_optimization=$PY_OPTIMIZATION needs llvm-bolt and merge-fdata" \
-             "(tried ${BOLT:-PATH and /usr/lib/llvm-*/bin}): apt-get install bolt-16" \
-             "(Debian 12), or build with --variant python_optimization=pgo-lto" >&2
+    if [[ -z "$BOLT" && -z "${LLVM_BOLT:-}" ]]; then
+        BOLT=$(printf '%s\n' /usr/lib/llvm-*/bin/llvm-bolt | sort -V | tail -n 1)
+    fi
+    MERGE_FDATA="$(dirname "${BOLT:-/nonexistent/llvm-bolt}")/merge-fdata"
+    if [[ ! -x "$BOLT" || ! -x "$MERGE_FDATA" ]]; then
+        missing="llvm-bolt (tried ${BOLT:-${LLVM_BOLT:-PATH and /usr/lib/llvm-*/bin}})"
+        [[ -x "$BOLT" ]] && missing="merge-fdata beside $BOLT"
+        echo "error: python_optimization=$PY_OPTIMIZATION needs $missing:" \
+             "apt-get install bolt-16 (Debian 12), or build with" \
+             "--variant python_optimization=pgo-lto" >&2
+        exit 1
+    fi
+    if [[ "$BOLT" =~ [[:space:]] ]]; then
+        echo "error: llvm-bolt's path '$BOLT' holds a space, which CPython's Makefile" \
+             "does not quote: install or link it elsewhere" >&2
         exit 1
     fi
     # CPython's BOLT flags skip _PyEval_EvalFrameDefault and sre's match loops:
@@ -55,7 +66,7 @@ if [[ "$PY_OPTIMIZATION" == *-bolt ]]; then
     # the interpreter loop -- the hottest function -- is laid out too (2.5% of
     # pyperformance's time in an A/B run). The bolted executable then runs the
     # training task once more before it is installed (ftforge-bolt-check).
-    OPT_ARGS+=("LLVM_BOLT=$BOLT" "MERGE_FDATA=$(dirname "$BOLT")/merge-fdata"
+    OPT_ARGS+=("LLVM_BOLT=$BOLT" "MERGE_FDATA=$MERGE_FDATA"
                "BOLT_COMMON_FLAGS=-update-debug-sections")
 fi
 

@@ -176,7 +176,7 @@ def _run_build_script(tmp_path, *, make: str, level: str, executable: str,
     src.mkdir()
     (src / "configure").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > configure.args\n')
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     (bin_dir / "make").write_text(make)
     for tool in (src / "configure", bin_dir / "make"):
         tool.chmod(0o755)
@@ -349,10 +349,44 @@ def test_a_bolt_build_without_llvm_bolt_fails_before_configure(tmp_path):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        f"error: python_optimization=pgo-lto-bolt needs llvm-bolt and merge-fdata (tried "
+        f"error: python_optimization=pgo-lto-bolt needs llvm-bolt (tried "
         f"{tmp_path / 'no-bolt'}): apt-get install bolt-16 (Debian 12), or build with "
         "--variant python_optimization=pgo-lto"]
     assert not (src / "configure.args").exists()
+
+
+def test_llvm_bolt_by_name_on_path_and_the_files_beside_it(tmp_path):
+    """LLVM_BOLT may be a bare name found on PATH (as CPython's configure takes it); a
+    llvm-bolt without merge-fdata beside it names merge-fdata; a path with a space
+    (CPython's Makefile does not quote it) is refused before configure."""
+    exe = _bolted(_elf(tmp_path / "exe", "-no-pie"))
+    make = f'#!/bin/sh\ncase " $* " in *" install "*) cp {exe} "$PREFIX/bin/python3.13" ;; esac\n'
+    bin_dir = tmp_path / "bin"  # _run_build_script puts it first on PATH
+    bin_dir.mkdir()
+    _fake_bolt(bin_dir, cdsort=False)
+    result, src, _ = _run_build_script(tmp_path, make=make, level="pgo-lto-bolt",
+                                       executable="bin/python3.13",
+                                       extra_env={"LLVM_BOLT": "llvm-bolt"})
+    assert result.returncode == 0, result.stderr
+    assert f"LLVM_BOLT={bin_dir}/llvm-bolt" in (src / "configure.args").read_text()
+
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "llvm-bolt").write_text("#!/bin/sh\n")
+    (lonely / "llvm-bolt").chmod(0o755)
+    spaced = tmp_path / "my llvm"
+    spaced.mkdir()
+    _fake_bolt(spaced, cdsort=False)
+    for bolt, expected in ((lonely / "llvm-bolt", f"needs merge-fdata beside {lonely}/llvm-bolt"),
+                           (spaced / "llvm-bolt", "holds a space")):
+        again = tmp_path / f"again-{bolt.parent.name.replace(' ', '-')}"
+        again.mkdir()
+        result, src, _ = _run_build_script(again, make=make, level="pgo-lto-bolt",
+                                           executable="bin/python3.13",
+                                           extra_env={"LLVM_BOLT": str(bolt)})
+        assert result.returncode == 1, result.stderr
+        assert expected in result.stderr
+        assert not (src / "configure.args").exists()
 
 
 def test_the_build_fails_when_a_bolt_build_was_not_bolted(tmp_path):
