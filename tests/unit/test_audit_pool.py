@@ -62,6 +62,21 @@ def _packages(tmp_path: Path, bad: set[int] = frozenset()) -> list[Path]:
     return paths
 
 
+_CHILDREN = textwrap.indent(textwrap.dedent("""
+    def children():
+        mine, out = str(os.getpid()), []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = open(f"/proc/{pid}/stat").read()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[1] == mine:
+                out.append(pid)
+        return out
+"""), "        ")
+"""The children of the running script (source for the scripts below, inside their
+textwrap.dedent'ed f-strings)."""
+
 def test_the_pool_gives_the_reports_auditing_here_gives_in_order(tmp_path, two_cpus,
                                                                  worker_pids):
     paths = _packages(tmp_path, bad={3, COUNT - 1})
@@ -168,18 +183,7 @@ def test_ctrl_c_during_a_pooled_audit_ends_every_worker(tmp_path):
                 time.sleep(5)  # the interrupt lands here
             return path
 
-        def children():
-            mine = str(os.getpid())
-            out = []
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                try:
-                    stat = open(f"/proc/{{pid}}/stat").read()
-                except OSError:
-                    continue
-                if stat.rsplit(")", 1)[1].split()[1] == mine:
-                    out.append(pid)
-            return out
-
+{_CHILDREN}
         try:
             list(audit_pool.audit_each(paths, ready=ready))
             print("not interrupted")
@@ -236,17 +240,7 @@ def test_sigterm_to_the_cli_alone_ends_it_like_ctrl_c(tmp_path):
                 time.sleep(5)  # the signal lands here
             return path
 
-        def children():
-            mine, out = str(os.getpid()), []
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                try:
-                    stat = open(f"/proc/{{pid}}/stat").read()
-                except OSError:
-                    continue
-                if stat.rsplit(")", 1)[1].split()[1] == mine:
-                    out.append(pid)
-            return out
-
+{_CHILDREN}
         def audit_packages(paths, limits=None):
             try:
                 return list(audit_pool.audit_each(paths, ready=ready))

@@ -325,15 +325,21 @@ def test_recipe_yaml_carries_the_free_threaded_signals():
     assert "libzstd-dev" in data["extra"]["ftforge"]["apt_build_dependencies"]
 
 
-def test_a_bolt_build_keeps_cdsort_where_llvm_bolt_has_it(tmp_path):
-    """A newer llvm-bolt (LLVM 18+) knows cdsort: CPython's own flags stay as they are."""
-    exe = _bolted(_elf(tmp_path / "exe", "-no-pie"))
+def _bolt_build(tmp_path: Path, exe: Path, *, cdsort: bool):
+    """The build script at pgo-lto-bolt with a fake llvm-bolt; `make install` copies
+    ``exe`` as bin/python3.13. Returns (result, src)."""
     (tmp_path / "llvm").mkdir()
-    bolt = _fake_bolt(tmp_path / "llvm", cdsort=True)
+    bolt = _fake_bolt(tmp_path / "llvm", cdsort=cdsort)
     make = f'#!/bin/sh\ncase " $* " in *" install "*) cp {exe} "$PREFIX/bin/python3.13" ;; esac\n'
     result, src, _ = _run_build_script(tmp_path, make=make, level="pgo-lto-bolt",
                                        executable="bin/python3.13",
                                        extra_env={"LLVM_BOLT": str(bolt)})
+    return result, src
+
+
+def test_a_bolt_build_keeps_cdsort_where_llvm_bolt_has_it(tmp_path):
+    """A newer llvm-bolt (LLVM 18+) knows cdsort: CPython's own flags stay as they are."""
+    result, src = _bolt_build(tmp_path, _bolted(_elf(tmp_path / "exe", "-no-pie")), cdsort=True)
     assert result.returncode == 0, result.stderr
     appended = (src / "Makefile").read_text()
     assert "BOLT_BINARIES := $(BUILDPYTHON)" in appended and "hfsort" not in appended
@@ -392,13 +398,7 @@ def test_llvm_bolt_by_name_on_path_and_the_files_beside_it(tmp_path):
 def test_the_build_fails_when_a_bolt_build_was_not_bolted(tmp_path):
     """pgo-lto-bolt whose installed executable has no .note.bolt_info (BOLT's step
     skipped) fails the build with a one-line reason."""
-    exe = _elf(tmp_path / "exe", "-no-pie")
-    (tmp_path / "llvm").mkdir()
-    bolt = _fake_bolt(tmp_path / "llvm", cdsort=False)
-    make = f'#!/bin/sh\ncase " $* " in *" install "*) cp {exe} "$PREFIX/bin/python3.13" ;; esac\n'
-    result, _, _ = _run_build_script(tmp_path, make=make, level="pgo-lto-bolt",
-                                     executable="bin/python3.13",
-                                     extra_env={"LLVM_BOLT": str(bolt)})
+    result, _ = _bolt_build(tmp_path, _elf(tmp_path / "exe", "-no-pie"), cdsort=False)
     assert result.returncode == 1
     assert "error: bin/python3.13 was not optimized by BOLT (no .note.bolt_info section)" \
         in result.stderr
