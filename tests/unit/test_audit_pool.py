@@ -62,20 +62,35 @@ def _packages(tmp_path: Path, bad: set[int] = frozenset()) -> list[Path]:
     return paths
 
 
-_CHILDREN = textwrap.indent(textwrap.dedent("""
-    def children():
-        mine, out = str(os.getpid()), []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                stat = open(f"/proc/{pid}/stat").read()
-            except OSError:
-                continue
-            if stat.rsplit(")", 1)[1].split()[1] == mine:
-                out.append(pid)
-        return out
-"""), "        ")
-"""The children of the running script (source for the scripts below, inside their
-textwrap.dedent'ed f-strings)."""
+
+def _interrupting_script(tmp_path: Path, send: str) -> str:
+    """The head of a script that audits tmp/in in a pool of 2 workers and runs ``send``
+    (a signal to itself) half-way through handing out batches; it defines children()."""
+    return textwrap.dedent(f"""
+        import os, signal, time
+        from pathlib import Path
+        from ftforge.channel import audit_pool
+        audit_pool._cpus = lambda: 2
+        audit_pool.POOL_MIN_PACKAGES = {POOL_FROM}
+        paths = sorted(Path({str(tmp_path / "in")!r}).glob("*.conda"))
+
+        def ready(path):
+            if path == paths[len(paths) // 2]:
+                {send}
+                time.sleep(5)  # the signal lands here
+            return path
+
+        def children():
+            mine, out = str(os.getpid()), []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    stat = open(f"/proc/{{pid}}/stat").read()
+                except OSError:
+                    continue
+                if stat.rsplit(")", 1)[1].split()[1] == mine:
+                    out.append(pid)
+            return out
+    """)
 
 def test_the_pool_gives_the_reports_auditing_here_gives_in_order(tmp_path, two_cpus,
                                                                  worker_pids):
@@ -169,21 +184,8 @@ def test_ctrl_c_during_a_pooled_audit_ends_every_worker(tmp_path):
     out: the caller sees KeyboardInterrupt promptly and no worker is left."""
     _packages(tmp_path)
     script = tmp_path / "interrupted.py"
-    script.write_text(textwrap.dedent(f"""
-        import os, signal, time
-        from pathlib import Path
-        from ftforge.channel import audit_pool
-        audit_pool._cpus = lambda: 2
-        audit_pool.POOL_MIN_PACKAGES = {POOL_FROM}
-        paths = sorted(Path({str(tmp_path / "in")!r}).glob("*.conda"))
-
-        def ready(path):
-            if path == paths[len(paths) // 2]:
-                os.killpg(0, signal.SIGINT)
-                time.sleep(5)  # the interrupt lands here
-            return path
-
-{_CHILDREN}
+    script.write_text(_interrupting_script(tmp_path, "os.killpg(0, signal.SIGINT)")
+                      + textwrap.dedent("""
         try:
             list(audit_pool.audit_each(paths, ready=ready))
             print("not interrupted")
@@ -225,22 +227,11 @@ def test_sigterm_to_the_cli_alone_ends_it_like_ctrl_c(tmp_path):
     running and the channel lock's holder gone mid-publish)."""
     _packages(tmp_path)
     script = tmp_path / "terminated.py"
-    script.write_text(textwrap.dedent(f"""
-        import os, signal, sys, time
-        from pathlib import Path
+    script.write_text(_interrupting_script(tmp_path, "os.kill(os.getpid(), signal.SIGTERM)")
+                      + textwrap.dedent("""
+        import sys
         from ftforge import cli
-        from ftforge.channel import audit, audit_pool
-        audit_pool._cpus = lambda: 2
-        audit_pool.POOL_MIN_PACKAGES = {POOL_FROM}
-        paths = sorted(Path({str(tmp_path / "in")!r}).glob("*.conda"))
-
-        def ready(path):
-            if path == paths[len(paths) // 2]:
-                os.kill(os.getpid(), signal.SIGTERM)  # this process only
-                time.sleep(5)  # the signal lands here
-            return path
-
-{_CHILDREN}
+        from ftforge.channel import audit
         def audit_packages(paths, limits=None):
             try:
                 return list(audit_pool.audit_each(paths, ready=ready))
