@@ -236,6 +236,7 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     assert made.count("LINK_PYTHON_DEPS=$(LIBRARY_OBJS)") == 2 + bolted and "install" in made
     # a bolted executable runs the training task again before it is installed
     assert ("ftforge-bolt-check" in made) == bolted
+    assert ("FTFORGE_JOBS=2" in made) == bolted
     if bolted:
         assert made.index("ftforge-bolt-check") < made.index("install")
     appended = (src / "Makefile").read_text()
@@ -246,7 +247,8 @@ def test_build_script_passes_the_optimization_flags_to_configure(tmp_path, level
     # BOLT lays out bin/python only (it does not load libpython: no profile for it),
     # with hfsort+ where this llvm-bolt has no cdsort
     assert "BOLT_BINARIES := $(BUILDPYTHON)" in appended
-    assert "ftforge-bolt-check:\n\t$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK)\n" in appended
+    assert ("ftforge-bolt-check:\n\t$(RUNSHARED) ./$(BUILDPYTHON) $(PROFILE_TASK) "
+            "-j$(FTFORGE_JOBS)\n") in appended
     assert ("BOLT_APPLY_FLAGS := $(subst =cdsort,=hfsort+,$(BOLT_APPLY_FLAGS))" in appended) \
         == (level == "pgo-lto-bolt")
     # relocations kept (--emit-relocs, for BOLT) in the executable only
