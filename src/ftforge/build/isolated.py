@@ -101,9 +101,10 @@ def run_in_child(job: BuildJob, callback: object) -> None:
         child.close_streams()
         raise
     try:
-        if outcome is None or outcome.get("kind") != "done" or code != 0:
-            if outcome is not None and outcome.get("kind") == "error":
-                raise ChildBuildFailed(str(outcome.get("message", "")))
+        outcome = outcome or {}
+        if outcome.get("kind") == "error":
+            raise ChildBuildFailed(str(outcome.get("message", "")))
+        if outcome.get("kind") != "done" or code != 0:
             last = child.last_words()
             raise ChildBuildFailed(f"the build process ended with exit status {code}"
                                    + (f": {last}" if last else ""))

@@ -248,8 +248,7 @@ def refusal_lines(reports: list[AuditReport], *,
             elif report.findings:
                 unnamed.append(name)
     if unnamed:
-        lines.append(f"... {len(unnamed)} more package(s) refused: "
-                     + ", ".join(unnamed[:10]) + (", ..." if len(unnamed) > 10 else ""))
+        lines.append(f"... {len(unnamed)} more package(s) refused: {_some(unnamed)}")
     if left:
         lines.append(f"({left} findings not shown in all)")
     return lines

@@ -67,7 +67,8 @@ __all__ = [
 DepsProfile = Literal["system", "conda-forge"]
 DEPS_PROFILES: tuple[str, ...] = get_args(DepsProfile)
 
-BOLT_APT_PACKAGE = "bolt-16"
+BOLT_LLVM_VERSION = 16
+BOLT_APT_PACKAGE = f"bolt-{BOLT_LLVM_VERSION}"
 """Debian 12's package with ``llvm-bolt`` and ``merge-fdata`` (in /usr/lib/llvm-16/bin)."""
 
 # Debian packages a complete CPython build needs (system profile), each with a
@@ -88,7 +89,7 @@ APT_BUILD_DEPENDENCIES: dict[str, str] = {
     "libexpat1-dev": "/usr/include/expat.h",
     "libgdbm-dev": "/usr/include/gdbm.h",
     "libgdbm-compat-dev": "/usr/include/ndbm.h",
-    BOLT_APT_PACKAGE: "/usr/lib/llvm-16/bin/llvm-bolt",
+    BOLT_APT_PACKAGE: f"/usr/lib/llvm-{BOLT_LLVM_VERSION}/bin/llvm-bolt",
 }
 # 3.14 adds compression.zstd.
 APT_BUILD_DEPENDENCIES_3_14 = {"libzstd-dev": "/usr/include/zstd.h"}
