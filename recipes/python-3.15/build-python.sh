@@ -70,6 +70,22 @@ if [[ "$PY_OPTIMIZATION" == *-bolt ]]; then
                "BOLT_COMMON_FLAGS=-update-debug-sections")
 fi
 
+# Modules linked into the interpreter (BUILTIN_MODULES): each one's line from this
+# series' Modules/Setup.stdlib.in, under *static* in Modules/Setup.local, whose
+# rules come first (makesetup: the first rule for a module wins).
+{
+    echo '*static*'
+    for module in $BUILTIN_MODULES; do
+        line=$(sed -n "s/^@MODULE_[A-Z0-9_]*_TRUE@\(${module} .*\)/\1/p" Modules/Setup.stdlib.in)
+        if [[ -z "$line" ]]; then
+            echo "error: $module has no rule in Modules/Setup.stdlib.in:" \
+                 "take it out of BUILTIN_MODULES for this series" >&2
+            exit 1
+        fi
+        echo "$line"
+    done
+} > Modules/Setup.local
+
 # shellcheck disable=SC2086
 ./configure \
     --prefix="$PREFIX" \

@@ -167,13 +167,22 @@ def _fake_bolt(bin_dir: Path, *, cdsort: bool) -> Path:
     return bin_dir / "llvm-bolt"
 
 
+def _setup_stdlib_line(module: str) -> str:
+    """A module's rule as Modules/Setup.stdlib.in spells it (configure's @...@ marker)."""
+    return f"@MODULE_{module.upper()}_TRUE@{module} {module.lstrip('_')}module.c -DFAKE"
+
+
 def _run_build_script(tmp_path, *, make: str, level: str, executable: str,
                       extra_env: dict[str, str] | None = None):
     """Run the generated build-python.sh in ``tmp_path/src`` with a fake configure
-    (records its arguments) and the given fake make; returns (result, src, prefix)."""
+    (records its arguments), a Modules/Setup.stdlib.in with a rule for every one of
+    BUILTIN_MODULES, and the given fake make; returns (result, src, prefix)."""
     _, files = python_recipe.files_for("3.13.5")
     src = tmp_path / "src"
-    src.mkdir()
+    (src / "Modules").mkdir(parents=True)
+    (src / "Modules" / "Setup.stdlib.in").write_text(
+        "# fake\n@MODULE_OTHER_TRUE@other othermodule.c\n"
+        + "".join(_setup_stdlib_line(m) + "\n" for m in python_recipe.BUILTIN_MODULES))
     (src / "configure").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > configure.args\n')
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -188,6 +197,7 @@ def _run_build_script(tmp_path, *, make: str, level: str, executable: str,
            "PY_SITE_PACKAGES": "lib/python3.13/site-packages", "PY_EXECUTABLE": executable,
            "PY_NOARCH_SITE_PACKAGES": "lib/python3.13/site-packages",
            "QUICK_PROFILE_TESTS": " ".join(python_recipe.QUICK_PROFILE_TESTS),
+           "BUILTIN_MODULES": " ".join(python_recipe.BUILTIN_MODULES),
            **(extra_env or {})}
     result = subprocess.run(["bash", str(tmp_path / "build.sh")], cwd=src, env=env,
                             capture_output=True, text=True)
@@ -297,6 +307,42 @@ def test_the_build_fails_when_the_executable_is_position_independent(tmp_path):
     assert result.returncode == 1
     assert "error: bin/python3.13 is not a position-dependent executable (-no-pie)" \
         in result.stderr
+
+
+def test_builtin_modules_go_into_setup_local_from_the_series_own_rules(tmp_path):
+    """Modules/Setup.local, written before configure: *static*, then each of
+    BUILTIN_MODULES with its rule from Modules/Setup.stdlib.in (sources and flags as
+    the series spells them, configure's @MODULE_..._TRUE@ marker dropped); no other."""
+    exe = _elf(tmp_path / "exe", "-no-pie")
+    make = f'#!/bin/sh\ncase " $* " in *" install "*) cp {exe} "$PREFIX/bin/python3.13" ;; esac\n'
+    result, src, _ = _run_build_script(tmp_path, make=make, level="none",
+                                       executable="bin/python3.13")
+    assert result.returncode == 0, result.stderr
+    lines = (src / "Modules" / "Setup.local").read_text().splitlines()
+    assert lines[0] == "*static*"
+    assert lines[1:] == [_setup_stdlib_line(m).split("@", 2)[2]
+                         for m in python_recipe.BUILTIN_MODULES]
+    assert "math mathmodule.c -DFAKE" in lines and not any("other" in x for x in lines)
+
+
+def test_a_builtin_module_the_series_lacks_fails_before_configure(tmp_path):
+    """A module of BUILTIN_MODULES with no rule in this series' Setup.stdlib.in (removed
+    or renamed upstream) fails the build at once, naming it -- not a silent .so."""
+    make = "#!/bin/sh\nexit 0\n"
+    result, src, _ = _run_build_script(tmp_path, make=make, level="none",
+                                       executable="bin/python3.13",
+                                       extra_env={"BUILTIN_MODULES": "math _gone"})
+    assert result.returncode == 1
+    assert ("error: _gone has no rule in Modules/Setup.stdlib.in: take it out of "
+            "BUILTIN_MODULES for this series") in result.stderr
+    assert not (src / "configure.args").exists()
+
+
+def test_builtin_modules_are_checked_by_the_recipe_test():
+    """The package's own test imports each of BUILTIN_MODULES and requires it built in."""
+    _, files = python_recipe.files_for("3.13.5")
+    assert " ".join(python_recipe.BUILTIN_MODULES) in files["recipe.yaml"]
+    assert "u.find_spec(m).origin != 'built-in'" in files["recipe.yaml"]
 
 
 def test_the_cpython_source_belongs_to_the_python_output_only(tmp_path):

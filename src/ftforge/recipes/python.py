@@ -54,6 +54,7 @@ __all__ = [
     "DEPS_PROFILES",
     "DepsProfile",
     "NOT_BUILT_MODULES",
+    "BUILTIN_MODULES",
     "DEFAULT_OPTIMIZATION",
     "OPTIMIZATIONS",
     "Optimization",
@@ -103,6 +104,17 @@ CONDA_FORGE_HOST_DEPENDENCIES: tuple[str, ...] = (
 DEFAULT_PROFILE: DepsProfile = "conda-forge"
 NOT_BUILT_MODULES: tuple[str, ...] = ("_tkinter", "_gdbm", "_dbm")
 """Extension modules the self-contained profile does not build (no library for them)."""
+BUILTIN_MODULES: tuple[str, ...] = (
+    "math", "cmath", "_json", "_pickle", "_struct", "_random", "_heapq", "_bisect", "array",
+    "_datetime", "_statistics", "_contextvars", "_opcode", "_csv", "_queue", "select", "fcntl",
+    "_posixsubprocess", "grp",
+)
+"""Extension modules linked into the interpreter itself instead of lib-dynload (a
+``*static*`` Modules/Setup.local, as Debian builds its python3.X): compiled as part of
+the core, they share its PGO profile and LTO (a call from ``math.sqrt`` into
+``PyFloat_FromDouble`` is no longer a PLT call into the executable). Only modules
+that link no library beyond libc and libm, that every series has, and that hot
+code imports; their source lines come from the series' own Modules/Setup.stdlib.in."""
 CONDA_FORGE_HOST_DEPENDENCIES_3_14 = ("zstd",)
 
 Optimization = Literal["pgo-lto-bolt", "pgo-lto", "pgo-lto-quick", "none"]
@@ -281,6 +293,7 @@ outputs:
           LINKAGE_RECORD: {LINKAGE_RECORD}
           DEPS_PROFILE: ${{{{ python_deps_profile }}}}
           NOT_BUILT_MODULES: {" ".join(NOT_BUILT_MODULES)}
+          BUILTIN_MODULES: {" ".join(BUILTIN_MODULES)}
           PY_OPTIMIZATION: ${{{{ python_optimization }}}}
           QUICK_PROFILE_TESTS: {" ".join(QUICK_PROFILE_TESTS)}
     requirements:
@@ -306,6 +319,8 @@ outputs:
           - python -c "import sysconfig; a = sysconfig.get_config_var('CONFIG_ARGS'); print(a); assert ('--enable-optimizations' in a and '--with-lto' in a) == ('${{{{ python_optimization }}}}' != 'none')"
           - python -c "import sys, sysconfig; a = sysconfig.get_config_var('CONFIG_ARGS'); bolted = b'.note.bolt_info' in open(sys.executable, 'rb').read(); assert ('--enable-bolt' in a) == bolted == '${{{{ python_optimization }}}}'.endswith('-bolt'), bolted"
           - python -c "import ssl, sqlite3, ctypes, lzma, bz2, zlib, readline, uuid, curses, pyexpat, decimal, hashlib"
+          # linked into the interpreter (Modules/Setup.local), not loaded from lib-dynload
+          - python -c "import sys, importlib.util as u; missing = [m for m in '{" ".join(BUILTIN_MODULES)}'.split() if m not in sys.builtin_module_names or u.find_spec(m).origin != 'built-in']; assert not missing, missing"
           # The executable carries the interpreter itself; libpython is shipped for
           # embedding but not loaded by bin/python (see build-python.sh).
           - python -c "maps = open('/proc/self/maps').read(); assert 'libpython' not in maps, 'bin/python loaded libpython'"
@@ -432,6 +447,22 @@ if [[ "$PY_OPTIMIZATION" == *-bolt ]]; then
     OPT_ARGS+=("LLVM_BOLT=$BOLT" "MERGE_FDATA=$MERGE_FDATA"
                "BOLT_COMMON_FLAGS=-update-debug-sections")
 fi
+
+# Modules linked into the interpreter (BUILTIN_MODULES): each one's line from this
+# series' Modules/Setup.stdlib.in, under *static* in Modules/Setup.local, whose
+# rules come first (makesetup: the first rule for a module wins).
+{
+    echo '*static*'
+    for module in $BUILTIN_MODULES; do
+        line=$(sed -n "s/^@MODULE_[A-Z0-9_]*_TRUE@\(${module} .*\)/\1/p" Modules/Setup.stdlib.in)
+        if [[ -z "$line" ]]; then
+            echo "error: $module has no rule in Modules/Setup.stdlib.in:" \
+                 "take it out of BUILTIN_MODULES for this series" >&2
+            exit 1
+        fi
+        echo "$line"
+    done
+} > Modules/Setup.local
 
 # shellcheck disable=SC2086
 ./configure \
