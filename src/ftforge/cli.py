@@ -189,6 +189,9 @@ def build(
         "--channel", "-c", help="channel for build/host/test dependencies (repeatable)")] = None,
     test: Annotated[str, typer.Option(help="run the recipe's tests: native|skip")] = "native",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild even if cached")] = False,
+    variant_jobs: Annotated[int | None, typer.Option(
+        "--variant-jobs", min=1, help="variants of a recipe built at once; default: "
+        "$FTFORGE_VARIANT_JOBS, else 2 with two CPUs or more")] = None,
 ) -> None:
     """Build every variant of each recipe with py-rattler-build, offline.
 
@@ -202,7 +205,8 @@ def build(
     overrides = tuple(parse_override(v) for v in variant or [])
     requests = [BuildRequest(d, output_dir, overrides, tuple(variant_config or []),
                              test=test, use_cache=not no_cache,  # type: ignore[arg-type]
-                             channels=tuple(channel or [])) for d in recipe_dirs]
+                             channels=tuple(channel or []), variant_jobs=variant_jobs)
+                for d in recipe_dirs]
     with _progress() as progress:
         outcomes = build_in_order(requests, reporter=RichReporter(progress))
     for directory, outcome in zip(recipe_dirs, outcomes):

@@ -171,3 +171,107 @@ def test_outputs_that_share_their_variant_values_each_build_once(tmp_path, isola
     outcome = build(BuildRequest(recipe, tmp_path / "out", test="skip"))
     assert sorted(p.name.split("-1.0-")[0] for p in outcome.packages) == [
         "ftforge-first", "ftforge-second"]
+
+
+def _both_flavours_recipe(directory, script: str):
+    """TINY (flavours plain and spicy) with ``script`` as its build script's first line."""
+    directory.mkdir(parents=True)
+    (directory / "recipe.yaml").write_text(
+        TINY.format(marker="x").replace("    - mkdir -p $PREFIX/share\n",
+                                        f"    - {script}\n    - mkdir -p $PREFIX/share\n"))
+    (directory / "variants.yaml").write_text("flavour: [plain, spicy]\n")
+    return directory
+
+
+def _wait_for_both(marks) -> str:
+    """Script text: mark this flavour started, then wait (60 s at most) for both marks."""
+    both = f"[ -e {marks}/plain ] && [ -e {marks}/spicy ]"
+    return (f"touch {marks}/${{{{ flavour }}}}; for i in $(seq 600); do {both} && break; "
+            f"sleep 0.1; done; {both}")
+
+
+def test_variants_build_side_by_side(tmp_path, isolated_cache):
+    """A recipe's two variants build at once (each variant's script waits for the other's
+    to start: one after the other, the first would give up after a minute)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    recipe = _both_flavours_recipe(tmp_path / "pair", _wait_for_both(marks))
+    outcome = build(BuildRequest(recipe, tmp_path / "out", test="skip", variant_jobs=2))
+    assert sorted(p.name for p in outcome.packages) == [
+        "ftforge-tiny-1.0-plain_0.conda", "ftforge-tiny-1.0-spicy_0.conda"]
+    assert not outcome.cached
+    assert build(BuildRequest(recipe, tmp_path / "out2", test="skip")).cached
+
+
+def test_a_failing_variant_lets_the_other_finish_and_keeps_it(tmp_path, isolated_cache):
+    """spicy fails at once; plain, building beside it, finishes and is cached; the error
+    names spicy and its output."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = (f"touch {marks}/${{{{ flavour }}}}; "
+              f"if [ ${{{{ flavour }}}} = spicy ]; then echo spicy has no chilli; exit 3; fi; "
+              f"{_wait_for_both(marks)}")
+    recipe = _both_flavours_recipe(tmp_path / "pair", script)
+    with pytest.raises(BuildFailedError) as info:
+        build(BuildRequest(recipe, tmp_path / "out", test="skip", variant_jobs=2))
+    assert "flavour=spicy" in info.value.message
+    assert "spicy has no chilli" in info.value.message
+    plain = build(BuildRequest(recipe, tmp_path / "out2", overrides=(("flavour", "plain"),),
+                               test="skip"))
+    assert plain.cached
+    assert [p.name for p in plain.packages] == ["ftforge-tiny-1.0-plain_0.conda"]
+    builds = isolated_cache / "builds"
+    assert len(list(builds.glob("*.failed"))) == 1 and not list(builds.glob("*.partial"))
+
+
+def test_sigterm_ends_every_variant_building_at_once(tmp_path, isolated_cache):
+    """Both variants building side by side (each in a thread waiting on its child): a
+    SIGTERM to ftforge ends both children's process groups; exit 143, two `.failed`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    recipe = _both_flavours_recipe(
+        tmp_path / "slow", f"sleep 600 & echo $! > {pids}/${{{{ flavour }}}}; wait")
+    proc = subprocess.Popen([sys.executable, "-m", "ftforge.cli", "build", str(recipe),
+                             "--output-dir", str(tmp_path / "out"), "--test", "skip",
+                             "--variant-jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "FTFORGE_CACHE": str(isolated_cache)})
+    try:
+        deadline = time.monotonic() + 300
+        while len([p for p in pids.iterdir() if p.read_text().strip()]) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the build scripts never both started"
+            time.sleep(0.2)
+        sleepers = [int(p.read_text()) for p in pids.iterdir()]
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, (out, err)
+    assert err.strip().splitlines()[-1] == "terminated", err
+    assert "Traceback" not in err
+    assert took < 30, took
+    time.sleep(1)
+    alive = []
+    for pid in sleepers:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert alive == [], f"build scripts' sleeps still running: {alive}"
+    builds = isolated_cache / "builds"
+    assert not list(builds.glob("*.partial")), list(builds.iterdir())
+    assert len(list(builds.glob("*.failed"))) == 2

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -30,7 +32,7 @@ from ..channel.layout import ensure_not_inside_channel, index_channel
 from ..environments import channel_url
 from ..errors import BuildFailedError, FtforgeError
 from ..recipes import toolchain as toolchain_recipe
-from .isolated import BuildJob, ChildBuildFailed, run_in_child, variant_identity
+from .isolated import BuildJob, ChildBuildFailed, run_concurrently, run_in_child, variant_identity
 from .mirror import SourceMirror
 from .preflight import check_apt_dependencies, dpkg_installed
 from .timeline import TIMELINE_FILE, Timeline
@@ -96,6 +98,8 @@ class BuildRequest:
     use_cache: bool = True
     channels: tuple[str, ...] = ()
     """Where build/host/test dependencies come from (URLs or directories)."""
+    variant_jobs: int | None = None
+    """Variants built at once (None: :func:`variant_jobs` decides)."""
 
 
 @dataclass(frozen=True)
@@ -406,7 +410,7 @@ def build(
     extra = [tc.identity, get_rattler_build_version_py(), request.test]
     keys: list[str] = []
     variants: list[dict[str, str]] = []
-    all_cached = True
+    tasks: list[Callable[[], bool]] = []
     native_packages: list[Path] = []
     native_channels: tuple[str, ...] = ()
     with tempfile.TemporaryDirectory(prefix="ftforge-stage-") as tmp:
@@ -425,22 +429,13 @@ def build(
             key = recipe_hash(recipe_dir, identity, extra=extra)
             keys.append(key)
             variants.extend(dict(v.variant) for v in rendered)
-            cache_dir = paths.builds_dir() / key
-            with _key_lock(cache_dir):  # one builder per recipe hash; others wait, then reuse
-                if request.use_cache and (cache_dir / "manifest.json").is_file():
-                    reporter.step(f"{name}: cached build {key}")
-                    continue
-                all_cached = False
-                reporter.step(f"{name}: toolchain package")
-                with _key_lock(paths.toolchain_channel_dir()):
-                    toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
-                dependency_channels = [toolchain_channel.as_uri(),
-                                       *(channel_url(c) for c in request.channels),
-                                       *(channel_url(c) for c in native_channels)]
-                clock.lap("prepare")
-                _build_into_cache(rendered, cache_dir, dependency_channels, request.test,
-                                  reporter, name, source=(staged, combination))
-                clock.lap("rattler-build")
+            tasks.append(functools.partial(
+                _build_variant, request, name, key, rendered, (staged, combination), tc,
+                native_channels, reporter))
+        clock.lap("prepare")
+        fresh = run_concurrently(tasks, variant_jobs(request))
+        clock.lap("rattler-build")
+        all_cached = not any(fresh)
     if not keys:
         raise FtforgeError(f"{recipe_dir}: every variant is skipped for this matrix",
                            hint="check the --variant values")
@@ -499,6 +494,58 @@ def _key_lock(cache_dir: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_variant(request: BuildRequest, name: str, key: str, rendered: list,
+                   source: tuple[Path, VariantMatrix], tc: toolchain_recipe.Toolchain,
+                   native_channels: tuple[str, ...], reporter: BuildReporter) -> bool:
+    """Build one combination's rendered variants into the cache entry ``key`` unless it is
+    there already; True if it was built."""
+    cache_dir = paths.builds_dir() / key
+    with _key_lock(cache_dir):  # one builder per recipe hash; others wait, then reuse
+        if request.use_cache and (cache_dir / "manifest.json").is_file():
+            reporter.step(f"{name}: cached build {key}")
+            return False
+        reporter.step(f"{name}: toolchain package")
+        with _key_lock(paths.toolchain_channel_dir()):
+            toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
+        dependency_channels = [toolchain_channel.as_uri(),
+                               *(channel_url(c) for c in request.channels),
+                               *(channel_url(c) for c in native_channels)]
+        _build_into_cache(rendered, cache_dir, dependency_channels, request.test,
+                          reporter, name, source=source)
+        return True
+
+
+VARIANT_MEMORY_BYTES = 4 << 30
+"""Memory one variant's build may need at its peak: an interpreter's PGO + LTO build
+reached 3.7 GB here (the executable's and libpython's LTO links side by side)."""
+
+
+def _available_memory() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def variant_jobs(request: BuildRequest) -> int:
+    """How many of a recipe's variants build at once: ``request.variant_jobs``, else
+    ``FTFORGE_VARIANT_JOBS``, else 2 when the machine has two CPUs and memory for two
+    builds (:data:`VARIANT_MEMORY_BYTES` each), else 1. A PGO build leaves a CPU idle
+    for minutes (the single-process training runs, the serial LTO links): the
+    interpreter's two ABIs built side by side take that time back."""
+    if request.variant_jobs is not None:
+        return max(1, request.variant_jobs)
+    value = os.environ.get("FTFORGE_VARIANT_JOBS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise FtforgeError(f"FTFORGE_VARIANT_JOBS={value!r}: expected a whole number >= 1")
+        return int(value)
+    return max(1, min(2, os.cpu_count() or 1, _available_memory() // VARIANT_MEMORY_BYTES))
 
 
 def _rendered_identity(rendered: list) -> str:

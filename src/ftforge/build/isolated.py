@@ -23,19 +23,66 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from .. import pychild
 
-__all__ = ["BuildJob", "ChildBuildFailed", "run_in_child", "variant_identity"]
+__all__ = ["BuildJob", "ChildBuildFailed", "end_every_child", "run_concurrently", "run_in_child",
+           "variant_identity"]
 
 GRACE_SECONDS = 5.0
 """How long the build's process group gets between SIGTERM and SIGKILL."""
 MAX_EVENT_BYTES = 1 << 20
 """A progress event longer than this (one log line) is cut."""
+
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+"""The build children running now (variants build concurrently, one per thread)."""
+
+
+def end_every_child() -> None:
+    """End every running build child's process group: what the main thread does on
+    Ctrl-C or SIGTERM while other threads wait for their children (a signal reaches
+    the main thread only). Each waiting thread then sees its child gone and fails."""
+    with _live_lock:
+        running = list(_live)
+    for process in running:
+        _end_group(process)
+
+
+T = TypeVar("T")
+
+
+def run_concurrently(tasks: list[Callable[[], T]], jobs: int) -> list[T]:
+    """Run ``tasks`` (each one waits on build children) at most ``jobs`` at a time; their
+    results in order. A task that fails does not stop the others -- what they build is
+    kept -- and the first failure is raised once all are done. Ctrl-C or SIGTERM (in
+    the main thread) ends every build child, waits for the tasks to see it, and goes on."""
+    if jobs <= 1 or len(tasks) <= 1:
+        return [task() for task in tasks]
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ftforge-variant")
+    futures = [pool.submit(task) for task in tasks]
+    try:
+        wait(futures)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        end_every_child()
+        wait(futures)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    for future in futures:
+        if future.exception() is not None:
+            raise future.exception()  # type: ignore[misc]
+    return [future.result() for future in futures]
 
 
 class ChildBuildFailed(Exception):
@@ -67,12 +114,12 @@ def variant_identity(rendered: object) -> str:
 
 def _end_group(process: subprocess.Popen) -> None:
     """SIGTERM the child's process group, SIGKILL it after GRACE_SECONDS, reap the child."""
-    for signum, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 30.0)):
+    for signum, grace in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 30.0)):
         try:
             os.killpg(process.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             try:  # the group is gone when no process is left in it
                 os.killpg(process.pid, 0)
@@ -90,27 +137,25 @@ def run_in_child(job: BuildJob, callback: object) -> None:
     Raises ChildBuildFailed with rattler-build's message, or with the child's last
     words if it died."""
     child = pychild.start("ftforge.build.isolated", "_serve", new_session=True)
+    with _live_lock:
+        _live.add(child.process)
     try:
         assert child.process.stdin is not None
         child.process.stdin.write(json.dumps(asdict(job)).encode())
         child.process.stdin.close()
-        outcome = _relay(child.answers, callback)
+        outcome = _relay(child.answers, callback) or {}
         code = child.process.wait()
-    except BaseException:
-        _end_group(child.process)
-        child.close_streams()
-        raise
-    try:
-        outcome = outcome or {}
         if outcome.get("kind") == "error":
             raise ChildBuildFailed(str(outcome.get("message", "")))
         if outcome.get("kind") != "done" or code != 0:
             last = child.last_words()
             raise ChildBuildFailed(f"the build process ended with exit status {code}"
                                    + (f": {last}" if last else ""))
-    finally:
-        _end_group(child.process)  # anything the build script left in the background
+    finally:  # done, failed or interrupted: the group goes (with anything the build
+        _end_group(child.process)  # script left in the background)
         child.close_streams()
+        with _live_lock:
+            _live.discard(child.process)
 
 
 class _Event:
