@@ -72,14 +72,22 @@ fi
 
 # Modules linked into the interpreter (BUILTIN_MODULES): each one's line from this
 # series' Modules/Setup.stdlib.in, under *static* in Modules/Setup.local, whose
-# rules come first (makesetup: the first rule for a module wins).
+# rules come first (makesetup: the first rule for a module wins). A module the
+# series already builds in (a rule in Modules/Setup.bootstrap.in: _opcode and
+# _datetime moved there after 3.13) is left to it.
 {
     echo '*static*'
     for module in $BUILTIN_MODULES; do
-        line=$(sed -n "s/^@MODULE_[A-Z0-9_]*_TRUE@\(${module} .*\)/\1/p" Modules/Setup.stdlib.in)
-        if [[ -z "$line" ]]; then
-            echo "error: $module has no rule in Modules/Setup.stdlib.in:" \
-                 "take it out of BUILTIN_MODULES for this series" >&2
+        if grep -q -E "^(@MODULE_[A-Z0-9_]+_TRUE@)?${module}[[:space:]]" \
+                Modules/Setup.bootstrap.in 2>/dev/null; then
+            echo "note: $module is built in by this series' Modules/Setup.bootstrap.in" >&2
+            continue
+        fi
+        line=$(sed -n "s/^@MODULE_[A-Z0-9_]*_TRUE@\(${module}[[:space:]].*\)/\1/p" \
+               Modules/Setup.stdlib.in)
+        if [[ -z "$line" || "$line" == *$'\n'* || "$line" == *[@\\]* ]]; then
+            echo "error: $module has no single plain rule in Modules/Setup.stdlib.in" \
+                 "(${line:-none}): take it out of BUILTIN_MODULES for this series" >&2
             exit 1
         fi
         echo "$line"

@@ -191,7 +191,8 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild even if cached")] = False,
     variant_jobs: Annotated[int | None, typer.Option(
         "--variant-jobs", min=1, help="variants of a recipe built at once; default: "
-        "$FTFORGE_VARIANT_JOBS, else 2 with two CPUs or more")] = None,
+        "$FTFORGE_VARIANT_JOBS, else 2 with two usable CPUs and 8 GiB of memory available, "
+        "else 1")] = None,
 ) -> None:
     """Build every variant of each recipe with py-rattler-build, offline.
 

@@ -173,16 +173,17 @@ def _setup_stdlib_line(module: str) -> str:
 
 
 def _run_build_script(tmp_path, *, make: str, level: str, executable: str,
-                      extra_env: dict[str, str] | None = None):
+                      extra_env: dict[str, str] | None = None, keep_modules: bool = False):
     """Run the generated build-python.sh in ``tmp_path/src`` with a fake configure
     (records its arguments), a Modules/Setup.stdlib.in with a rule for every one of
     BUILTIN_MODULES, and the given fake make; returns (result, src, prefix)."""
     _, files = python_recipe.files_for("3.13.5")
     src = tmp_path / "src"
-    (src / "Modules").mkdir(parents=True)
-    (src / "Modules" / "Setup.stdlib.in").write_text(
-        "# fake\n@MODULE_OTHER_TRUE@other othermodule.c\n"
-        + "".join(_setup_stdlib_line(m) + "\n" for m in python_recipe.BUILTIN_MODULES))
+    if not keep_modules:  # else the test wrote its own Modules/
+        (src / "Modules").mkdir(parents=True)
+        (src / "Modules" / "Setup.stdlib.in").write_text(
+            "# fake\n@MODULE_OTHER_TRUE@other othermodule.c\n"
+            + "".join(_setup_stdlib_line(m) + "\n" for m in python_recipe.BUILTIN_MODULES))
     (src / "configure").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > configure.args\n')
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -333,9 +334,50 @@ def test_a_builtin_module_the_series_lacks_fails_before_configure(tmp_path):
                                        executable="bin/python3.13",
                                        extra_env={"BUILTIN_MODULES": "math _gone"})
     assert result.returncode == 1
-    assert ("error: _gone has no rule in Modules/Setup.stdlib.in: take it out of "
-            "BUILTIN_MODULES for this series") in result.stderr
+    assert ("error: _gone has no single plain rule in Modules/Setup.stdlib.in (none): take "
+            "it out of BUILTIN_MODULES for this series") in result.stderr
     assert not (src / "configure.args").exists()
+
+
+def test_a_builtin_module_rule_with_a_configure_placeholder_is_refused(tmp_path):
+    """A rule that still holds an @...@ placeholder (configure substitutes those in
+    Setup.stdlib, not in the .in file) or a continuation line is not copied."""
+    make = "#!/bin/sh\nexit 0\n"
+    (tmp_path / "src" / "Modules").mkdir(parents=True)
+    (tmp_path / "src" / "Modules" / "Setup.stdlib.in").write_text(
+        "@MODULE__CTYPES_TRUE@_ctypes _ctypes.c @MODULE__CTYPES_MALLOC_CLOSURE@\n")
+    result, src, _ = _run_build_script(tmp_path, make=make, level="none",
+                                       executable="bin/python3.13",
+                                       extra_env={"BUILTIN_MODULES": "_ctypes"},
+                                       keep_modules=True)
+    assert result.returncode == 1
+    assert "error: _ctypes has no single plain rule" in result.stderr
+    assert "@MODULE__CTYPES_MALLOC_CLOSURE@" in result.stderr
+
+
+def test_a_module_the_series_builds_in_already_is_left_to_setup_bootstrap(tmp_path):
+    """3.14 moved _opcode (and _datetime) into Modules/Setup.bootstrap.in: built in
+    there, so Setup.local leaves them out instead of failing."""
+    exe = _elf(tmp_path / "exe", "-no-pie")
+    make = f'#!/bin/sh\ncase " $* " in *" install "*) cp {exe} "$PREFIX/bin/python3.13" ;; esac\n'
+    modules = tmp_path / "src" / "Modules"
+    modules.mkdir(parents=True)
+    (modules / "Setup.bootstrap.in").write_text(
+        "*static*\n_opcode _opcode.c\n@MODULE_ARRAY_TRUE@array arraymodule.c\n")
+    (modules / "Setup.stdlib.in").write_text(_setup_stdlib_line("math") + "\n")
+    result, src, _ = _run_build_script(tmp_path, make=make, level="none",
+                                       executable="bin/python3.13",
+                                       extra_env={"BUILTIN_MODULES": "math _opcode array"},
+                                       keep_modules=True)
+    assert result.returncode == 0, result.stderr
+    assert (modules / "Setup.local").read_text().splitlines() == [
+        "*static*", "math mathmodule.c -DFAKE"]
+    assert "note: _opcode is built in by this series' Modules/Setup.bootstrap.in" \
+        in result.stderr
+
+
+def test_builtin_and_not_built_modules_do_not_overlap():
+    assert not set(python_recipe.BUILTIN_MODULES) & set(python_recipe.NOT_BUILT_MODULES)
 
 
 def test_builtin_modules_are_checked_by_the_recipe_test():

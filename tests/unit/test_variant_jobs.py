@@ -32,7 +32,7 @@ def test_one_job_runs_the_tasks_one_after_the_other_in_this_thread():
 
 
 def test_a_failure_waits_for_the_others_then_is_raised():
-    finished = []
+    finished, heard = [], []
 
     def fails():
         raise ValueError("first variant failed")
@@ -42,8 +42,9 @@ def test_a_failure_waits_for_the_others_then_is_raised():
         finished.append("slow")
 
     with pytest.raises(ValueError, match="first variant failed"):
-        run_concurrently([fails, slow], 2)
+        run_concurrently([fails, slow], 2, on_failure=heard.append)
     assert finished == ["slow"]  # the other variant's build was not thrown away
+    assert [str(e) for e in heard] == ["first variant failed"]  # told as it happened
 
 
 def test_an_interruption_ends_every_running_child(monkeypatch):
@@ -68,7 +69,7 @@ def test_an_interruption_ends_every_running_child(monkeypatch):
     monkeypatch.setattr(isolated, "wait", wait)
     with pytest.raises(KeyboardInterrupt):
         run_concurrently([waits_for_its_child, waits_for_its_child], 2)
-    assert ended == [1] and release.is_set()
+    assert ended and release.is_set()
 
 
 GIB = 1 << 30
@@ -83,7 +84,7 @@ def test_variant_jobs_default_and_environment(monkeypatch, env, cpus, memory, ex
     variable overrides; the request's own value overrides both."""
     from ftforge.build import driver
 
-    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    monkeypatch.setattr(driver, "_usable_cpus", lambda: cpus)
     monkeypatch.setattr(driver, "_available_memory", lambda: memory)
     if env is None:
         monkeypatch.delenv("FTFORGE_VARIANT_JOBS", raising=False)
@@ -104,3 +105,72 @@ def test_a_bad_variant_jobs_setting_is_one_line(monkeypatch, env):
     monkeypatch.setenv("FTFORGE_VARIANT_JOBS", env)
     with pytest.raises(FtforgeError, match="FTFORGE_VARIANT_JOBS"):
         variant_jobs(BuildRequest(Path("r"), Path("o")))
+
+
+def test_no_build_child_starts_once_every_child_was_ended():
+    """After an interruption ended the running children, a thread that was about to
+    start one (between two outputs, or just out of a lock) gets BuildsStopped instead."""
+    isolated.end_every_child()
+    try:
+        with pytest.raises(isolated.BuildsStopped):
+            isolated.run_in_child(isolated.BuildJob(
+                recipe="/nonexistent", values={}, zip_keys=[], variant="[]", output_dir="/",
+                channels=[], test="skip", keep_build=False, package_format="conda"), object())
+    finally:
+        isolated._stopping.clear()
+
+
+def test_a_thread_waiting_for_a_cache_lock_gives_up_when_interrupted(tmp_path):
+    """Another ftforge holds the build's lock (here another open file of this process,
+    which flock treats alike): the waiting thread leaves when the build is interrupted."""
+    import fcntl
+
+    from ftforge.build.driver import _key_lock
+
+    cache_dir = tmp_path / "builds" / "abc"
+    cache_dir.parent.mkdir()
+    holder = open(cache_dir.with_name("abc.lock"), "w")
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    outcome = []
+
+    def waiter():
+        try:
+            with _key_lock(cache_dir):
+                outcome.append("got the lock")
+        except isolated.BuildsStopped as exc:
+            outcome.append(str(exc))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        assert outcome == []  # still waiting
+        isolated.end_every_child()
+        thread.join(30)
+    finally:
+        isolated._stopping.clear()
+        holder.close()
+    assert not thread.is_alive()
+    assert outcome and outcome[0].startswith("interrupted waiting for")
+
+
+def test_every_group_is_told_to_stop_at_once(tmp_path, monkeypatch):
+    """Two build groups that ignore SIGTERM: both get it together (not the second only
+    after the first's grace period), then SIGKILL ends both."""
+    import subprocess
+
+    monkeypatch.setattr(isolated, "GRACE_SECONDS", 3.0)
+    children = []
+    for name in ("a", "b"):
+        mark = tmp_path / name
+        children.append(subprocess.Popen(
+            ["bash", "-c", f"trap 'date +%s.%N > {mark}' TERM; touch {mark}.up; "
+                           "while :; do sleep 0.1; done"], start_new_session=True))
+    deadline = time.monotonic() + 30
+    while not all((tmp_path / f"{n}.up").exists() for n in "ab"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    isolated._end_groups(children)
+    assert all(child.poll() is not None for child in children)
+    told = [float((tmp_path / n).read_text()) for n in "ab"]
+    assert abs(told[0] - told[1]) < 2.0, told  # one after the other would be >= 3 s apart

@@ -32,7 +32,15 @@ from ..channel.layout import ensure_not_inside_channel, index_channel
 from ..environments import channel_url
 from ..errors import BuildFailedError, FtforgeError
 from ..recipes import toolchain as toolchain_recipe
-from .isolated import BuildJob, ChildBuildFailed, run_concurrently, run_in_child, variant_identity
+from .isolated import (
+    BuildJob,
+    BuildsStopped,
+    ChildBuildFailed,
+    run_concurrently,
+    run_in_child,
+    stop_requested,
+    variant_identity,
+)
 from .mirror import SourceMirror
 from .preflight import check_apt_dependencies, dpkg_installed
 from .timeline import TIMELINE_FILE, Timeline
@@ -403,6 +411,7 @@ def build(
     check_apt_dependencies(_apt_dependencies(recipe), recipe=str(recipe_dir / "recipe.yaml"),
                            installed=installed)
 
+    jobs = variant_jobs(request)
     tc = system_toolchain()
     matrix = _matrix(request, tc)
     from rattler_build import get_rattler_build_version_py
@@ -431,9 +440,11 @@ def build(
             variants.extend(dict(v.variant) for v in rendered)
             tasks.append(functools.partial(
                 _build_variant, request, name, key, rendered, (staged, combination), tc,
-                native_channels, reporter))
+                native_channels, _Labelled(reporter, _short_label(rendered)) if jobs > 1
+                else reporter))
         clock.lap("prepare")
-        fresh = run_concurrently(tasks, variant_jobs(request))
+        fresh = run_concurrently(
+            tasks, jobs, on_failure=lambda exc: reporter.step(f"failed: {exc}"))
         clock.lap("rattler-build")
         all_cached = not any(fresh)
     if not keys:
@@ -485,11 +496,24 @@ def _native_libraries_for(rendered: list, request: BuildRequest, native_channels
                        channels=request.channels).packages
 
 
+LOCK_POLL_SECONDS = 0.2
+
+
 @contextlib.contextmanager
 def _key_lock(cache_dir: Path):
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(cache_dir.with_name(cache_dir.name + ".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        # polled, not blocking: a variant's thread waiting here (another ftforge holds
+        # the lock) gives up when the build is interrupted; in the main thread a
+        # signal ends the sleep
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stop_requested():
+                    raise BuildsStopped(f"interrupted waiting for {handle.name}") from None
+                time.sleep(LOCK_POLL_SECONDS)
         try:
             yield
         finally:
@@ -522,14 +546,76 @@ VARIANT_MEMORY_BYTES = 4 << 30
 reached 3.7 GB here (the executable's and libpython's LTO links side by side)."""
 
 
+def _cgroup_file(v2_name: str, v1_controller: str, v1_name: str) -> str | None:
+    """A limit of this process's cgroup (v2 unified, else v1's controller), if readable."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, group = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            path = Path("/sys/fs/cgroup") / group.lstrip("/") / v2_name
+        elif v1_controller in controllers.split(","):
+            path = Path("/sys/fs/cgroup") / controllers / group.lstrip("/") / v1_name
+        else:
+            continue
+        try:
+            return path.read_text().strip()
+        except OSError:
+            continue
+    return None
+
+
 def _available_memory() -> int:
+    """MemAvailable, or less if this process's cgroup (a container) allows less."""
+    available = 0
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                available = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        return 0
+    limit = _cgroup_file("memory.max", "memory", "memory.limit_in_bytes")
+    used = _cgroup_file("memory.current", "memory", "memory.usage_in_bytes")
+    if limit and limit.isdigit() and used and used.isdigit():
+        available = min(available, max(0, int(limit) - int(used)))
+    return available
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (affinity), fewer if its cgroup's quota says so."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_file("cpu.max", "cpu", "cpu.cfs_quota_us") or ""
+    period = (quota.split()[1:] or [_cgroup_file("cpu.max", "cpu", "cpu.cfs_period_us")])[0]
+    quota = quota.split()[0] if quota else ""
+    if quota.isdigit() and period and period.isdigit() and int(period) > 0:
+        cpus = min(cpus, max(1, int(quota) // int(period)))
+    return cpus
+
+
+class _Labelled:
+    """A reporter for one of several variants building at once: its log lines (the
+    progress display's last line) say whose they are."""
+
+    def __init__(self, reporter: BuildReporter, label: str) -> None:
+        self.reporter, self.label = reporter, label
+
+    def step(self, message: str) -> None:
+        self.reporter.step(message)
+
+    def log(self, line: str) -> None:
+        self.reporter.log(f"{self.label}: {line}")
+
+
+def _short_label(rendered: list) -> str:
+    """The variant values of a combination, compilers and platform left out."""
+    values = dict(rendered[0].variant) if rendered else {}
+    return ", ".join(f"{k}={v}" for k, v in sorted(values.items())
+                     if k != "target_platform" and not k.endswith("_compiler"))
 
 
 def variant_jobs(request: BuildRequest) -> int:
@@ -545,7 +631,7 @@ def variant_jobs(request: BuildRequest) -> int:
         if not value.isdigit() or int(value) < 1:
             raise FtforgeError(f"FTFORGE_VARIANT_JOBS={value!r}: expected a whole number >= 1")
         return int(value)
-    return max(1, min(2, os.cpu_count() or 1, _available_memory() // VARIANT_MEMORY_BYTES))
+    return max(1, min(2, _usable_cpus(), _available_memory() // VARIANT_MEMORY_BYTES))
 
 
 def _rendered_identity(rendered: list) -> str:

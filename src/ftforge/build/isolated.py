@@ -33,8 +33,8 @@ from typing import IO, TypeVar
 
 from .. import pychild
 
-__all__ = ["BuildJob", "ChildBuildFailed", "end_every_child", "run_concurrently", "run_in_child",
-           "variant_identity"]
+__all__ = ["BuildJob", "BuildsStopped", "ChildBuildFailed", "end_every_child", "run_concurrently",
+           "run_in_child", "stop_requested", "variant_identity"]
 
 GRACE_SECONDS = 5.0
 """How long the build's process group gets between SIGTERM and SIGKILL."""
@@ -45,40 +45,73 @@ MAX_EVENT_BYTES = 1 << 20
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
 """The build children running now (variants build concurrently, one per thread)."""
+_stopping = threading.Event()
+"""Set by :func:`end_every_child`: no build child starts after it, and a thread
+waiting for a cache lock gives up (:func:`stop_requested`)."""
+
+
+class BuildsStopped(Exception):
+    """This thread's build was not started, or was ended: ftforge is being interrupted."""
+
+
+def stop_requested() -> bool:
+    return _stopping.is_set()
 
 
 def end_every_child() -> None:
-    """End every running build child's process group: what the main thread does on
-    Ctrl-C or SIGTERM while other threads wait for their children (a signal reaches
-    the main thread only). Each waiting thread then sees its child gone and fails."""
+    """End every running build child's process group, all at once, and let no new one
+    start: what the main thread does on Ctrl-C or SIGTERM while other threads wait for
+    their children (a signal reaches the main thread only). Each waiting thread then
+    sees its child gone and fails."""
     with _live_lock:
+        _stopping.set()
         running = list(_live)
-    for process in running:
-        _end_group(process)
+    _end_groups(running)
 
 
 T = TypeVar("T")
 
 
-def run_concurrently(tasks: list[Callable[[], T]], jobs: int) -> list[T]:
+def run_concurrently(tasks: list[Callable[[], T]], jobs: int, *,
+                     on_failure: Callable[[BaseException], None] | None = None) -> list[T]:
     """Run ``tasks`` (each one waits on build children) at most ``jobs`` at a time; their
-    results in order. A task that fails does not stop the others -- what they build is
-    kept -- and the first failure is raised once all are done. Ctrl-C or SIGTERM (in
-    the main thread) ends every build child, waits for the tasks to see it, and goes on."""
+    results in order. With more than one job a task that fails does not stop the others
+    -- what they build is kept; ``on_failure`` hears of each failure as it happens, and
+    the first is raised once all are done. With one job the tasks run here, one after
+    another, and the first failure stops them. Ctrl-C or SIGTERM (in the main thread)
+    ends every build child -- a second one is held until that is done -- waits for the
+    tasks to see it, and goes on."""
+    _stopping.clear()
     if jobs <= 1 or len(tasks) <= 1:
         return [task() for task in tasks]
+
+    def reported(task: Callable[[], T]) -> T:
+        try:
+            return task()
+        except BaseException as exc:
+            if on_failure is not None and not isinstance(exc, BuildsStopped):
+                on_failure(exc)
+            raise
+
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ftforge-variant")
-    futures = [pool.submit(task) for task in tasks]
+    futures = []
     try:
+        futures = [pool.submit(reported, task) for task in tasks]
         wait(futures)
     except BaseException:
-        for future in futures:
-            future.cancel()
-        end_every_child()
-        wait(futures)
+        held = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)  # a second Ctrl-C waits its turn
+        try:
+            for future in futures:
+                future.cancel()
+            end_every_child()
+            wait(futures)
+            end_every_child()  # a child started as the first round ran
+            pool.shutdown(wait=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
         raise
-    finally:
-        pool.shutdown(wait=True)
+    pool.shutdown(wait=True)
     for future in futures:
         if future.exception() is not None:
             raise future.exception()  # type: ignore[misc]
@@ -113,22 +146,38 @@ def variant_identity(rendered: object) -> str:
 
 
 def _end_group(process: subprocess.Popen) -> None:
-    """SIGTERM the child's process group, SIGKILL it after GRACE_SECONDS, reap the child."""
+    _end_groups([process])
+
+
+def _group_gone(process: subprocess.Popen) -> bool:
+    try:  # the group is gone when no process is left in it
+        os.killpg(process.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        process.wait()
+        return True
+    process.poll()  # reap the child itself, so only the rest keeps the group
+    return False
+
+
+def _end_groups(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM the children's process groups, SIGKILL what is left of them after
+    GRACE_SECONDS (all groups against one deadline), reap the children."""
+    left = list(processes)
     for signum, grace in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 30.0)):
-        try:
-            os.killpg(process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:  # the group is gone when no process is left in it
-                os.killpg(process.pid, 0)
+        for process in left:
+            try:
+                os.killpg(process.pid, signum)
             except (ProcessLookupError, PermissionError):
-                process.wait()
-                return
-            process.poll()  # reap the child itself, so only the rest keeps the group
-            time.sleep(0.05)
-    process.wait()
+                pass
+        deadline = time.monotonic() + grace
+        while left and time.monotonic() < deadline:
+            left = [process for process in left if not _group_gone(process)]
+            if left:
+                time.sleep(0.05)
+        if not left:
+            return
+    for process in left:
+        process.wait()
 
 
 def run_in_child(job: BuildJob, callback: object) -> None:
@@ -136,10 +185,15 @@ def run_in_child(job: BuildJob, callback: object) -> None:
     with ``on_build_step``, ``on_log``, ``on_download_start`` like rattler-build's).
     Raises ChildBuildFailed with rattler-build's message, or with the child's last
     words if it died."""
+    if _stopping.is_set():
+        raise BuildsStopped("interrupted before the build started")
     child = pychild.start("ftforge.build.isolated", "_serve", new_session=True)
     with _live_lock:
         _live.add(child.process)
+        stopped = _stopping.is_set()  # end_every_child ran as this child started
     try:
+        if stopped:
+            raise BuildsStopped("interrupted as the build started")
         assert child.process.stdin is not None
         child.process.stdin.write(json.dumps(asdict(job)).encode())
         child.process.stdin.close()
@@ -220,6 +274,8 @@ def _serve(answer_fd: int) -> None:
     from .driver import render
     from .variant_config import VariantMatrix
 
+    # ftforge ignores a second SIGTERM while it cleans up; the build must not inherit that
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     answers = os.fdopen(answer_fd, "w", buffering=1)
     writer = _Writer(answers)
     job = BuildJob(**json.loads(sys.stdin.read()))

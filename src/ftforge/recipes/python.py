@@ -113,8 +113,10 @@ BUILTIN_MODULES: tuple[str, ...] = (
 ``*static*`` Modules/Setup.local, as Debian builds its python3.X): compiled as part of
 the core, they share its PGO profile and LTO (a call from ``math.sqrt`` into
 ``PyFloat_FromDouble`` is no longer a PLT call into the executable). Only modules
-that link no library beyond libc and libm, that every series has, and that hot
-code imports; their source lines come from the series' own Modules/Setup.stdlib.in."""
+that link no library beyond libc and libm, that hot code imports, and
+never one of :data:`NOT_BUILT_MODULES`; their rules come from the series' own
+Modules/Setup.stdlib.in (one the series builds in already, in Setup.bootstrap.in, is
+left to it; one with no plain rule fails the build)."""
 CONDA_FORGE_HOST_DEPENDENCIES_3_14 = ("zstd",)
 
 Optimization = Literal["pgo-lto-bolt", "pgo-lto", "pgo-lto-quick", "none"]
@@ -321,6 +323,8 @@ outputs:
           - python -c "import ssl, sqlite3, ctypes, lzma, bz2, zlib, readline, uuid, curses, pyexpat, decimal, hashlib"
           # linked into the interpreter (Modules/Setup.local), not loaded from lib-dynload
           - python -c "import sys, importlib.util as u; missing = [m for m in '{" ".join(BUILTIN_MODULES)}'.split() if m not in sys.builtin_module_names or u.find_spec(m).origin != 'built-in']; assert not missing, missing"
+          # importing every one of them leaves the free-threaded build's GIL off
+          - python -c "import importlib, sys, sysconfig; [importlib.import_module(m) for m in '{" ".join(BUILTIN_MODULES)}'.split()]; assert sys._is_gil_enabled() == (not sysconfig.get_config_var('Py_GIL_DISABLED'))"
           # The executable carries the interpreter itself; libpython is shipped for
           # embedding but not loaded by bin/python (see build-python.sh).
           - python -c "maps = open('/proc/self/maps').read(); assert 'libpython' not in maps, 'bin/python loaded libpython'"
@@ -450,14 +454,22 @@ fi
 
 # Modules linked into the interpreter (BUILTIN_MODULES): each one's line from this
 # series' Modules/Setup.stdlib.in, under *static* in Modules/Setup.local, whose
-# rules come first (makesetup: the first rule for a module wins).
+# rules come first (makesetup: the first rule for a module wins). A module the
+# series already builds in (a rule in Modules/Setup.bootstrap.in: _opcode and
+# _datetime moved there after 3.13) is left to it.
 {
     echo '*static*'
     for module in $BUILTIN_MODULES; do
-        line=$(sed -n "s/^@MODULE_[A-Z0-9_]*_TRUE@\(${module} .*\)/\1/p" Modules/Setup.stdlib.in)
-        if [[ -z "$line" ]]; then
-            echo "error: $module has no rule in Modules/Setup.stdlib.in:" \
-                 "take it out of BUILTIN_MODULES for this series" >&2
+        if grep -q -E "^(@MODULE_[A-Z0-9_]+_TRUE@)?${module}[[:space:]]" \
+                Modules/Setup.bootstrap.in 2>/dev/null; then
+            echo "note: $module is built in by this series' Modules/Setup.bootstrap.in" >&2
+            continue
+        fi
+        line=$(sed -n "s/^@MODULE_[A-Z0-9_]*_TRUE@\(${module}[[:space:]].*\)/\1/p" \
+               Modules/Setup.stdlib.in)
+        if [[ -z "$line" || "$line" == *$'\n'* || "$line" == *[@\\]* ]]; then
+            echo "error: $module has no single plain rule in Modules/Setup.stdlib.in" \
+                 "(${line:-none}): take it out of BUILTIN_MODULES for this series" >&2
             exit 1
         fi
         echo "$line"
