@@ -275,3 +275,36 @@ def test_sigterm_ends_every_variant_building_at_once(tmp_path, isolated_cache):
     builds = isolated_cache / "builds"
     assert not list(builds.glob("*.partial")), list(builds.iterdir())
     assert len(list(builds.glob("*.failed"))) == 2
+
+
+def test_a_build_gets_default_signals_when_ftforge_was_started_with_sigint_ignored(
+        tmp_path, isolated_cache):
+    """`nohup ftforge build ... &` from a script (or cron) starts ftforge with SIGINT
+    ignored; the build script must not inherit that (CPython's PGO training task has a
+    test that sends itself SIGINT: both interpreter builds failed this way)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "signals"
+    recipe.mkdir()
+    (recipe / "recipe.yaml").write_text(
+        TINY.format(marker="x").replace(
+            "    - mkdir -p $PREFIX/share\n",
+            "    - grep -E '^Sig(Ign|Blk)' /proc/self/status\n"
+            "    - ign=$(awk '/^SigIgn/ {print $2}' /proc/self/status); "
+            "test $(( 16#$ign & 7 )) -eq 0\n"  # SIGHUP, SIGINT, SIGQUIT not ignored
+            "    - mkdir -p $PREFIX/share\n").replace("${{ flavour }}", "plain"))
+
+    def ignore_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    result = subprocess.run([sys.executable, "-m", "ftforge.cli", "build", str(recipe),
+                             "--output-dir", str(tmp_path / "out"), "--test", "skip"],
+                            capture_output=True, text=True, preexec_fn=ignore_sigint,
+                            env={**os.environ, "FTFORGE_CACHE": str(isolated_cache)},
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list((tmp_path / "out").glob("*/ftforge-tiny-1.0-plain_0.conda"))

@@ -174,3 +174,33 @@ def test_every_group_is_told_to_stop_at_once(tmp_path, monkeypatch):
     assert all(child.poll() is not None for child in children)
     told = [float((tmp_path / n).read_text()) for n in "ab"]
     assert abs(told[0] - told[1]) < 2.0, told  # one after the other would be >= 3 s apart
+
+
+def test_a_signal_during_the_clean_up_waits_for_its_end():
+    """Ctrl-C inside signals_held() does not cut the block short; it is delivered after."""
+    import os
+    import signal
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with isolated.signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler would run here
+            done.append("clean-up finished")
+    assert done == ["clean-up finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_labels_name_only_what_tells_the_variants_apart():
+    from ftforge.build.driver import _labels
+
+    class Rendered:
+        def __init__(self, **variant):
+            self.variant = variant
+
+    gil = [Rendered(freethreading="no", python_optimization="pgo-lto-bolt",
+                    target_platform="linux-64")]
+    ft = [Rendered(freethreading="yes", python_optimization="pgo-lto-bolt",
+                   target_platform="linux-64")]
+    assert _labels([gil, ft]) == ["freethreading=no", "freethreading=yes"]
+    assert _labels([gil]) == [""]

@@ -420,6 +420,7 @@ def build(
     keys: list[str] = []
     variants: list[dict[str, str]] = []
     tasks: list[Callable[[], bool]] = []
+    planned: list[tuple[str, list, VariantMatrix, tuple[str, ...]]] = []
     native_packages: list[Path] = []
     native_channels: tuple[str, ...] = ()
     with tempfile.TemporaryDirectory(prefix="ftforge-stage-") as tmp:
@@ -438,13 +439,25 @@ def build(
             key = recipe_hash(recipe_dir, identity, extra=extra)
             keys.append(key)
             variants.extend(dict(v.variant) for v in rendered)
+            planned.append((key, rendered, combination, native_channels))
+        channels: list[str] = []
+        if any(not (request.use_cache and (paths.builds_dir() / key / "manifest.json").is_file())
+               for key, *_ in planned):
+            # here, not in a variant's thread: a toolchain build in this process holds
+            # the GIL (rattler-build) and nothing else could run, not even Ctrl-C
+            reporter.step(f"{name}: toolchain package")
+            with _key_lock(paths.toolchain_channel_dir()):
+                channels = [ensure_toolchain_channel(tc, paths.toolchain_channel_dir()).as_uri(),
+                            *(channel_url(c) for c in request.channels)]
+        labels = _labels([rendered for _, rendered, _, _ in planned])
+        for (key, rendered, combination, natives), label in zip(planned, labels):
             tasks.append(functools.partial(
-                _build_variant, request, name, key, rendered, (staged, combination), tc,
-                native_channels, _Labelled(reporter, _short_label(rendered)) if jobs > 1
-                else reporter))
+                _build_variant, request, name, key, rendered, (staged, combination),
+                [*channels, *(channel_url(c) for c in natives)],
+                _Labelled(reporter, label) if jobs > 1 and label else reporter))
         clock.lap("prepare")
-        fresh = run_concurrently(
-            tasks, jobs, on_failure=lambda exc: reporter.step(f"failed: {exc}"))
+        fresh = run_concurrently(tasks, jobs, on_failure=lambda exc: reporter.step(
+            f"failed: {exc.message if isinstance(exc, FtforgeError) else exc}"))
         clock.lap("rattler-build")
         all_cached = not any(fresh)
     if not keys:
@@ -521,8 +534,8 @@ def _key_lock(cache_dir: Path):
 
 
 def _build_variant(request: BuildRequest, name: str, key: str, rendered: list,
-                   source: tuple[Path, VariantMatrix], tc: toolchain_recipe.Toolchain,
-                   native_channels: tuple[str, ...], reporter: BuildReporter) -> bool:
+                   source: tuple[Path, VariantMatrix], dependency_channels: list[str],
+                   reporter: BuildReporter) -> bool:
     """Build one combination's rendered variants into the cache entry ``key`` unless it is
     there already; True if it was built."""
     cache_dir = paths.builds_dir() / key
@@ -530,12 +543,6 @@ def _build_variant(request: BuildRequest, name: str, key: str, rendered: list,
         if request.use_cache and (cache_dir / "manifest.json").is_file():
             reporter.step(f"{name}: cached build {key}")
             return False
-        reporter.step(f"{name}: toolchain package")
-        with _key_lock(paths.toolchain_channel_dir()):
-            toolchain_channel = ensure_toolchain_channel(tc, paths.toolchain_channel_dir())
-        dependency_channels = [toolchain_channel.as_uri(),
-                               *(channel_url(c) for c in request.channels),
-                               *(channel_url(c) for c in native_channels)]
         _build_into_cache(rendered, cache_dir, dependency_channels, request.test,
                           reporter, name, source=source)
         return True
@@ -579,7 +586,13 @@ def _available_memory() -> int:
     limit = _cgroup_file("memory.max", "memory", "memory.limit_in_bytes")
     used = _cgroup_file("memory.current", "memory", "memory.usage_in_bytes")
     if limit and limit.isdigit() and used and used.isdigit():
-        available = min(available, max(0, int(limit) - int(used)))
+        stat = _cgroup_file("memory.stat", "memory", "memory.stat") or ""
+        cache = 0  # page cache the kernel can take back, as MemAvailable counts it
+        for line in stat.splitlines():
+            name, _, number = line.partition(" ")
+            if name in ("inactive_file", "total_inactive_file") and number.strip().isdigit():
+                cache = int(number)
+        available = min(available, max(0, int(limit) - (int(used) - cache)))
     return available
 
 
@@ -598,24 +611,30 @@ def _usable_cpus() -> int:
 
 
 class _Labelled:
-    """A reporter for one of several variants building at once: its log lines (the
-    progress display's last line) say whose they are."""
+    """A reporter for one of several variants building at once: its steps and log lines
+    say whose they are."""
 
     def __init__(self, reporter: BuildReporter, label: str) -> None:
         self.reporter, self.label = reporter, label
 
     def step(self, message: str) -> None:
-        self.reporter.step(message)
+        self.reporter.step(f"{self.label}: {message}")
 
     def log(self, line: str) -> None:
-        self.reporter.log(f"{self.label}: {line}")
+        lines = [x for x in line.strip().splitlines() if x.strip()]
+        if lines:
+            self.reporter.log(f"{self.label}: {lines[-1]}")
 
 
-def _short_label(rendered: list) -> str:
-    """The variant values of a combination, compilers and platform left out."""
-    values = dict(rendered[0].variant) if rendered else {}
-    return ", ".join(f"{k}={v}" for k, v in sorted(values.items())
-                     if k != "target_platform" and not k.endswith("_compiler"))
+def _labels(combinations: list[list]) -> list[str]:
+    """For each combination's rendered variants, the variant values that tell it from the
+    others (``freethreading=yes``); empty for a single combination."""
+    if len(combinations) < 2:
+        return [""] * len(combinations)
+    values = [dict(rendered[0].variant) if rendered else {} for rendered in combinations]
+    keys = sorted({k for v in values for k in v
+                   if len({str(w.get(k)) for w in values}) > 1})
+    return [", ".join(f"{k}={v.get(k)}" for k in keys) for v in values]
 
 
 def variant_jobs(request: BuildRequest) -> int:

@@ -18,6 +18,7 @@ mismatch is an error, not a guess).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import IO, TypeVar
 from .. import pychild
 
 __all__ = ["BuildJob", "BuildsStopped", "ChildBuildFailed", "end_every_child", "run_concurrently",
-           "run_in_child", "stop_requested", "variant_identity"]
+           "run_in_child", "signals_held", "stop_requested", "variant_identity"]
 
 GRACE_SECONDS = 5.0
 """How long the build's process group gets between SIGTERM and SIGKILL."""
@@ -79,7 +80,7 @@ def run_concurrently(tasks: list[Callable[[], T]], jobs: int, *,
     -- what they build is kept; ``on_failure`` hears of each failure as it happens, and
     the first is raised once all are done. With one job the tasks run here, one after
     another, and the first failure stops them. Ctrl-C or SIGTERM (in the main thread)
-    ends every build child -- a second one is held until that is done -- waits for the
+    ends every build child -- a second one waits until that is done -- waits for the
     tasks to see it, and goes on."""
     _stopping.clear()
     if jobs <= 1 or len(tasks) <= 1:
@@ -89,33 +90,50 @@ def run_concurrently(tasks: list[Callable[[], T]], jobs: int, *,
         try:
             return task()
         except BaseException as exc:
-            if on_failure is not None and not isinstance(exc, BuildsStopped):
+            if on_failure is not None and not stop_requested():
                 on_failure(exc)
             raise
 
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ftforge-variant")
-    futures = []
+    futures: list = []
     try:
-        futures = [pool.submit(reported, task) for task in tasks]
+        for task in tasks:
+            futures.append(pool.submit(reported, task))
         wait(futures)
     except BaseException:
-        held = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)  # a second Ctrl-C waits its turn
-        try:
-            for future in futures:
-                future.cancel()
+        with signals_held():
             end_every_child()
-            wait(futures)
+            pool.shutdown(wait=True, cancel_futures=True)
             end_every_child()  # a child started as the first round ran
-            pool.shutdown(wait=True)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
         raise
     pool.shutdown(wait=True)
     for future in futures:
         if future.exception() is not None:
             raise future.exception()  # type: ignore[misc]
     return [future.result() for future in futures]
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """In the main thread, Ctrl-C and SIGTERM are noted, not acted on, until the block
+    (a clean-up) is done: a second Ctrl-C must not cut short the ending of the build
+    groups. (A signal mask would not do: the kernel hands a signal the main thread
+    blocks to another thread, and Python still runs the handler in the main thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {signum: signal.getsignal(signum) for signum in held}
+    noted: list[int] = []
+    for signum in held:
+        signal.signal(signum, lambda signum, _frame: noted.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if noted:  # delivered now, to the handler it was meant for
+            signal.raise_signal(noted[0])
 
 
 class ChildBuildFailed(Exception):
@@ -199,6 +217,8 @@ def run_in_child(job: BuildJob, callback: object) -> None:
         child.process.stdin.close()
         outcome = _relay(child.answers, callback) or {}
         code = child.process.wait()
+        if _stopping.is_set():  # ended by end_every_child: an interruption, not a failure
+            raise BuildsStopped("interrupted")
         if outcome.get("kind") == "error":
             raise ChildBuildFailed(str(outcome.get("message", "")))
         if outcome.get("kind") != "done" or code != 0:
@@ -206,10 +226,11 @@ def run_in_child(job: BuildJob, callback: object) -> None:
             raise ChildBuildFailed(f"the build process ended with exit status {code}"
                                    + (f": {last}" if last else ""))
     finally:  # done, failed or interrupted: the group goes (with anything the build
-        _end_group(child.process)  # script left in the background)
-        child.close_streams()
-        with _live_lock:
-            _live.discard(child.process)
+        with signals_held():  # script left in the background)
+            _end_group(child.process)
+            child.close_streams()
+            with _live_lock:
+                _live.discard(child.process)
 
 
 class _Event:
@@ -269,13 +290,17 @@ class _Writer:
 
 def _serve(answer_fd: int) -> None:
     """The child: one BuildJob (JSON on stdin), its events and outcome on ``answer_fd``."""
+    # The build gets default signal dispositions whatever ftforge inherited or set: run
+    # with SIGINT ignored (`nohup cmd &` from a script, cron), CPython's own tests in its
+    # PGO training task fail; and ftforge ignores a second SIGTERM while it cleans up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
     from rattler_build import RattlerBuildError, ToolConfiguration
 
     from .driver import render
     from .variant_config import VariantMatrix
 
-    # ftforge ignores a second SIGTERM while it cleans up; the build must not inherit that
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     answers = os.fdopen(answer_fd, "w", buffering=1)
     writer = _Writer(answers)
     job = BuildJob(**json.loads(sys.stdin.read()))
