@@ -713,7 +713,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     the channel lock and staging are cleaned up), then exits 143."""
     _terminated.append(signum)
     # a second SIGTERM (a supervisor repeating itself) must not cut the clean-up short
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signum, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -726,8 +726,9 @@ def _interrupted() -> None:
 
 
 def main() -> None:
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, _on_sigterm)
     try:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:  # typer returns an Exit's code here (130: Ctrl-C)

@@ -134,27 +134,33 @@ def test_sigterm_ends_the_build_and_every_process_it_started(tmp_path, isolated_
     assert list(builds.glob("*.failed"))
 
 
-def test_a_build_in_its_child_process_reports_as_before(tmp_path, isolated_cache):
-    """The variant is built by a child process: its log lines reach build.log and the
-    timeline, a failure still names the script's output, and no child is left."""
+def _my_children() -> set[str]:
     import os
 
-    recipe = _recipe(tmp_path / "tiny", "childish")
-    outcome = build(BuildRequest(recipe, tmp_path / "out", overrides=(("flavour", "spicy"),),
-                                 test="skip"))
-    log = outcome.log_file.read_text()
-    assert "childish" in log  # the script's own lines, relayed from the child
-    assert (outcome.log_file.parent / "build.timeline.tsv").read_text().count("\tlog\t") > 5
     mine = str(os.getpid())
-    children = []
+    children = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = open(f"/proc/{pid}/stat").read()
         except OSError:
             continue
         if stat.rsplit(")", 1)[1].split()[1] == mine:
-            children.append(pid)
-    assert children == []
+            children.add(pid)
+    return children
+
+
+def test_a_build_in_its_child_process_reports_as_before(tmp_path, isolated_cache):
+    """The variant is built by a child process: its log lines reach build.log and the
+    timeline, a failure still names the script's output, and no child is left (other
+    tests in this process may keep children of their own: an audit pool's workers)."""
+    before = _my_children()
+    recipe = _recipe(tmp_path / "tiny", "childish")
+    outcome = build(BuildRequest(recipe, tmp_path / "out", overrides=(("flavour", "spicy"),),
+                                 test="skip"))
+    log = outcome.log_file.read_text()
+    assert "childish" in log  # the script's own lines, relayed from the child
+    assert (outcome.log_file.parent / "build.timeline.tsv").read_text().count("\tlog\t") > 5
+    assert _my_children() - before == set()
 
 
 def test_outputs_that_share_their_variant_values_each_build_once(tmp_path, isolated_cache):
@@ -308,3 +314,48 @@ def test_a_build_gets_default_signals_when_ftforge_was_started_with_sigint_ignor
                             timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert list((tmp_path / "out").glob("*/ftforge-tiny-1.0-plain_0.conda"))
+
+
+def test_an_interrupted_build_does_not_wait_for_a_process_that_left_its_group(
+        tmp_path, isolated_cache):
+    """Each of two variants building at once starts a daemon of its own (setsid: out of
+    the build's process group, which ftforge ends): on SIGTERM ftforge must not wait for
+    them -- they do not inherit the pipe a variant's thread reads the build's events from."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    recipe = _both_flavours_recipe(
+        tmp_path / "daemon",
+        f"setsid sh -c 'echo $$ > {marks}/${{{{ flavour }}}}.pid; exec sleep 90' "
+        f"< /dev/null > /dev/null 2>&1 & sleep 1; touch {marks}/${{{{ flavour }}}}; sleep 600")
+    proc = subprocess.Popen([sys.executable, "-m", "ftforge.cli", "build", str(recipe),
+                             "--output-dir", str(tmp_path / "out"), "--test", "skip",
+                             "--variant-jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "FTFORGE_CACHE": str(isolated_cache)})
+    try:
+        deadline = time.monotonic() + 300
+        while not all((marks / f).exists() for f in ("plain", "spicy")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the build scripts never started"
+            time.sleep(0.2)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=85)
+        took = time.monotonic() - began
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in marks.glob("*.pid"):
+            try:
+                os.kill(int(pid.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+    assert proc.returncode == 143, (out, err)
+    assert took < 45, f"ftforge waited {took:.0f} s for the daemons"

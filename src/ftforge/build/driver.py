@@ -348,6 +348,11 @@ class _LogSink:
         self.handle.close()
 
 
+def _first_line(what: object, limit: int = 160) -> str:
+    lines = [line for line in str(what).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else "unknown error")[:limit]
+
+
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error"
@@ -440,15 +445,11 @@ def build(
             keys.append(key)
             variants.extend(dict(v.variant) for v in rendered)
             planned.append((key, rendered, combination, native_channels))
-        channels: list[str] = []
-        if any(not (request.use_cache and (paths.builds_dir() / key / "manifest.json").is_file())
-               for key, *_ in planned):
-            # here, not in a variant's thread: a toolchain build in this process holds
-            # the GIL (rattler-build) and nothing else could run, not even Ctrl-C
-            reporter.step(f"{name}: toolchain package")
-            with _key_lock(paths.toolchain_channel_dir()):
-                channels = [ensure_toolchain_channel(tc, paths.toolchain_channel_dir()).as_uri(),
-                            *(channel_url(c) for c in request.channels)]
+        # here, not in a variant's thread: a toolchain build in this process holds the
+        # GIL (rattler-build) and nothing else could run, not even Ctrl-C
+        with _key_lock(paths.toolchain_channel_dir()):
+            channels = [ensure_toolchain_channel(tc, paths.toolchain_channel_dir()).as_uri(),
+                        *(channel_url(c) for c in request.channels)]
         labels = _labels([rendered for _, rendered, _, _ in planned])
         for (key, rendered, combination, natives), label in zip(planned, labels):
             tasks.append(functools.partial(
@@ -457,7 +458,8 @@ def build(
                 _Labelled(reporter, label) if jobs > 1 and label else reporter))
         clock.lap("prepare")
         fresh = run_concurrently(tasks, jobs, on_failure=lambda exc: reporter.step(
-            f"failed: {exc.message if isinstance(exc, FtforgeError) else exc}"))
+            f"{name}: a variant failed ({_first_line(getattr(exc, 'message', exc))}); the "
+            "others go on, the error follows"))
         clock.lap("rattler-build")
         all_cached = not any(fresh)
     if not keys:
@@ -631,7 +633,8 @@ def _labels(combinations: list[list]) -> list[str]:
     others (``freethreading=yes``); empty for a single combination."""
     if len(combinations) < 2:
         return [""] * len(combinations)
-    values = [dict(rendered[0].variant) if rendered else {} for rendered in combinations]
+    values = [{k: v for variant in rendered for k, v in dict(variant.variant).items()}
+              for rendered in combinations]  # every output's keys (python_abi uses one)
     keys = sorted({k for v in values for k in v
                    if len({str(w.get(k)) for w in values}) > 1})
     return [", ".join(f"{k}={v.get(k)}" for k in keys) for v in values]

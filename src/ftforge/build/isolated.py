@@ -35,7 +35,7 @@ from typing import IO, TypeVar
 from .. import pychild
 
 __all__ = ["BuildJob", "BuildsStopped", "ChildBuildFailed", "end_every_child", "run_concurrently",
-           "run_in_child", "signals_held", "stop_requested", "variant_identity"]
+           "interrupt_once", "run_in_child", "stop_requested", "variant_identity"]
 
 GRACE_SECONDS = 5.0
 """How long the build's process group gets between SIGTERM and SIGKILL."""
@@ -96,16 +96,17 @@ def run_concurrently(tasks: list[Callable[[], T]], jobs: int, *,
 
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ftforge-variant")
     futures: list = []
-    try:
-        for task in tasks:
-            futures.append(pool.submit(reported, task))
-        wait(futures)
-    except BaseException:
-        with signals_held():
+    with interrupt_once():
+        try:
+            for task in tasks:
+                futures.append(pool.submit(reported, task))
+            wait(futures)
+        except BaseException:
             end_every_child()
             pool.shutdown(wait=True, cancel_futures=True)
             end_every_child()  # a child started as the first round ran
-        raise
+            _stopping.clear()  # every thread has seen it
+            raise
     pool.shutdown(wait=True)
     for future in futures:
         if future.exception() is not None:
@@ -114,26 +115,44 @@ def run_concurrently(tasks: list[Callable[[], T]], jobs: int, *,
 
 
 @contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """In the main thread, Ctrl-C and SIGTERM are noted, not acted on, until the block
-    (a clean-up) is done: a second Ctrl-C must not cut short the ending of the build
-    groups. (A signal mask would not do: the kernel hands a signal the main thread
-    blocks to another thread, and Python still runs the handler in the main thread.)"""
+def interrupt_once() -> Iterator[None]:
+    """Around a wait for build children and the clean-up after it (main thread only):
+    the first Ctrl-C, SIGTERM or SIGHUP goes to the handler it was meant for (which
+    raises KeyboardInterrupt); any later one, until the block is done, is only noted --
+    a second signal must not cut short the ending of the build groups -- and delivered
+    once the handlers are back. (A signal mask would not do: the kernel hands a signal
+    the main thread blocks to another thread, and CPython still runs the handler in
+    the main thread.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = (signal.SIGINT, signal.SIGTERM)
-    before = {signum: signal.getsignal(signum) for signum in held}
+    before = {signum: signal.getsignal(signum)
+              for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    before = {signum: handler for signum, handler in before.items()
+              if handler is not None and handler != signal.SIG_IGN}  # C handlers, ignored
+    fired: list[int] = []
     noted: list[int] = []
-    for signum in held:
-        signal.signal(signum, lambda signum, _frame: noted.append(signum))
+
+    def handler(signum: int, frame: object) -> None:
+        if fired:
+            noted.append(signum)
+            return
+        fired.append(signum)
+        original = before[signum]
+        if callable(original):
+            original(signum, frame)
+        raise KeyboardInterrupt
+
+    for signum in before:
+        signal.signal(signum, handler)
     try:
         yield
     finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        if noted:  # delivered now, to the handler it was meant for
-            signal.raise_signal(noted[0])
+        for signum, original in before.items():
+            signal.signal(signum, original)
+        later = [signum for signum in dict.fromkeys(noted) if signum not in fired]
+        if later:  # e.g. SIGTERM after a Ctrl-C: the exit status should say so
+            signal.raise_signal(later[0])
 
 
 class ChildBuildFailed(Exception):
@@ -205,29 +224,29 @@ def run_in_child(job: BuildJob, callback: object) -> None:
     words if it died."""
     if _stopping.is_set():
         raise BuildsStopped("interrupted before the build started")
-    child = pychild.start("ftforge.build.isolated", "_serve", new_session=True)
-    with _live_lock:
-        _live.add(child.process)
-        stopped = _stopping.is_set()  # end_every_child ran as this child started
-    try:
-        if stopped:
-            raise BuildsStopped("interrupted as the build started")
-        assert child.process.stdin is not None
-        child.process.stdin.write(json.dumps(asdict(job)).encode())
-        child.process.stdin.close()
-        outcome = _relay(child.answers, callback) or {}
-        code = child.process.wait()
-        if _stopping.is_set():  # ended by end_every_child: an interruption, not a failure
-            raise BuildsStopped("interrupted")
-        if outcome.get("kind") == "error":
-            raise ChildBuildFailed(str(outcome.get("message", "")))
-        if outcome.get("kind") != "done" or code != 0:
-            last = child.last_words()
-            raise ChildBuildFailed(f"the build process ended with exit status {code}"
-                                   + (f": {last}" if last else ""))
-    finally:  # done, failed or interrupted: the group goes (with anything the build
-        with signals_held():  # script left in the background)
-            _end_group(child.process)
+    with interrupt_once():
+        child = pychild.start("ftforge.build.isolated", "_serve", new_session=True)
+        with _live_lock:
+            _live.add(child.process)
+            stopped = _stopping.is_set()  # end_every_child ran as this child started
+        try:
+            if stopped:
+                raise BuildsStopped("interrupted as the build started")
+            assert child.process.stdin is not None
+            child.process.stdin.write(json.dumps(asdict(job)).encode())
+            child.process.stdin.close()
+            outcome = _relay(child.answers, callback) or {}
+            code = child.process.wait()
+            if _stopping.is_set():  # ended by end_every_child: an interruption
+                raise BuildsStopped("interrupted")
+            if outcome.get("kind") == "error":
+                raise ChildBuildFailed(str(outcome.get("message", "")))
+            if outcome.get("kind") != "done" or code != 0:
+                last = child.last_words()
+                raise ChildBuildFailed(f"the build process ended with exit status {code}"
+                                       + (f": {last}" if last else ""))
+        finally:  # done, failed or interrupted: the group goes (with anything the build
+            _end_group(child.process)  # script left in the background)
             child.close_streams()
             with _live_lock:
                 _live.discard(child.process)
@@ -294,8 +313,16 @@ def _serve(answer_fd: int) -> None:
     # with SIGINT ignored (`nohup cmd &` from a script, cron), CPython's own tests in its
     # PGO training task fail; and ftforge ignores a second SIGTERM while it cleans up.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in signal.valid_signals():  # SIGPIPE stays: rattler-build resets it itself
+        if signum not in (signal.SIGINT, signal.SIGPIPE, signal.SIGKILL, signal.SIGSTOP) \
+                and signal.getsignal(signum) in (signal.SIG_IGN, None):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(signum, signal.SIG_DFL)
     for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
+    # only this process writes events: the build's processes must not keep the pipe
+    # open (ftforge reads until it closes)
+    os.set_inheritable(answer_fd, False)
     from rattler_build import RattlerBuildError, ToolConfiguration
 
     from .driver import render
