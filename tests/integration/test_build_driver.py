@@ -78,6 +78,36 @@ requirements:
     assert "apt-file search frobnicate/frob.h" in info.value.hint
 
 
+def _sigterm_a_build(recipe, cache, out, ready, *extra: str, timeout: float = 60):
+    """Start `ftforge build RECIPE` (its own process), wait until ``ready()`` says the
+    build script runs, SIGTERM ftforge alone; (returncode, stdout, stderr, seconds the
+    exit took)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "ftforge.cli", "build", str(recipe),
+                             "--output-dir", str(out), "--test", "skip", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "FTFORGE_CACHE": str(cache)})
+    try:
+        deadline = time.monotonic() + 300
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the build script never started"
+            time.sleep(0.2)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out_text, err_text = proc.communicate(timeout=timeout)
+        return proc.returncode, out_text, err_text, time.monotonic() - began
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_sigterm_ends_the_build_and_every_process_it_started(tmp_path, isolated_cache):
     """`kill PID` of a running `ftforge build` (the process alone, not its group, as a
     supervisor or a CI timeout may send it): ftforge exits 143 within seconds, the build
@@ -86,8 +116,6 @@ def test_sigterm_ends_the_build_and_every_process_it_started(tmp_path, isolated_
     holds the GIL) and a SIGKILL left make running."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     pids = tmp_path / "pids"
@@ -97,26 +125,11 @@ def test_sigterm_ends_the_build_and_every_process_it_started(tmp_path, isolated_
         TINY.format(marker="x").replace("    - mkdir -p $PREFIX/share\n",
                                         f"    - sleep 600 & echo $! > {pids}; wait\n")
         .replace("${{ flavour }}", "plain"))
-    proc = subprocess.Popen([sys.executable, "-m", "ftforge.cli", "build", str(recipe),
-                             "--output-dir", str(tmp_path / "out"), "--test", "skip"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "FTFORGE_CACHE": str(isolated_cache)})
-    try:
-        deadline = time.monotonic() + 300
-        while not (pids.exists() and pids.read_text().strip()):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the build script never started"
-            time.sleep(0.2)
-        sleeper = int(pids.read_text())
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        took = time.monotonic() - started
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, (out, err)
+    code, out, err, took = _sigterm_a_build(
+        recipe, isolated_cache, tmp_path / "out",
+        lambda: pids.exists() and pids.read_text().strip() != "")
+    sleeper = int(pids.read_text())
+    assert code == 143, (out, err)
     assert err.strip().splitlines()[-1] == "terminated", err
     assert "Traceback" not in err
     assert took < 30, took
@@ -235,35 +248,18 @@ def test_sigterm_ends_every_variant_building_at_once(tmp_path, isolated_cache):
     SIGTERM to ftforge ends both children's process groups; exit 143, two `.failed`."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     pids = tmp_path / "pids"
     pids.mkdir()
     recipe = _both_flavours_recipe(
         tmp_path / "slow", f"sleep 600 & echo $! > {pids}/${{{{ flavour }}}}; wait")
-    proc = subprocess.Popen([sys.executable, "-m", "ftforge.cli", "build", str(recipe),
-                             "--output-dir", str(tmp_path / "out"), "--test", "skip",
-                             "--variant-jobs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "FTFORGE_CACHE": str(isolated_cache)})
-    try:
-        deadline = time.monotonic() + 300
-        while len([p for p in pids.iterdir() if p.read_text().strip()]) < 2:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the build scripts never both started"
-            time.sleep(0.2)
-        sleepers = [int(p.read_text()) for p in pids.iterdir()]
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        took = time.monotonic() - started
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, (out, err)
+    code, out, err, took = _sigterm_a_build(
+        recipe, isolated_cache, tmp_path / "out",
+        lambda: len([p for p in pids.iterdir() if p.read_text().strip()]) == 2,
+        "--variant-jobs", "2")
+    sleepers = [int(p.read_text()) for p in pids.iterdir()]
+    assert code == 143, (out, err)
     assert err.strip().splitlines()[-1] == "terminated", err
     assert "Traceback" not in err
     assert took < 30, took
@@ -323,9 +319,6 @@ def test_an_interrupted_build_does_not_wait_for_a_process_that_left_its_group(
     them -- they do not inherit the pipe a variant's thread reads the build's events from."""
     import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -333,29 +326,16 @@ def test_an_interrupted_build_does_not_wait_for_a_process_that_left_its_group(
         tmp_path / "daemon",
         f"setsid sh -c 'echo $$ > {marks}/${{{{ flavour }}}}.pid; exec sleep 90' "
         f"< /dev/null > /dev/null 2>&1 & sleep 1; touch {marks}/${{{{ flavour }}}}; sleep 600")
-    proc = subprocess.Popen([sys.executable, "-m", "ftforge.cli", "build", str(recipe),
-                             "--output-dir", str(tmp_path / "out"), "--test", "skip",
-                             "--variant-jobs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "FTFORGE_CACHE": str(isolated_cache)})
     try:
-        deadline = time.monotonic() + 300
-        while not all((marks / f).exists() for f in ("plain", "spicy")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the build scripts never started"
-            time.sleep(0.2)
-        began = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=85)
-        took = time.monotonic() - began
+        code, out, err, took = _sigterm_a_build(
+            recipe, isolated_cache, tmp_path / "out",
+            lambda: all((marks / f).exists() for f in ("plain", "spicy")),
+            "--variant-jobs", "2", timeout=85)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         for pid in marks.glob("*.pid"):
             try:
                 os.kill(int(pid.read_text()), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
-    assert proc.returncode == 143, (out, err)
+    assert code == 143, (out, err)
     assert took < 45, f"ftforge waited {took:.0f} s for the daemons"
