@@ -424,7 +424,6 @@ def build(
     extra = [tc.identity, get_rattler_build_version_py(), request.test]
     keys: list[str] = []
     variants: list[dict[str, str]] = []
-    tasks: list[Callable[[], bool]] = []
     planned: list[tuple[str, list, VariantMatrix, tuple[str, ...]]] = []
     native_packages: list[Path] = []
     native_channels: tuple[str, ...] = ()
@@ -451,11 +450,11 @@ def build(
             channels = [ensure_toolchain_channel(tc, paths.toolchain_channel_dir()).as_uri(),
                         *(channel_url(c) for c in request.channels)]
         labels = _labels([rendered for _, rendered, _, _ in planned])
-        for (key, rendered, combination, natives), label in zip(planned, labels):
-            tasks.append(functools.partial(
-                _build_variant, request, name, key, rendered, (staged, combination),
-                [*channels, *(channel_url(c) for c in natives)],
-                _Labelled(reporter, label) if jobs > 1 and label else reporter))
+        tasks = [functools.partial(
+            _build_variant, request, name, key, rendered, (staged, combination),
+            [*channels, *(channel_url(c) for c in natives)],
+            _Labelled(reporter, label) if jobs > 1 and label else reporter)
+            for (key, rendered, combination, natives), label in zip(planned, labels)]
         clock.lap("prepare")
         fresh = run_concurrently(tasks, jobs, on_failure=lambda exc: reporter.step(
             f"{name}: a variant failed ({_first_line(getattr(exc, 'message', exc))}); the "
@@ -604,11 +603,13 @@ def _usable_cpus() -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    quota = _cgroup_file("cpu.max", "cpu", "cpu.cfs_quota_us") or ""
-    period = (quota.split()[1:] or [_cgroup_file("cpu.max", "cpu", "cpu.cfs_period_us")])[0]
-    quota = quota.split()[0] if quota else ""
-    if quota.isdigit() and period and period.isdigit() and int(period) > 0:
-        cpus = min(cpus, max(1, int(quota) // int(period)))
+    # v2: cpu.max is "QUOTA PERIOD" (QUOTA "max": none); v1: cfs_quota_us (-1: none)
+    # and the period in a file of its own
+    fields = (_cgroup_file("cpu.max", "cpu", "cpu.cfs_quota_us") or "").split()
+    if len(fields) == 1:
+        fields.append(_cgroup_file("cpu.max", "cpu", "cpu.cfs_period_us") or "")
+    if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]) > 0:
+        cpus = min(cpus, max(1, int(fields[0]) // int(fields[1])))
     return cpus
 
 

@@ -126,10 +126,9 @@ def interrupt_once() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = {signum: signal.getsignal(signum)
-              for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    before = {signum: handler for signum, handler in before.items()
-              if handler is not None and handler != signal.SIG_IGN}  # C handlers, ignored
+    before = {signum: handler for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+              if (handler := signal.getsignal(signum)) not in (None, signal.SIG_IGN)}
+    # (a C-level handler, None here, and an ignored signal are left as they are)
     fired: list[int] = []
     noted: list[int] = []
 
@@ -312,14 +311,14 @@ def _serve(answer_fd: int) -> None:
     # The build gets default signal dispositions whatever ftforge inherited or set: run
     # with SIGINT ignored (`nohup cmd &` from a script, cron), CPython's own tests in its
     # PGO training task fail; and ftforge ignores a second SIGTERM while it cleans up.
+    # (A fresh Python has handlers of its own for SIGINT alone; every other signal is
+    # SIG_DFL or what it inherited ignored -- SIGTERM, SIGQUIT, SIGHUP included.)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in signal.valid_signals():  # SIGPIPE stays: rattler-build resets it itself
         if signum not in (signal.SIGINT, signal.SIGPIPE, signal.SIGKILL, signal.SIGSTOP) \
                 and signal.getsignal(signum) in (signal.SIG_IGN, None):
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(signum, signal.SIG_DFL)
-    for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
     # only this process writes events: the build's processes must not keep the pipe
     # open (ftforge reads until it closes)
     os.set_inheritable(answer_fd, False)
